@@ -1,0 +1,274 @@
+"""Driver-side Ray Tune callbacks: MLflow tracking of every trial, and live progress.
+
+Both run in the driver process, so MLflow sees one writer and trials on other nodes need no store
+credentials. Ray's own MLflowLoggerCallback logs every Tune field as a metric and does not nest runs
+under a sweep; ``TrialTracker`` logs only what the trainer reported, nested, in batches.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+from hpo.trainable import BEST_KEY, NODE_KEY, TIME_KEY, trial_config
+from tracker import schema
+from tracker.mlflow_log import SweepLogger
+
+# Fields Ray adds to every result; they describe the run, not the model.
+_RAY_FIELDS = frozenset({
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
+    "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
+    "experiment_tag", "should_checkpoint", "epoch", BEST_KEY, TIME_KEY,
+})
+_ERROR_LINES = 25
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _DriverOnly:
+    """Ray pickles the run config, callbacks included, into tuner.pkl for resuming. These callbacks
+    hold a live MLflow client (whose URI may carry a password) and a console stream: write a
+    placeholder instead; a sweep is never resumed from that file."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (Callback, ())
+
+
+@dataclass
+class TrialRecord:
+    """What the driver knows of one trial; the leaderboard and the JSON summary read these."""
+
+    trial_id: str
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    status: str = "RUNNING"  # RUNNING | FINISHED | FAILED | KILLED
+    early_stopped: bool = False
+    best: float | None = None
+    final: float | None = None
+    epochs: int = 0
+    error: str | None = None
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    checkpoint: Any = None  # the trial's latest Ray checkpoint: its best epoch
+    diagnosis: Any = None  # tracker.diagnosis.Diagnosis once the trial has ended
+
+
+class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
+    """Mirrors each Tune trial into an MLflow child run of the sweep.
+
+    Args:
+        logger: the sweep's MLflow writer.
+        base_tags: tags every trial run gets (sweep, method, sampler, seed, versions, git commit).
+        fixed: settings every trial shares (trainer options, fixed parameters), logged as params.
+        metric: the sweep metric's name.
+        stopped: trial ids the scheduler ended early (filled by the scheduler).
+        stopped_by: name of the early-stopping rule for the tag.
+        on_finish: called with each record when its trial ends (diagnosis hooks in here).
+    """
+
+    def __init__(
+        self,
+        logger: SweepLogger,
+        *,
+        base_tags: Mapping[str, str],
+        fixed: Mapping[str, Any],
+        metric: str,
+        stopped: set[str],
+        stopped_by: str,
+        on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
+    ) -> None:
+        self.logger = logger
+        self.base_tags = dict(base_tags)
+        self.fixed = dict(fixed)
+        self.metric = metric
+        self.stopped = stopped
+        self.stopped_by = stopped_by
+        self.on_finish = on_finish
+        self.records: dict[str, TrialRecord] = {}
+        self.numbers: dict[str, int] = {}  # trial id -> order of proposal, filled by the searcher
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.records:  # a retried trial keeps its run
+            return
+        used = {r.number for r in self.records.values()}
+        number = self.numbers.get(trial.trial_id)
+        if number is None or number in used:
+            number = max(used, default=-1) + 1
+        params = trial_config(self.fixed, trial.config)
+        sweep = self.base_tags.get(schema.SWEEP, "sweep")
+        run_id = self.logger.start_trial(
+            f"{sweep}-{number:03d}",
+            params,
+            {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number)},
+        )
+        self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, params)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        step = int(result.get("epoch") or result.get("training_iteration") or record.epochs + 1)
+        if isinstance(result.get(NODE_KEY), str):  # the trainable sends it with its first report
+            self.logger.set_tags(record.run_id, {schema.NODE_ID: result[NODE_KEY]})
+        values = {
+            k: float(v) for k, v in result.items()
+            if k not in _RAY_FIELDS and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        for key, value in values.items():
+            record.history.setdefault(key, []).append(value if math.isfinite(value) else None)
+        finite = {k: v for k, v in values.items() if math.isfinite(v)}  # MLflow rejects NaN on some stores
+        stamp_ms = int(float(result.get(TIME_KEY) or result.get("timestamp") or time.time()) * 1000)
+        self.logger.log_epoch(record.run_id, finite, step=step, timestamp_ms=stamp_ms)
+        record.epochs = step
+        record.final = values.get(self.metric, record.final)
+        best = result.get(BEST_KEY)
+        record.best = float(best) if isinstance(best, int | float) else record.best
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        record.checkpoint = trial.checkpoint
+        if trial.trial_id in self.stopped:
+            record.status, record.early_stopped = "KILLED", True
+            tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: self.stopped_by}
+        else:
+            record.status = "FINISHED"
+            tags = {}
+        self._finish(record, tags)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        record.status = "FAILED"
+        record.error = _error_text(trial)
+        self._finish(record, {schema.ERROR: record.error})
+
+    def close_open(self) -> None:
+        """Mark trials still running (an interrupted sweep) as KILLED."""
+        for record in self.records.values():
+            if record.status == "RUNNING":
+                record.status = "KILLED"
+                self._finish(record, {schema.ERROR: "the sweep was interrupted"})
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self.logger.maybe_flush()
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.logger.flush()
+
+    def _finish(self, record: TrialRecord, tags: dict[str, str]) -> None:
+        if self.on_finish is not None:
+            tags.update(self.on_finish(record))
+        if record.diagnosis is not None:
+            self.logger.log_json(record.run_id, record.diagnosis.to_dict(), schema.DIAGNOSIS_ARTIFACT)
+        metrics: dict[str, float] = {schema.EPOCHS_RUN: float(record.epochs)}
+        if record.best is not None:
+            metrics[schema.BEST_PREFIX + self.metric] = record.best
+        if record.final is not None and math.isfinite(record.final):
+            metrics[schema.FINAL_PREFIX + self.metric] = record.final
+        self.logger.finish_trial(record.run_id, record.status, tags, metrics)
+
+
+def _error_text(trial: Any) -> str:
+    """The last lines of a failed trial's traceback, led by the exception line."""
+    try:
+        error = trial.get_error()
+        text = str(error) if error is not None else ""
+    except Exception:  # noqa: BLE001 - reading the error file must not hide the failure itself
+        text = ""
+    if not text and trial.error_file:
+        try:
+            with open(trial.error_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+    text = _ANSI_ESCAPE.sub("", text)  # Ray colours the actor name in its tracebacks
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-_ERROR_LINES:]) or "the trial failed without an error message"
+
+
+def error_summary(text: str | None) -> str:
+    """The one line of a traceback that says what went wrong."""
+    if not text:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or "Diverged" in line:
+            return line
+    return lines[-1]
+
+
+class Progress(_DriverOnly, Callback):  # type: ignore[misc]
+    """Live progress on stderr: trials done / running / total, best so far, elapsed, ETA.
+
+    On a terminal one line is redrawn in place; otherwise a line is printed when a trial ends.
+    """
+
+    def __init__(self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None) -> None:
+        self.tracker = tracker
+        self.total = total
+        self.maximize = goal == "maximize"
+        self.metric = metric
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self.interactive = self.stream.isatty()
+        self._last_draw = 0.0
+        self._last_line = ""
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self.interactive and time.monotonic() - self._last_draw > 0.5:
+            self._draw(end="\r")
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._draw(end="\n" if not self.interactive else "\r")
+
+    on_trial_error = on_trial_complete
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def line(self) -> str:
+        records = list(self.tracker.records.values())
+        done = sum(r.status != "RUNNING" for r in records)
+        running = len(records) - done
+        failed = sum(r.status == "FAILED" for r in records)
+        bests = [r.best for r in records if r.best is not None and r.status != "FAILED"]
+        best = (max(bests) if self.maximize else min(bests)) if bests else None
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (self.total - done) if done else None
+        parts = [
+            f"trials {done}/{self.total} done",
+            f"{running} running",
+            *([f"{failed} failed"] if failed else []),
+            f"best {self.metric} {best:.4g}" if best is not None else f"best {self.metric} -",
+            f"elapsed {_clock(elapsed)}",
+            f"ETA {_clock(eta)}" if eta is not None else "ETA -",
+        ]
+        return " | ".join(parts)
+
+    def _draw(self, end: str) -> None:
+        text = self.line()
+        if text == self._last_line and end == "\n":
+            return
+        self._last_line = text
+        self._last_draw = time.monotonic()
+        self.stream.write(("\r\033[K" if self.interactive else "") + text + end)
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else (
+        f"{seconds // 60:02d}:{seconds % 60:02d}")

@@ -1,0 +1,217 @@
+"""``hpo``: run, validate and inspect sweeps. The one place where objects are wired together.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from hpo.config import load_sweep, parse_overrides
+from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hpo`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow logs schema migrations at INFO
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except (TrackingError, ClusterError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except HpoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpo",
+        description="Hyperparameter search for PyTorch: Ray Tune + Optuna, tracked in MLflow.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a sweep file")
+    run.add_argument("file", help="sweep file (YAML)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field, e.g. --set budget.trials=20 --set parameters.lr.max=0.5")
+    run.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    run.add_argument("--ray-address", metavar="ADDR",
+                     help="run trials on this Ray cluster: auto | HOST:PORT | ray://HOST:PORT (overrides ray.address)")
+    run.set_defaults(handler=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check a sweep file without running it")
+    validate.add_argument("file")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    validate.set_defaults(handler=_cmd_validate)
+
+    best = commands.add_parser("best", help="top trials of a sweep, read from the store")
+    best.add_argument("name", help="sweep name (its latest run) or a sweep's parent run id")
+    best.add_argument("--top", type=int, default=5, help="how many trials (default 5)")
+    best.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    best.add_argument("--json", action="store_true")
+    best.set_defaults(handler=_cmd_best)
+
+    diagnose = commands.add_parser(
+        "diagnose", help="verdict, evidence and advice for a trial, or a sweep's summary",
+        description="Diagnose overfitting, underfitting and divergence from learning curves.",
+    )
+    diagnose.add_argument("target", nargs="?", help="a trial's run id, a sweep's parent run id or a sweep name")
+    diagnose.add_argument("--history", metavar="FILE",
+                          help='JSON file {"train_loss": [...], "val_loss": [...], ...} instead of a stored run')
+    diagnose.add_argument("--tracking-uri")
+    diagnose.add_argument("--json", action="store_true")
+    diagnose.set_defaults(handler=_cmd_diagnose)
+
+    dashboard = commands.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1")
+    dashboard.add_argument("--tracking-uri")
+    dashboard.add_argument("--port", type=int, default=None, help="default 8501")
+    dashboard.add_argument("--host", default=None, help="default 127.0.0.1 (set 0.0.0.0 to share on a network)")
+    dashboard.set_defaults(handler=_cmd_dashboard)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI and the dashboard for the store; Ctrl-C stops both")
+    ui.add_argument("--tracking-uri")
+    ui.add_argument("--mlflow-port", type=int, default=None, help="MLflow UI port for a database store (default 5000)")
+    ui.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
+    ui.add_argument("--host", default=None, help="default 127.0.0.1")
+    ui.set_defaults(handler=_cmd_ui)
+    return parser
+
+
+# -- run -------------------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.overrides)
+    if args.ray_address is not None:
+        overrides["ray.address"] = json.dumps(args.ray_address)  # a quoted YAML string: never read as a number
+    config, text = load_sweep(args.file, overrides)
+    from hpo import _checks, defaults
+    from hpo.runner import run_sweep
+
+    uri = defaults.tracking_uri(config.tracking_uri)
+    print(
+        f"sweep {config.name}: {config.method} ({config.sampler_name}) over {len(config.parameters)} parameters, "
+        f"{_checks.trials_planned(config)} trials, {config.metric.goal} {config.metric.name}",
+        file=sys.stderr,
+    )
+    # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
+    # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run_sweep(config, text)
+    from hpo.report import leaderboard_text, result_json, where_to_look
+
+    if args.json:
+        print(json.dumps(result_json(result), indent=2, default=str))
+    else:
+        print(leaderboard_text(result))
+        print(where_to_look(result, uri))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    if result.best is None:
+        print("error: no trial produced a value of the sweep metric; see the FAILED trials' errors above",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config, _ = load_sweep(args.file, parse_overrides(args.overrides))
+    from hpo import _checks
+
+    trials = _checks.trials_planned(config)
+    print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
+          f"up to {config.max_epochs} epochs, {config.metric.goal} {config.metric.name}")
+    return EXIT_OK
+
+
+# -- best ------------------------------------------------------------------------------------------
+def _cmd_best(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from hpo.report import best_from_store
+
+    out = out or sys.stdout  # looked up now: a default of sys.stdout would bypass redirect_stdout and capsys
+
+    rows, text = best_from_store(args.name, args.tracking_uri, args.top)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str), file=out)
+    else:
+        print(text, file=out)
+    return EXIT_OK
+
+
+
+
+# -- diagnose --------------------------------------------------------------------------------------
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from hpo.diagnose import diagnose_stored, render
+
+    if (args.history is None) == (args.target is None):
+        raise ConfigError("give either a run id / sweep name or --history FILE", source="hpo diagnose")
+    if args.history is not None:
+        from tracker.diagnosis import HistoryFileError, diagnose, load_history_file
+
+        try:
+            history = load_history_file(args.history)
+        except HistoryFileError as e:
+            raise ConfigError(str(e)) from None
+        doc: dict[str, Any] = diagnose(history).to_dict()
+    else:
+        doc = diagnose_stored(args.target, args.tracking_uri)
+    if args.json:
+        print(json.dumps({k: v for k, v in doc.items() if k != "kind"}, indent=2, allow_nan=False))
+    else:
+        print(render(doc))
+    return EXIT_OK
+
+
+# -- dashboard -------------------------------------------------------------------------------------
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.server import serve
+    from hpo import defaults
+
+    uri = defaults.tracking_uri(args.tracking_uri)
+    port = args.port or defaults.DASHBOARD_PORT
+    host = args.host or defaults.HOST
+    print(f"dashboard: http://{host}:{port}  (store {_redact(uri)}; Ctrl-C stops it)", file=sys.stderr)
+    return serve(uri, port, host=host)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from dashboard.server import command
+    from hpo import defaults, ui
+
+    uri = defaults.tracking_uri(args.tracking_uri)
+    host = args.host or defaults.HOST
+    port = args.port or defaults.DASHBOARD_PORT
+    print(f"store: {_redact(uri)}", file=sys.stderr)
+    services = [
+        ui.mlflow_ui(uri, host, args.mlflow_port or defaults.MLFLOW_UI_PORT, defaults.artifact_root()),
+        ui.Service("dashboard", f"http://{host}:{port}", command(uri, port, host=host)),
+    ]
+    return ui.run(services)
+
+
+def _redact(uri: str) -> str:
+    from tracker.mlflow_log import redact
+
+    return redact(uri)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

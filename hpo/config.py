@@ -1,0 +1,473 @@
+"""Sweep files: load, override, validate into one typed ``SweepConfig``.
+
+Validation happens once, here, before anything is created: no MLflow run, no Ray session and no
+file exists until a sweep file has passed every check. Each error names the file, the field path,
+what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpo import defaults
+from hpo.errors import ConfigError
+
+Scalar = str | int | float | bool
+Method = Literal["grid", "random", "bayes"]
+SamplerName = Literal["tpe", "gp", "cmaes"]
+Goal = Literal["maximize", "minimize"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- parameters ------------------------------------------------------------------------------------
+class _Param(_Model):
+    when: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict,
+        description="exists only when each named parameter takes the given value (or one of the list)",
+    )
+
+    def condition(self) -> dict[str, tuple[Scalar, ...]]:
+        """``when`` with every right-hand side as a tuple of allowed values."""
+        return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in self.when.items()}
+
+
+class Fixed(_Param):
+    """A value every trial gets: ``dropout: 0.1`` or ``{value: 0.1, when: {...}}``."""
+
+    kind: Literal["fixed"] = "fixed"
+    value: Scalar | list[Scalar]
+
+
+class Choice(_Param):
+    """A categorical parameter: ``{values: [sgd, adam]}``."""
+
+    kind: Literal["choice"] = "choice"
+    values: list[Scalar] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _distinct(cls, values: list[Scalar]) -> list[Scalar]:
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError(f"values must be distinct, got {values}")
+        return values
+
+
+class Range(_Param):
+    """A distribution: ``{distribution: log_uniform, min: 1e-4, max: 0.1}`` (bounds inclusive)."""
+
+    kind: Literal["range"] = "range"
+    distribution: Literal["uniform", "log_uniform", "int", "int_log"]
+    min: float
+    max: float
+    step: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(
+                f"min <= max must hold, got min={self.min:g}, max={self.max:g}; swap them"
+            )
+        if self.distribution in ("log_uniform", "int_log") and self.min <= 0:
+            raise ValueError(
+                f"a {self.distribution} distribution needs min > 0, got min={self.min:g}; "
+                "use distribution: uniform (or int) for ranges that include 0"
+            )
+        if self.distribution in ("int", "int_log"):
+            for name, bound in (("min", self.min), ("max", self.max)):
+                if not float(bound).is_integer():
+                    raise ValueError(f"an {self.distribution} distribution needs integer {name}, got {bound}")
+            if self.step is not None and not float(self.step).is_integer():
+                raise ValueError(f"an {self.distribution} distribution needs an integer step, got {self.step}")
+        if self.step is not None and self.distribution in ("log_uniform", "int_log") and self.step != 1:
+            raise ValueError(f"step is not supported with distribution {self.distribution}; use uniform or int")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return self.distribution in ("int", "int_log")
+
+    @property
+    def is_log(self) -> bool:
+        return self.distribution in ("log_uniform", "int_log")
+
+    def grid_values(self) -> list[float | int] | None:
+        """The points of this range in a grid, or None when it is continuous."""
+        if self.is_int:
+            step = int(self.step or 1)
+            return list(range(int(self.min), int(self.max) + 1, step))
+        if self.step is None:
+            return None
+        count = int((self.max - self.min) / self.step + 1e-9) + 1
+        return [round(self.min + i * self.step, 12) for i in range(count)]
+
+
+_MARKERS = {"values": "choice", "distribution": "range", "value": "fixed"}
+Param = Annotated[Fixed | Choice | Range, Field(discriminator="kind")]
+
+_PARAM_KEYS = {"fixed": set(Fixed.model_fields), "choice": set(Choice.model_fields), "range": set(Range.model_fields)}
+
+
+def _tag_param(raw: Any) -> Any:
+    """Give a parameter's raw YAML value the ``kind`` pydantic discriminates on."""
+    if not isinstance(raw, dict):
+        return {"kind": "fixed", "value": raw}
+    if "kind" in raw:
+        return raw
+    if "values" in raw:
+        return {"kind": "choice", **raw}
+    if "distribution" in raw:
+        return {"kind": "range", **raw}
+    if "value" in raw:
+        return {"kind": "fixed", **raw}
+    for key in raw:  # a misspelt marker key: tag by it so the error can say "did you mean"
+        match = difflib.get_close_matches(str(key), list(_MARKERS), n=1, cutoff=0.6)
+        if match:
+            return {"kind": _MARKERS[match[0]], **raw}
+    raise ValueError(
+        "a parameter is a plain value, {values: [...]}, {distribution: ..., min: ..., max: ...} "
+        f"or {{value: ...}}; got keys {sorted(raw)}"
+    )
+
+
+# -- the rest of the sweep -------------------------------------------------------------------------
+class Metric(_Model):
+    name: str = "val_loss"
+    goal: Goal = "minimize"
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        return "max" if self.goal == "maximize" else "min"
+
+
+class Budget(_Model):
+    trials: int | None = Field(default=None, ge=1, description="trials to run (random/bayes); grid runs all points")
+    max_concurrent: int | None = Field(default=None, ge=1)
+    time_limit_s: float | None = Field(default=None, gt=0)
+    max_failures: int = Field(default=0, ge=0, description="retries of a trial whose process fails or dies")
+
+
+class EarlyStop(_Model):
+    type: Literal["none", "asha", "hyperband", "median"] = "none"
+    grace_epochs: int = Field(default=1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(default=3.0, gt=1)
+    brackets: int = Field(default=3, ge=1, description="hyperband: number of brackets")
+
+
+class Resources(_Model):
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+
+
+DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
+_SPEC = "'package.module:function'"
+
+
+class Trainer(_Model):
+    task: str | None = Field(default=None, description="built-in task: " + ", ".join(defaults.TASKS))
+    function: str | None = Field(default=None, description="your own loop: 'package.module:function'")
+    model: str | None = Field(
+        default=None,
+        description="your own model for the built-in loop: 'package.module:build_model', called as "
+        "build_model(config, input_shape, n_outputs) -> torch.nn.Module; with task, data or data_file",
+    )
+    data: str | None = Field(
+        default=None,
+        description="your own data for the built-in loop: 'package.module:load_data', called as "
+        "load_data(config) -> (x_train, y_train, x_val, y_val); integer y = classification, float y = regression",
+    )
+    data_file: str | None = Field(
+        default=None,
+        description="a table for the built-in loop: .csv or .parquet (with `target`) or .npz (arrays X, y); "
+        "relative to the folder hpo runs in; split with the val_fraction setting",
+    )
+    target: str | None = Field(default=None, description="the column of data_file (.csv/.parquet) to predict")
+    epochs: int = Field(default=10, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="fixed trainer settings")
+    reports: list[str] | None = Field(default=None, description="metrics a custom function reports")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str | None) -> str | None:
+        if task is not None and task not in defaults.TASKS:
+            raise ValueError(
+                f"unknown task {task!r}{_did_you_mean(task, set(defaults.TASKS))}; "
+                f"built-in tasks: {', '.join(defaults.TASKS)}"
+            )
+        return task
+
+    @field_validator("function", "model", "data")
+    @classmethod
+    def _function_path(cls, function: str | None) -> str | None:
+        if function is not None and (":" not in function or function.startswith(":") or function.endswith(":")):
+            raise ValueError(f"must look like {_SPEC}, got {function!r}")
+        return function
+
+    @field_validator("data_file")
+    @classmethod
+    def _file_kind(cls, path: str | None) -> str | None:
+        if path is not None and Path(path).suffix.lower() not in DATA_FILE_SUFFIXES:
+            raise ValueError(f"must end in {', '.join(DATA_FILE_SUFFIXES)}, got {path!r}")
+        return path
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trainer:
+        given = [name for name in ("task", "function", "data", "data_file") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of trainer.task (a built-in task: " + ", ".join(defaults.TASKS)
+                + f"), trainer.function ({_SPEC}), trainer.data ('package.module:load_data') or "
+                f"trainer.data_file (.csv, .parquet, .npz), got {', '.join(given) or 'none'}"
+            )
+        if self.model is not None and self.function is not None:
+            raise ValueError("trainer.model plugs a model into the built-in loop; a trainer.function builds its own "
+                             "model: remove trainer.model")
+        table = self.data_file is not None and Path(self.data_file).suffix.lower() in (".csv", ".parquet")
+        if table and self.target is None:
+            raise ValueError(f"trainer.data_file {self.data_file!r} is a table: name the column to predict "
+                             "in trainer.target")
+        if not table and self.target is not None:
+            raise ValueError("trainer.target names a column of a .csv/.parquet trainer.data_file; remove it "
+                             "(.npz files hold arrays X and y)")
+        return self
+
+    @property
+    def byo(self) -> dict[str, str]:
+        """Your own model / data / data file for the built-in loop (empty for built-in tasks)."""
+        fields = ("model", "data", "data_file", "target")
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
+
+class Ray(_Model):
+    """Where trials run: ``{address: auto | HOST:PORT | ray://HOST:PORT}``; a local Ray when absent."""
+
+    address: str | None = Field(default=None, description="auto, HOST:PORT (GCS) or ray://HOST:PORT (Ray Client)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is not None and not re.fullmatch(r"auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}", address):
+            raise ValueError(f"must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+        return address
+
+
+class SweepConfig(_Model):
+    """One validated sweep: what to search, how, and where results go."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    experiment: str | None = None
+    method: Method = "bayes"
+    sampler: SamplerName | None = None
+    metric: Metric = Field(default_factory=Metric)
+    budget: Budget = Field(default_factory=Budget)
+    early_stop: EarlyStop = Field(default_factory=EarlyStop)
+    seed: int = Field(default=0, ge=0)
+    trainer: Trainer
+    parameters: dict[str, Param] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    workers: int = Field(default=1, ge=1, description="DDP workers per trial (Ray Train), each with `resources`")
+    tracking_uri: str | None = None
+    ray: Ray = Field(default_factory=Ray)
+
+    @model_validator(mode="after")
+    def _workers_need_the_loop(self) -> SweepConfig:
+        if self.workers > 1 and self.trainer.function is not None:
+            raise ValueError(
+                f"workers: {self.workers} runs the built-in loop on DDP workers, but trainer.function runs your "
+                "own loop; set workers: 1 (or use trainer.task / data / data_file)"
+            )
+        return self
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _kinds(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        return {name: _tag_param(value) for name, value in raw.items()}
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+    @property
+    def sampler_name(self) -> str:
+        """The Optuna sampler the method runs on: grid, random, tpe, gp or cmaes."""
+        if self.method == "bayes":
+            return self.sampler or "tpe"
+        return self.method
+
+    @property
+    def max_epochs(self) -> int:
+        """Longest a trial can train: the top of a tuned ``epochs`` range, else ``trainer.epochs``."""
+        param = self.parameters.get("epochs")
+        if isinstance(param, Fixed) and isinstance(param.value, int):
+            return param.value
+        if isinstance(param, Choice):
+            return int(max(v for v in param.values if isinstance(v, int | float)))
+        if isinstance(param, Range):
+            return int(param.max)
+        return int(self.trainer.options.get("epochs", self.trainer.epochs))
+
+
+# -- loading ---------------------------------------------------------------------------------------
+class _SweepLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` and ``1e20`` as floats.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so ``values: [1e-3, 1e-2]``
+    would arrive as two strings and fail as "expected a number"; YAML 1.2 (and every other tool) reads
+    them as numbers.
+    """
+
+
+_SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_SweepLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_sweep(path: str | os.PathLike[str], overrides: Mapping[str, str] | None = None) -> tuple[SweepConfig, str]:
+    """Read, override and validate a sweep file.
+
+    Args:
+        path: the YAML sweep file.
+        overrides: ``--set`` pairs, dotted key -> YAML value, applied on top of file and environment.
+
+    Returns:
+        The validated config and the file's text exactly as given.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or breaks any rule; nothing has been created.
+    """
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("no such sweep file" if not file.exists() else "not a file", source=source)
+    text = file.read_text(encoding="utf-8")
+    try:
+        raw = _parse_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML: {e}", source=source) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a sweep file is a YAML mapping of fields, got {type(raw).__name__}", source=source)
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if env_uri:
+        raw["tracking_uri"] = env_uri
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value, source="--set")
+    try:
+        return validate(raw, source=source), text
+    except ConfigError as e:
+        if e.field is not None and any(e.field == k or e.field.startswith(k + ".") for k in overrides or {}):
+            raise ConfigError(e.message, source=f"{source} (--set {e.field})", field=e.field) from None
+        raise
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """Turn ``["a.b=1", ...]`` into ``{"a.b": "1"}``.
+
+    Raises:
+        ConfigError: a pair has no ``=`` or an empty key.
+    """
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {pair!r}", source="--set")
+        result[key.strip()] = value
+    return result
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: str, *, source: str) -> None:
+    try:
+        parsed = _parse_yaml(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"value is not valid YAML: {value!r}", source=source, field=key) from e
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key}: {part} holds {child!r}, not a mapping", source=source, field=key)
+        node = child
+    node[parts[-1]] = parsed
+
+
+def validate(raw: dict[str, Any], *, source: str = "<sweep>") -> SweepConfig:
+    """Validate a raw mapping into a ``SweepConfig``, including the trainer-specific rules.
+
+    Raises:
+        ConfigError: the first broken rule, naming field, given value and what is allowed.
+    """
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as e:
+        raise _first_error(e, raw, source) from None
+    from hpo import _checks  # the semantic rules: the space and the trainer's catalog
+
+    _checks.check(config, source=source)
+    return config
+
+
+def _first_error(error: ValidationError, raw: Mapping[str, Any], source: str) -> ConfigError:
+    errors = error.errors(include_url=False)
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    detail = (unknown or errors)[0]  # a misspelt key explains the "missing" errors that come with it
+    loc = [str(p) for p in detail["loc"] if p not in ("fixed", "choice", "range", "function-after")]
+    field = ".".join(loc) or None
+    kind = detail["type"]
+    if kind == "extra_forbidden" and loc:
+        allowed = _allowed_keys(loc[:-1], raw)
+        hint = _did_you_mean(loc[-1], allowed)
+        return ConfigError(
+            f"unknown key {loc[-1]!r}{hint}; allowed keys here: {', '.join(sorted(allowed))}",
+            source=source,
+            field=field,
+        )
+    if kind == "missing":
+        return ConfigError("this field is required", source=source, field=field)
+    message = detail["msg"].removeprefix("Value error, ")
+    if kind != "value_error" and "input" in detail and "got" not in message:
+        message = f"{message}; got {detail['input']!r}"
+    return ConfigError(message, source=source, field=field)
+
+
+def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
+    """The field names of the model that sits at ``loc``, for 'did you mean' hints."""
+    model: type[BaseModel] = SweepConfig
+    node: Any = raw
+    for i, part in enumerate(loc):
+        node = node.get(part) if isinstance(node, dict) else None
+        if model is SweepConfig and part == "parameters" and i + 1 < len(loc):
+            continue
+        if i >= 1 and loc[i - 1] == "parameters":
+            kind = _tag_param(node).get("kind", "fixed") if isinstance(node, dict) else "fixed"
+            return _PARAM_KEYS[kind] - {"kind"}
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return set(model.model_fields)
+
+
+def _did_you_mean(word: str, candidates: set[str]) -> str:
+    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+did_you_mean = _did_you_mean

@@ -1,0 +1,39 @@
+"""The project's exception tree: every error a user can cause is a ``ConfigError``."""
+
+from __future__ import annotations
+
+
+class HpoError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(HpoError):
+    """Bad input: a sweep file, a flag or a referenced function is wrong. Exit code 2.
+
+    Args:
+        message: what rule was broken, what was given and what is allowed.
+        source: the file (or flag) the value came from, if any.
+        field: dotted path of the offending field, if any.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.source, self.field) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class TrackingError(HpoError):
+    """The tracking store cannot be reached or written."""
+
+
+class ClusterError(HpoError):
+    """The Ray cluster named by ``ray.address`` / ``--ray-address`` cannot be reached. Exit code 2."""
+
+
+class TrialDiverged(HpoError):
+    """Training produced a NaN or infinite loss."""

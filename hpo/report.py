@@ -1,0 +1,203 @@
+"""What the CLI prints: the end-of-run leaderboard, the ``--json`` document, ``hpo best``."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+from hpo.callbacks import TrialRecord, error_summary
+from hpo.errors import ConfigError, TrackingError
+from hpo.runner import SweepResult, leaderboard
+from tracker import schema
+from tracker.mlflow_log import redact, sqlite_path
+
+MAX_PARAM_COLUMNS = 8
+
+
+def result_json(result: SweepResult) -> dict[str, Any]:
+    """The one JSON document ``hpo run --json`` prints."""
+
+    def trial(r: TrialRecord) -> dict[str, Any]:
+        return {
+            "run_id": r.run_id,
+            "trial_number": r.number,
+            "status": r.status,
+            "early_stopped": r.early_stopped,
+            "params": r.params,
+            "metric": _finite(r.best),
+            "final_metric": _finite(r.final),
+            "epochs": r.epochs,
+            "error": error_summary(r.error) or None,
+            "diagnosis": _verdict(r),
+        }
+
+    best = result.best
+    return {
+        "sweep": result.sweep,
+        "parent_run_id": result.parent_run_id,
+        "experiment_id": result.experiment_id,
+        "tracking_uri": redact(result.tracking_uri),
+        "metric": {"name": result.metric, "goal": result.goal},
+        "best": None if best is None else {"run_id": best.run_id, "params": best.params, "metric": _finite(best.best)},
+        "trials": [trial(r) for r in result.trials],
+        "interrupted": result.interrupted,
+        "elapsed_s": round(result.elapsed_s, 2),
+    }
+
+
+def _verdict(record: TrialRecord) -> str | None:
+    return getattr(record.diagnosis, "verdict", None)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def varying_params(records: list[TrialRecord]) -> list[str]:
+    """Parameter names whose value differs between trials (the ones worth a column)."""
+    names: list[str] = []
+    for record in records:
+        for name in record.params:
+            if name not in names:
+                names.append(name)
+    return [n for n in names if len({repr(r.params.get(n)) for r in records}) > 1]
+
+
+def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
+    """The leaderboard as a plain-text table, best first."""
+    ordered = leaderboard(result.trials, result.goal)
+    if top is not None:
+        ordered = ordered[:top]
+    params = varying_params(result.trials)[:MAX_PARAM_COLUMNS]
+    header = ["rank", "trial", "status", result.metric, "epochs", *params, "diagnosis"]
+    rows = []
+    for rank, r in enumerate(ordered, 1):
+        status = "STOPPED" if r.early_stopped else r.status
+        rows.append([
+            str(rank) if r.best is not None and r.status != "FAILED" else "-",
+            str(r.number),
+            status,
+            _fmt(r.best),
+            str(r.epochs),
+            *(_fmt(r.params.get(p)) for p in params),
+            _verdict(r) or "" if r.status != "FAILED" else f"{_verdict(r) or 'failed'}: {error_summary(r.error)[:60]}",
+        ])
+    counts = _counts(result.trials)
+    title = f"sweep {result.sweep}: {counts} in {result.elapsed_s:.1f}s"
+    title += " (interrupted)" if result.interrupted else ""
+    if not rows:
+        return title + "\nno trial started"
+    return title + "\n" + table(header, rows)
+
+
+def _counts(records: list[TrialRecord]) -> str:
+    finished = sum(r.status == "FINISHED" for r in records)
+    stopped = sum(r.early_stopped for r in records)
+    failed = sum(r.status == "FAILED" for r in records)
+    killed = sum(r.status == "KILLED" and not r.early_stopped for r in records)
+    parts = [f"{finished} finished", f"{stopped} stopped early", f"{failed} failed"]
+    if killed:
+        parts.append(f"{killed} interrupted")
+    return ", ".join(parts)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A left-aligned plain-text table."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def where_to_look(result: SweepResult, uri: str) -> str:
+    """Commands that open this sweep in the MLflow UI and the dashboard."""
+    best = result.best
+    lines = []
+    if best is not None:
+        lines.append(f"best: trial {best.number} ({result.metric} {_fmt(best.best)}), run {best.run_id}")
+    lines.append(f"sweep run: {result.parent_run_id} in {redact(uri)}")
+    if uri.startswith(("http://", "https://")):
+        lines.append(f"MLflow UI:  {uri}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}")
+    else:
+        db = sqlite_path(uri)
+        store = shlex.quote(uri) if db is None else shlex.quote(f"sqlite:///{db}")
+        lines.append(f"MLflow UI:  mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000")
+    lines.append(f"dashboard:  hpo dashboard --tracking-uri {shlex.quote(redact(uri))}" if "@" not in uri
+                 else "dashboard:  hpo dashboard  (with MLFLOW_TRACKING_URI set)")
+    lines.append(f"top trials: hpo best {result.sweep}")
+    return "\n".join(lines)
+
+
+def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict[str, Any], str]:
+    """The top trials of sweep ``name`` (or of the parent run with that id) read back from the store.
+
+    Raises:
+        TrackingError: the store cannot be read.
+        ConfigError: no sweep of that name exists there.
+    """
+    from hpo import defaults
+    from tracker.queries import RunNotFound, Store, StoreUnavailable
+
+    uri = defaults.tracking_uri(tracking_uri)
+    try:
+        store = Store(uri)
+        run_id = store.find_sweep(name)
+        if run_id is None:
+            try:
+                data = store.sweep(name)
+            except RunNotFound:
+                known = sorted(set(store.list_sweeps()["sweep"].dropna()))
+                raise ConfigError(
+                    f"no sweep named {name!r} in {redact(uri)}; sweeps there: {', '.join(known) or 'none'}"
+                ) from None
+        else:
+            data = store.sweep(run_id)
+    except StoreUnavailable as e:
+        raise TrackingError(str(e)) from e
+    trials = data.trials
+    scored = trials[trials["best"].notna() & (trials["state"] != "failed")]
+    scored = scored.sort_values("best", ascending=not data.maximize).head(top)
+    params = [c for c in trials.columns if c.startswith("p.")]
+    varying = [c for c in params if trials[c].astype(str).nunique() > 1][:MAX_PARAM_COLUMNS]
+    rows = []
+    for _, row in scored.iterrows():
+        rows.append({
+            "run_id": row["run_id"],
+            "trial_number": int(row["trial_number"]) if row["trial_number"] == row["trial_number"] else None,
+            "status": row["status"],
+            "metric": float(row["best"]),
+            "epochs": int(row["epochs_run"]) if row["epochs_run"] == row["epochs_run"] else None,
+            "diagnosis": row.get("verdict") if isinstance(row.get("verdict"), str) else None,
+            "params": {c[2:]: _plain(row[c]) for c in params if _present(row[c])},
+        })
+    doc = {"sweep": data.name, "parent_run_id": data.run_id, "metric": {"name": data.metric, "goal": data.goal},
+           "state": data.state, "top": rows}
+    header = ["rank", "trial", "status", str(data.metric), "epochs", *(c[2:] for c in varying), "diagnosis"]
+    body = [
+        [str(i), str(r["trial_number"]), r["status"], _fmt(r["metric"]), str(r["epochs"]),
+         *(_fmt(r["params"].get(c[2:])) for c in varying), r["diagnosis"] or ""]
+        for i, r in enumerate(rows, 1)
+    ]
+    title = f"sweep {data.name} ({data.state}), run {data.run_id}: top {len(rows)} by {data.goal} {data.metric}"
+    return doc, title + "\n" + table(header, body)
+
+
+def _present(value: Any) -> bool:
+    return not (isinstance(value, float) and math.isnan(value)) and value is not None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+__all__ = ["result_json", "leaderboard_text", "where_to_look", "best_from_store", "table", "schema"]

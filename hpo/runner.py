@@ -1,0 +1,429 @@
+"""Run a validated sweep: the only caller of ``tune.Tuner``.
+
+Order matters for "nothing is lost": the store is opened (and a SQLite schema migrated) before Ray
+starts, the parent run exists before the first trial, and every trial's run is closed FINISHED,
+FAILED or KILLED whatever happens to the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo import _checks, defaults
+from hpo.callbacks import Progress, TrialRecord, TrialTracker
+from hpo.config import Fixed, SweepConfig
+from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
+from tracker import schema
+from tracker.mlflow_log import SweepLogger, TrackingUnavailable, open_client, redact, sqlite_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or interrupted) sweep leaves: where it is stored and every trial's outcome."""
+
+    sweep: str
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    metric: str
+    goal: str
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def fixed_settings(config: SweepConfig) -> dict[str, Any]:
+    """Settings every trial shares: trainer epochs and options, and unconditional fixed parameters."""
+    fixed: dict[str, Any] = {"epochs": config.trainer.epochs, **config.trainer.options}
+    for name, param in config.parameters.items():
+        if isinstance(param, Fixed) and not param.when:
+            fixed[name] = param.value
+    if "seed" not in fixed and "seed" not in config.parameters:
+        fixed["seed"] = config.seed
+    return fixed
+
+
+def run_sweep(
+    config: SweepConfig,
+    sweep_text: str,
+    *,
+    progress_stream: Any = None,
+    on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
+) -> SweepResult:
+    """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
+
+    Args:
+        config: the validated sweep.
+        sweep_text: the sweep file as given (stored on the parent run).
+        progress_stream: where live progress goes (stderr by default).
+        on_finish: extra tags for a trial when it ends (the diagnosis).
+
+    Returns:
+        The stored sweep and its trials, best first is not implied: see ``leaderboard``.
+
+    Raises:
+        ClusterError: ``ray.address`` names a cluster that does not answer (before anything is created).
+        TrackingError: the store cannot be reached (before any run or Ray session exists).
+        ConfigError: one trial needs more than the cluster has (before any run exists).
+        HpoError: Ray could not run the sweep.
+    """
+    started = time.monotonic()
+    from hpo.cluster import check_ray_address
+
+    check_ray_address(config.ray.address)
+    if config.ray.address is None:  # a new local Ray gets this machine's cores: refuse a misfit before any file
+        cores = float(os.cpu_count() or 1)
+        gpus = config.workers * config.resources.gpu  # GPUs are checked once Ray has detected them
+        check_cluster_fits(config, {"CPU": cores, "GPU": gpus}, [{"CPU": cores, "GPU": gpus}])
+    uri = defaults.tracking_uri(config.tracking_uri)
+    try:
+        client = open_client(uri)
+    except TrackingUnavailable as e:
+        raise TrackingError(str(e)) from e
+    trials = _checks.trials_planned(config)
+    cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
+    try:
+        return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
+def _run_started(
+    config: SweepConfig,
+    sweep_text: str,
+    client: Any,
+    uri: str,
+    trials: int,
+    cluster_cpus: float,
+    started: float,
+    progress_stream: Any,
+    on_finish: Callable[[TrialRecord], dict[str, str]] | None,
+) -> SweepResult:
+    """With Ray up: open the parent run, tune, and close every run whatever happens."""
+    artifact_location = _artifact_location(uri, config.experiment_name)
+    logger = SweepLogger.start(
+        client,
+        experiment=config.experiment_name,
+        run_name=config.name,
+        tags={**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)},
+        params=_flatten(config.model_dump(mode="json", exclude_none=True)),
+        artifact_location=artifact_location,
+    )
+    logger.log_text(logger.parent_run_id, sweep_text, schema.SWEEP_FILE_ARTIFACT)
+    logger.log_json(logger.parent_run_id, config.model_dump(mode="json"), schema.RESOLVED_CONFIG_ARTIFACT)
+
+    stopped: set[str] = set()
+    tracker = TrialTracker(
+        logger,
+        base_tags={**_sweep_tags(config), **_trial_env_tags()},
+        fixed=fixed_settings(config),
+        metric=config.metric.name,
+        stopped=stopped,
+        stopped_by=config.early_stop.type,
+        on_finish=on_finish or _diagnose_on_finish(config),
+    )
+    progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)
+    interrupted = False
+    status = "FAILED"
+    try:
+        _fit(config, trials, tracker, progress, stopped, cluster_cpus)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        interrupted, status = True, "KILLED"
+    finally:
+        tracker.close_open()
+        records = sorted(tracker.records.values(), key=lambda r: r.number)
+        best = best_trial(records, config.metric.goal)
+        _finish_parent(logger, config, records, best, status, interrupted)
+    return SweepResult(
+        config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
+        records, best, interrupted, time.monotonic() - started,
+    )
+
+
+def _start_ray(config: SweepConfig) -> float:
+    """Start (or join) Ray and check that one trial fits the cluster; returns the cluster's CPUs.
+
+    Raises:
+        ClusterError: the cluster does not answer.
+        ConfigError: a trial needs more CPUs/GPUs than the cluster or any node has (Ray is shut down again).
+    """
+    _quiet_ray_env()
+    import ray
+
+    pythonpath = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        ray.init(
+            # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
+            # a dead or foreign cluster on a shared machine (a stale file made local sweeps hang here).
+            address=config.ray.address or "local",
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+        )
+    except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
+        raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
+    try:
+        cluster = ray.cluster_resources()
+        check_cluster_fits(config, cluster, [n["Resources"] for n in ray.nodes() if n["Alive"]])
+    except BaseException:
+        ray.shutdown()
+        raise
+    return float(cluster.get("CPU", os.cpu_count() or 1))
+
+
+def _fit(
+    config: SweepConfig,
+    trials: int,
+    tracker: TrialTracker,
+    progress: Progress,
+    stopped: set[str],
+    cluster_cpus: float,
+) -> None:
+    """Run the Tuner on the Ray session ``_start_ray`` opened."""
+    from ray import tune
+
+    from hpo.distributed import cluster_need, trial_resources
+    from hpo.search import make_scheduler, make_searcher
+    from hpo.trainable import make_trainable
+
+    per_trial = config.resources.cpu
+    need_cpu, _ = cluster_need(config.workers, per_trial, config.resources.gpu)
+    concurrent = config.budget.max_concurrent or max(1, min(trials, int(cluster_cpus // need_cpu) or 1))
+    fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
+
+    trainable = make_trainable(
+        task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed, byo=config.trainer.byo,
+        metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
+        workers=config.workers, resources=config.resources.model_dump(),
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(config, trials, stopped, tracker.numbers),
+            scheduler=make_scheduler(config, stopped, fixed_epochs),
+            num_samples=trials,
+            max_concurrent_trials=concurrent,
+            time_budget_s=config.budget.time_limit_s,
+            # a fresh worker spends ~1.7 s importing torch; a DDP trial's Train run must end with its actor
+            reuse_actors=config.workers == 1,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{config.name}-{int(time.time())}",
+            storage_path=str(defaults.ray_storage()),
+            callbacks=[tracker, progress],
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # trainers save only improvements
+            failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
+        ),
+    )
+    tuner.fit()  # trial errors do not raise: each failed trial was recorded by the tracker
+
+
+def check_cluster_fits(
+    config: SweepConfig, cluster: dict[str, float], nodes: list[dict[str, float]]
+) -> None:
+    """Refuse a sweep whose one trial can never be scheduled (Tune would wait for it forever).
+
+    Args:
+        config: the sweep (``workers``, ``resources``).
+        cluster: ``ray.cluster_resources()``.
+        nodes: each live node's resources (``ray.nodes()[i]["Resources"]``).
+
+    Raises:
+        ConfigError: the trial needs more CPUs or GPUs than the cluster has, or one process of it
+            (the trial, or one worker) more than any single node has.
+    """
+    from hpo.distributed import cluster_need
+
+    cpu, gpu = config.resources.cpu, config.resources.gpu
+    need_cpu, need_gpu = cluster_need(config.workers, cpu, gpu)
+    has_cpu, has_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    node_cpu = max((float(n.get("CPU", 0)) for n in nodes), default=0.0)
+    node_gpu = max((float(n.get("GPU", 0)) for n in nodes), default=0.0)
+    who = f"workers: {config.workers} x " if config.workers > 1 else ""
+    fix = "lower workers or resources, or add nodes to the Ray cluster"
+    if need_cpu > has_cpu + 1e-9 or need_gpu > has_gpu + 1e-9:
+        extra = f" + {need_cpu - config.workers * cpu:g} for the trial's coordinator" if config.workers > 1 else ""
+        raise ConfigError(
+            f"a trial needs {who}resources {{cpu: {cpu:g}, gpu: {gpu:g}}} = {need_cpu:g} CPUs{extra} and "
+            f"{need_gpu:g} GPUs, but the Ray cluster has {has_cpu:g} CPUs and {has_gpu:g} GPUs; {fix}",
+            field="resources",
+        )
+    if cpu > node_cpu + 1e-9 or gpu > node_gpu + 1e-9:
+        raise ConfigError(
+            f"one {'worker' if config.workers > 1 else 'trial'} needs resources {{cpu: {cpu:g}, gpu: {gpu:g}}}, "
+            f"but the largest Ray node has {node_cpu:g} CPUs and {node_gpu:g} GPUs; {fix}",
+            field="resources",
+        )
+
+
+def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:
+    """Diagnose each trial as it ends; its verdict becomes tags (the JSON goes beside it as an artifact)."""
+    from hpo.diagnose import diagnose_record, trial_tags
+    from trainers.tasks import TASKS
+
+    n_classes = TASKS[config.trainer.task].n_classes if config.trainer.task else None
+
+    def on_finish(record: TrialRecord) -> dict[str, str]:
+        try:
+            record.diagnosis = diagnose_record(record, n_classes)
+        except Exception:  # noqa: BLE001 - a diagnosis bug must not lose the trial's own results
+            log.exception("diagnosis of trial %s failed", record.number)
+            return {}
+        return trial_tags(record.diagnosis) if record.diagnosis is not None else {}
+
+    return on_finish
+
+
+def best_trial(records: list[TrialRecord], goal: str) -> TrialRecord | None:
+    """The trial with the best value of the sweep metric among those that did not fail."""
+    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: r.best) if goal == "maximize" else min(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+
+
+def leaderboard(records: list[TrialRecord], goal: str) -> list[TrialRecord]:
+    """Trials best first; failed and unscored ones last, in start order."""
+    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
+    rest = [r for r in records if r not in scored]
+    scored.sort(key=lambda r: r.best, reverse=goal == "maximize")  # type: ignore[arg-type,return-value]
+    return scored + rest
+
+
+def _finish_parent(
+    logger: SweepLogger,
+    config: SweepConfig,
+    records: list[TrialRecord],
+    best: TrialRecord | None,
+    status: str,
+    interrupted: bool,
+) -> None:
+    state = "interrupted" if interrupted else ("finished" if status == "FINISHED" else "failed")
+    tags = {schema.SWEEP_STATE: state}
+    metrics: dict[str, float] = {
+        "trials_finished": float(sum(r.status == "FINISHED" for r in records)),
+        "trials_failed": float(sum(r.status == "FAILED" for r in records)),
+        "trials_stopped": float(sum(r.early_stopped for r in records)),
+    }
+    _log_sweep_diagnosis(logger, records, tags)
+    if best is not None and best.best is not None:
+        tags[schema.BEST_RUN_ID] = best.run_id
+        tags[schema.BEST_TRIAL_ID] = best.trial_id
+        metrics[schema.BEST_PREFIX + config.metric.name] = best.best
+        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.params.items()})
+        _log_checkpoint(logger, best)
+    logger.finish_sweep(status, tags, metrics)
+
+
+def _log_sweep_diagnosis(logger: SweepLogger, records: list[TrialRecord], tags: dict[str, str]) -> None:
+    from hpo.diagnose import summary_line, sweep_summary
+
+    try:
+        summary = sweep_summary(records)
+    except Exception:  # noqa: BLE001 - the summary is advice; the sweep's results matter more
+        log.exception("sweep diagnosis summary failed")
+        return
+    if summary is not None:
+        tags[schema.DIAGNOSIS_SUMMARY] = summary_line(summary)
+        logger.log_json(logger.parent_run_id, summary.to_dict(), schema.DIAGNOSIS_SUMMARY_ARTIFACT)
+
+
+def _log_checkpoint(logger: SweepLogger, best: TrialRecord) -> None:
+    """Copy the best trial's best-epoch checkpoint from Ray's storage onto the parent run."""
+    if best.checkpoint is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = best.checkpoint.to_directory(folder)
+        logger.log_artifacts(logger.parent_run_id, local, schema.BEST_CHECKPOINT_DIR)
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a database store go beside it (SQLite) or under ./.hpo/artifacts; a server decides its own."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    db = sqlite_path(uri)
+    root = db.parent / "artifacts" if db is not None else defaults.artifact_root()
+    return (root / experiment).resolve().as_uri()
+
+
+def _sweep_tags(config: SweepConfig) -> dict[str, str]:
+    return {
+        schema.SWEEP: config.name,
+        schema.METHOD: config.method,
+        schema.SAMPLER: config.sampler_name,
+        schema.METRIC: config.metric.name,
+        schema.GOAL: config.metric.goal,
+        schema.SEED: str(config.seed),
+        schema.TASK: config.trainer.task or config.trainer.function or "",
+    }
+
+
+def _trial_env_tags() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {}
+    for package in ("torch", "ray", "optuna", "mlflow"):
+        try:
+            tags[schema.VERSION_PREFIX + package] = version(package)
+        except PackageNotFoundError:
+            continue
+    tags[schema.VERSION_PREFIX + "python"] = platform.python_version()
+    commit = git_commit(Path.cwd())
+    if commit:
+        tags[schema.GIT_COMMIT] = commit
+    return tags
+
+
+def git_commit(folder: Path) -> str | None:
+    """HEAD of the git work tree at ``folder`` (``+dirty`` when it has changes), or None."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _quiet_ray_env() -> None:
+    """Keep Ray's console output and extra result files out of the user's way."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    # Ctrl-C raises KeyboardInterrupt here, so the sweep is closed as interrupted, not left "running".
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+
+
+__all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings", "redact", "HpoError"]

@@ -1,0 +1,149 @@
+"""Search algorithm and scheduler for a sweep: every method goes through Ray Tune's OptunaSearch.
+
+grid -> GridSampler over the enumerated points; random -> RandomSampler; bayes -> TPE (multivariate,
+group-aware for conditional spaces, constant liar for concurrent trials), GP or CMA-ES. Early stopping
+is ASHA, asynchronous Hyperband (ASHA over several brackets, which never pauses trials) or the median
+stopping rule. Trials a scheduler stops are told to Optuna as PRUNED, failed trials as FAIL.
+Classes live at module level because Ray pickles the searcher into its experiment state.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from hpo import space
+from hpo.config import SweepConfig
+from hpo.trainable import BEST_KEY
+
+
+class GridIndexSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its ``study.stop()`` after the last point.
+
+    ``Study.stop`` raises outside ``study.optimize``, and Ray tells Optuna every result outside it: the
+    last grid trial's ``tell`` raised, which failed that trial when the scheduler had stopped it early.
+    Ray already ends the sweep after ``num_samples`` = the number of points.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+def make_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for the sweep's method, seeded with ``config.seed``."""
+    seed = config.seed
+    name = config.sampler_name
+    if name == "grid":
+        points = space.grid_points(config)
+        return GridIndexSampler({space.GRID_INDEX: list(range(len(points)))}, seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(10, max(3, trials // 4))  # the default 10 would make short sweeps pure random
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+    )
+
+
+class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
+    """OptunaSearch that tells Optuna FAIL for failed trials and PRUNED for early-stopped ones.
+
+    Ray's own class tells COMPLETE with the last epoch's value in both cases.
+    """
+
+    def __init__(self, *args: Any, stopped: set[str], numbers: dict[str, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopped = stopped
+        self.numbers = numbers if numbers is not None else {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """Ray's suggestion, remembering the Optuna trial number (the order of proposal) of ``trial_id``.
+
+        Concurrent trials start in whatever order their workers come up; numbering them by proposal
+        keeps trial N the N-th configuration the seeded sampler proposed.
+        """
+        config: dict[str, Any] | None = super().suggest(trial_id)
+        proposed = self._ot_trials.get(trial_id)
+        if proposed is not None:
+            self.numbers.setdefault(trial_id, proposed.number)
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if error:
+            result = None
+        elif trial_id in self.stopped and trial_id in self._ot_trials and self._ot_study is not None:
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def make_searcher(
+    config: SweepConfig, trials: int, stopped: set[str], numbers: dict[str, int] | None = None
+) -> PruningOptunaSearch:
+    """OptunaSearch over the sweep's space, optimising the running best of the sweep metric.
+
+    ``numbers`` (trial id -> order of proposal) is filled as configurations are proposed.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
+    space_fn = (
+        space.grid_space(space.grid_points(config)) if config.method == "grid" else space.define_by_run(config)
+    )
+    return PruningOptunaSearch(
+        space=space_fn, metric=BEST_KEY, mode=config.metric.mode, sampler=make_sampler(config, trials),
+        stopped=stopped, numbers=numbers,
+    )
+
+
+class _RecordStops:
+    """Mixin: remember the trials the scheduler ends before their last epoch."""
+
+    stopped: set[str]
+    fixed_epochs: int
+
+    def on_trial_result(self, controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision: str = super().on_trial_result(controller, trial, result)  # type: ignore[misc]
+        epochs = int(trial.config.get("epochs", self.fixed_epochs))
+        if decision == TrialScheduler.STOP and result.get("training_iteration", 0) < epochs:
+            self.stopped.add(trial.trial_id)
+        return decision
+
+
+class RecordingASHA(_RecordStops, ASHAScheduler):  # type: ignore[misc]
+    def __init__(self, *, stopped: set[str], fixed_epochs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stopped, self.fixed_epochs = stopped, fixed_epochs
+
+
+class RecordingMedian(_RecordStops, MedianStoppingRule):  # type: ignore[misc]
+    def __init__(self, *, stopped: set[str], fixed_epochs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stopped, self.fixed_epochs = stopped, fixed_epochs
+
+
+def make_scheduler(config: SweepConfig, stopped: set[str], fixed_epochs: int) -> TrialScheduler:
+    """The early-stopping scheduler; it adds to ``stopped`` the trial ids it ends early."""
+    rule = config.early_stop
+    metric, mode = config.metric.name, config.metric.mode
+    max_t = config.max_epochs
+    if rule.type == "none":
+        return FIFOScheduler()
+    if rule.type in ("asha", "hyperband"):
+        return RecordingASHA(
+            stopped=stopped, fixed_epochs=fixed_epochs,
+            time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
+            grace_period=min(rule.grace_epochs, max_t), reduction_factor=rule.reduction_factor,
+            brackets=rule.brackets if rule.type == "hyperband" else 1,
+        )
+    return RecordingMedian(
+        stopped=stopped, fixed_epochs=fixed_epochs, time_attr="training_iteration", metric=metric, mode=mode,
+        grace_period=rule.grace_epochs, min_samples_required=3,
+    )

@@ -1,0 +1,120 @@
+"""The function each Ray Tune trial runs: the one adapter between Ray and ``trainers``.
+
+It builds the trial's full config, calls the trainer (the built-in loop or the user's
+``train(config, report)``), and turns each report into ``ray.tune.report`` with the running best of
+the sweep metric; a best epoch's weights travel as a Ray checkpoint, so they reach the driver
+through Ray's storage even when the trial ran on another node.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hpo.space import GRID_INDEX
+from trainers.plugins import import_callable
+
+BEST_KEY = "hpo_best"  # running best of the sweep metric, what Optuna optimises
+TIME_KEY = "hpo_time"  # when the trainer reported the epoch, seconds since the epoch (float)
+NODE_KEY = "hpo_node_id"  # the Ray node the trial ran on (a string, in the first report only)
+CHECKPOINT_FILE = "model.pt"
+
+
+def trial_config(fixed: Mapping[str, Any], sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The config the trainer sees: fixed settings overlaid by the sampled ones, grid index dropped."""
+    return {**fixed, **{k: v for k, v in sampled.items() if k != GRID_INDEX}}
+
+
+def make_trainable(
+    *,
+    task: str | None,
+    function: str | None,
+    fixed: Mapping[str, Any],
+    metric: str,
+    goal: str,
+    threads: int,
+    byo: Mapping[str, str] | None = None,
+    workers: int = 1,
+    resources: Mapping[str, float] | None = None,
+) -> Callable[[dict[str, Any]], None]:
+    """Build the Tune function trainable (closed over plain data only, so it pickles to any node).
+
+    ``byo``: your own ``model`` / ``data`` / ``data_file`` (+ ``target``) for the built-in loop.
+    ``workers`` > 1: the built-in loop on that many DDP workers (``hpo.distributed``), each with
+    ``resources`` (``{"cpu": ..., "gpu": ...}``).
+    """
+    fixed = dict(fixed)
+    byo = dict(byo or {})
+    if "data_file" in byo:  # trials may run elsewhere: pin the path to the folder hpo runs in
+        byo["data_file"] = os.path.abspath(byo["data_file"])
+
+    def trainable(sampled: dict[str, Any]) -> None:
+        import ray
+        import torch
+        from ray import tune
+
+        torch.set_num_threads(max(1, threads))  # several trials share the cores
+        config = trial_config(fixed, sampled)
+        reporter = _TuneReporter(tune, metric, goal, ray.get_runtime_context().get_node_id())
+        if workers > 1:
+            from hpo.distributed import run_ddp_trial
+
+            run_ddp_trial(config, reporter, workers=workers, cpu=float((resources or {}).get("cpu", 1.0)),
+                          gpu=float((resources or {}).get("gpu", 0.0)), byo=byo, threads=threads,
+                          fit_kwargs={"task": task, "metric": metric, "goal": goal})
+        elif function is not None:
+            import_callable(function)(config, reporter)
+        else:
+            from trainers.byo import own_parts
+            from trainers.loop import fit
+
+            data, build = own_parts(byo, config)
+            fit(config, reporter, task=task, metric=metric, goal=goal, data=data, build=build)
+
+    return trainable
+
+
+class _TuneReporter:
+    """``report(metrics, checkpoint=None)`` for trainers, backed by ``ray.tune.report``.
+
+    ``checkpoint`` may be a dict (saved with ``torch.save``) or a directory path to copy.
+    """
+
+    def __init__(self, tune: Any, metric: str, goal: str, node_id: str | None = None) -> None:
+        self._tune = tune
+        self._node_id = node_id
+        self._metric = metric
+        self._maximize = goal == "maximize"
+        self._best: float | None = None
+        self._reports = 0
+
+    def __call__(self, metrics: Mapping[str, float], checkpoint: Any = None) -> None:
+        self._reports += 1
+        values = {k: float(v) for k, v in metrics.items()}
+        value = values.get(self._metric)
+        if value is not None and math.isfinite(value):
+            if self._best is None or (value > self._best if self._maximize else value < self._best):
+                self._best = value
+        if self._best is not None:
+            values[BEST_KEY] = self._best
+        values.setdefault("epoch", float(self._reports))
+        # Ray overwrites "timestamp" with whole seconds; the driver logs this one as the points' MLflow time.
+        values[TIME_KEY] = time.time()
+        report: dict[str, Any] = {**values, NODE_KEY: self._node_id} if self._reports == 1 and self._node_id else values
+        if checkpoint is None:
+            self._tune.report(report)
+            return
+        from ray.tune import Checkpoint
+
+        with tempfile.TemporaryDirectory() as folder:
+            if isinstance(checkpoint, str | os.PathLike):
+                folder = os.fspath(checkpoint)
+            else:
+                import torch
+
+                torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
+            self._tune.report(report, checkpoint=Checkpoint.from_directory(folder))
