@@ -1,0 +1,376 @@
+"""The built-in training loop: one ``fit()`` to read top to bottom.
+
+Phases per epoch, for each fold in lockstep (one fold unless ``folds`` asks for cross-validation):
+train (augment, forward under autocast, backward with accumulation, clip, step, per-batch schedule),
+evaluate, per-epoch schedule; then combine the folds, check patience, report, keep the best
+epoch's weights. Optional features are no-op objects when off, not branches. Nothing here knows
+Ray: results leave through ``report``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from trainers import catalog
+from trainers.data import Augment, TaskData, batches
+from trainers.metrics import classification_metrics, regression_metrics
+from trainers.models import build_model
+from trainers.optim import build_optimizer, needs_closure
+from trainers.schedules import build_schedule
+from trainers.tasks import load_task
+
+ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
+EVAL_BATCH = 1024
+
+
+class Report(Protocol):
+    """Where a trainer sends each epoch's metrics, and the weights when they are the best so far."""
+
+    def __call__(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None: ...
+
+
+class Dist(Protocol):
+    """The processes one model trains on: its rank among ``world_size`` data-parallel copies.
+
+    ``all_reduce`` sums a tensor over all ranks (in place or not; the sum is returned); ``wrap_model``
+    makes gradients average across ranks (DDP). ``SingleProcess`` is the no-op default.
+    """
+
+    rank: int
+    world_size: int
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def wrap_model(self, model: nn.Module) -> nn.Module: ...
+
+
+class SingleProcess:
+    """One process: rank 0 of 1; sums and models pass through unchanged."""
+
+    rank, world_size = 0, 1
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What ``fit`` leaves behind: the best epoch and its metrics."""
+
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+
+
+def fit(
+    hp: Mapping[str, Any],
+    report: Report,
+    *,
+    task: str | None = None,
+    metric: str = "val_loss",
+    goal: str = "minimize",
+    data: TaskData | None = None,
+    build: ModelBuilder | None = None,
+    dist: Dist | None = None,
+) -> FitResult:
+    """Train a model on ``task`` (or ``data``) with the settings ``hp``; report every epoch.
+
+    Args:
+        hp: trial config; missing settings take their catalog defaults.
+        report: called after every epoch with the metrics (with ``folds``: the mean over folds and
+            ``<name>_std``; ``stopped_early: 1.0`` on the last one when ``patience`` ended training);
+            with a checkpoint (model state and config) when the epoch is the best so far on ``metric``.
+        task: a built-in task name; needed unless ``data`` is given.
+        metric, goal: which epoch counts as best (and what ``patience`` watches).
+        data: the data, if already loaded (tests, your own data).
+        build: your own ``build_model(config, input_shape, n_outputs) -> nn.Module`` instead of the
+            built-in ``model`` setting.
+        dist: data-parallel training (each rank trains on its slice of every global batch; gradients
+            and training metrics are averaged over ranks, so N ranks compute what 1 would); one
+            process when None. Every rank evaluates the whole validation split and reports.
+
+    Returns:
+        The best epoch, its metrics and how many epochs ran.
+
+    Raises:
+        Diverged: the training or validation loss became NaN or infinite.
+        ValueError: neither ``task`` nor ``data`` given.
+    """
+    hp = catalog.resolve(hp)
+    seed, epochs, k = int(hp["seed"]), int(hp["epochs"]), int(hp["folds"])
+    torch.manual_seed(seed)
+    device = pick_device()
+    if data is None:
+        if task is None:
+            raise ValueError("fit needs a task name or data")
+        data = load_task(task, dict(hp))
+    data = data.subset(float(hp["train_fraction"]), seed)
+    dist = dist or SingleProcess()
+    runs = [_FoldRun(hp, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
+    stopper = _Patience(int(hp["patience"]), float(hp["min_delta"]), goal)
+    better = _comparison(goal)
+
+    best: FitResult | None = None
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        fold_metrics = [run.run_epoch(epoch) for run in runs]
+        metrics = {"epoch": float(epoch), **_combine(fold_metrics), "epoch_seconds": time.perf_counter() - started}
+        stop = stopper.should_stop(metrics[metric])
+        if stop:
+            metrics["stopped_early"] = 1.0
+        improved = best is None or better(metrics[metric], best.best_metrics[metric])
+        if improved:
+            best = FitResult(epoch, metrics, epoch)
+        report(metrics, _checkpoint(runs, hp, epoch, metrics) if improved else None)
+        if stop:
+            break
+    assert best is not None  # epochs >= 1 is validated; keeps type checkers honest
+    return FitResult(best.best_epoch, best.best_metrics, epoch)
+
+
+def pick_device() -> torch.device:
+    """The one place that chooses where training runs: CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _FoldRun:
+    """One model with its optimizer, schedule and step machinery, trained on one split."""
+
+    def __init__(
+        self, hp: Mapping[str, Any], data: TaskData, device: torch.device, build: ModelBuilder | None, dist: Dist
+    ):
+        seed = int(hp["seed"])
+        self.data, self.device, self.dist = data, device, dist
+        self.classify = data.kind == "classification"
+        make = build or (lambda cfg, shape, n: build_model(str(cfg["model"]), shape, n, cfg))
+        self.module = make(dict(hp), data.input_shape, data.n_outputs).to(device)  # what checkpoints save
+        self.model = dist.wrap_model(self.module)  # what trains: the module itself, or DDP around it
+        self.optimizer = build_optimizer(self.module.parameters(), hp)
+        self.batch_size, self.accumulate = int(hp["batch_size"]), int(hp["accumulate_steps"])
+        steps_per_epoch = math.ceil(math.ceil(len(data.y_train) / self.batch_size) / self.accumulate)
+        self.schedule = build_schedule(self.optimizer, hp, steps_per_epoch=steps_per_epoch, epochs=int(hp["epochs"]))
+        self.loss_fn = _loss(self.classify, float(hp["label_smoothing"]))
+        self.eval_loss_fn = _loss(self.classify, 0.0)
+        self.penalty = _penalty(self.module, float(hp["l1"]), float(hp["l2"]))
+        self.clip = _clipper(float(hp["clip_norm"]), float(hp["clip_value"]))
+        self.autocast, self.scaler = _precision(str(hp["precision"]), device)
+        self.augment = Augment(float(hp["input_noise"]), int(hp["shift"]), torch.Generator().manual_seed(seed + 1))
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.closure_needed = needs_closure(hp)
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
+        train = self._train_epoch(epoch)
+        val = self.evaluate()
+        lr_used = self.schedule.lr
+        self.schedule.step_epoch(val["val_loss"])
+        if not math.isfinite(val["val_loss"]):
+            raise Diverged(f"validation loss became {val['val_loss']} at epoch {epoch} (lr={lr_used:.3g})")
+        return {**train, **val, "lr": lr_used}
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        group: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        pending = list(batches(self.data.x_train, self.data.y_train, self.batch_size, self.shuffle))
+        for i, (x, y) in enumerate(pending):
+            # augment the global batch, then keep this rank's slice: N ranks see what 1 process would
+            share = _rank_slice(len(y), self.dist)
+            group.append((self.augment(x)[share].to(self.device), y[share].to(self.device), len(y)))
+            if len(group) < self.accumulate and i < len(pending) - 1:
+                continue
+            loss_sum, outputs = self._step(group)
+            if not math.isfinite(loss_sum):
+                raise Diverged(f"training loss became {loss_sum} at epoch {epoch} (lr={self.schedule.lr:.3g})")
+            self.schedule.step_batch()
+            for (_, yb, _), out in zip(group, outputs, strict=True):
+                seen += len(yb)
+                correct += int((out.argmax(1) == yb).sum()) if self.classify else 0
+            total_loss += loss_sum
+            group = []
+        sums = self.dist.all_reduce(torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=self.device))
+        loss_all, correct_all, seen_all = float(sums[0]), float(sums[1]), float(sums[2])
+        train = {"train_loss": loss_all / seen_all}
+        return {**train, "train_accuracy": correct_all / seen_all} if self.classify else train
+
+    def _step(self, group: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[float, list[torch.Tensor]]:
+        """One optimizer step over the accumulated mini-batches of ``group`` (this rank's slice, global size).
+
+        Returns:
+            The sum of this rank's data loss times its batch size over the group (first evaluation), and
+            its outputs.
+        """
+        world = self.dist.world_size
+        captured: list[tuple[float, torch.Tensor]] = []
+        first = True
+
+        def closure() -> torch.Tensor:
+            nonlocal first
+            self.optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=self.device)
+            for x, y, size in group:
+                with self.autocast:
+                    out = self.model(x)
+                # mean over this slice, weighted so DDP's average over ranks is the mean over the global batch
+                data_loss = self.loss_fn(_shaped(out, y), y) if len(y) else out.sum() * 0.0
+                loss = (data_loss * (len(y) * world / size) + self.penalty()) / len(group)
+                self.scaler.scale(loss).backward()
+                total = total + loss.detach()
+                if first:
+                    captured.append((float(data_loss.detach()) * len(y), out.detach()))
+            first = False
+            self.scaler.unscale_(self.optimizer)
+            self.clip(self.module.parameters())
+            return self.dist.all_reduce(total) / world  # the global loss: LBFGS decides the same on every rank
+
+        if self.closure_needed:  # fp16 (a real GradScaler) is rejected for these by cross_check
+            self.optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; LBFGS takes a tensor
+        else:
+            closure()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return sum(loss for loss, _ in captured), [out for _, out in captured]
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics of the model in evaluation mode (loss without smoothing or penalty)."""
+        self.module.eval()  # the bare module: every rank evaluates everything, no collective needed
+        outputs = []
+        for xb, _ in batches(self.data.x_val, self.data.y_val, EVAL_BATCH, None):
+            with self.autocast:
+                outputs.append(self.module(xb.to(self.device)).float())
+        out, y = torch.cat(outputs), self.data.y_val.to(self.device)
+        loss = float(self.eval_loss_fn(_shaped(out, y), y))
+        if self.classify:
+            return {"val_loss": loss, **classification_metrics(out.argmax(1), y, self.data.n_classes)}
+        return {"val_loss": loss, **regression_metrics(_shaped(out, y), y)}
+
+
+def _rank_slice(size: int, dist: Dist) -> slice:
+    """This rank's contiguous share of a global batch of ``size`` (sizes differ by at most one)."""
+    base, extra = divmod(size, dist.world_size)
+    start = dist.rank * base + min(dist.rank, extra)
+    return slice(start, start + base + (dist.rank < extra))
+
+
+def _shaped(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Outputs as the loss wants them: logits as they are, regression predictions shaped like ``y``."""
+    out = out.float()
+    return out if y.dtype == torch.int64 else out.reshape(y.shape)
+
+
+def _loss(classify: bool, label_smoothing: float) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing) if classify else nn.MSELoss()
+
+
+def _penalty(model: nn.Module, l1: float, l2: float) -> Callable[[], torch.Tensor | float]:
+    """``l1 * sum|w| + l2 * sum w^2`` over weight matrices and kernels (2+ dims); 0.0 when both are 0."""
+    if l1 == 0 and l2 == 0:
+        return lambda: 0.0
+    weights = [p for p in model.parameters() if p.dim() >= 2]
+
+    def penalty() -> torch.Tensor:
+        return sum((l1 * w.abs().sum() + l2 * w.pow(2).sum() for w in weights), weights[0].new_zeros(()))
+
+    return penalty
+
+
+def _clipper(max_norm: float, max_value: float) -> Callable[[Any], None]:
+    """Clip gradients by value then by global norm; each is skipped when 0."""
+
+    def clip(params: Any) -> None:
+        params = [p for p in params if p.grad is not None]
+        if max_value > 0:
+            nn.utils.clip_grad_value_(params, max_value)
+        if max_norm > 0:
+            nn.utils.clip_grad_norm_(params, max_norm)
+
+    return clip if max_norm > 0 or max_value > 0 else (lambda params: None)
+
+
+def _precision(precision: str, device: torch.device) -> tuple[AbstractContextManager[Any], torch.amp.GradScaler]:
+    """Autocast context and gradient scaler for ``precision``; fp32 gets no-op ones.
+
+    fp16 scales the loss only on CUDA (CPU autocast has no GradScaler); bf16 needs no scaling.
+    """
+    if precision == "fp32":
+        autocast: AbstractContextManager[Any] = nullcontext()
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        autocast = torch.autocast(device.type, dtype=dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
+    return autocast, scaler
+
+
+class _Patience:
+    """Early stopping inside a trial: stop after ``patience`` epochs without improving by > ``min_delta``.
+
+    With ``patience`` 0 it never stops.
+    """
+
+    def __init__(self, patience: int, min_delta: float, goal: str) -> None:
+        self.patience, self.min_delta, self.sign = patience, min_delta, 1.0 if goal == "maximize" else -1.0
+        self.best: float | None = None
+        self.waited = 0
+
+    def should_stop(self, value: float) -> bool:
+        if self.patience == 0:
+            return False
+        if self.best is None or self.sign * (value - self.best) > self.min_delta:
+            self.best, self.waited = value, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
+def _comparison(goal: str) -> Callable[[float, float], bool]:
+    return (lambda a, b: a > b) if goal == "maximize" else (lambda a, b: a < b)
+
+
+def _combine(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """One fold's metrics as they are; several folds' as the mean plus ``<name>_std`` (sample std)."""
+    if len(fold_metrics) == 1:
+        return dict(fold_metrics[0])
+    combined: dict[str, float] = {}
+    for name in fold_metrics[0]:
+        values = [m[name] for m in fold_metrics]
+        combined[name] = statistics.fmean(values)
+        if name != "lr":
+            combined[f"{name}_std"] = statistics.stdev(values)
+    return combined
+
+
+def _checkpoint(runs: list[_FoldRun], hp: Mapping[str, Any], epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+    checkpoint = {"model_state": runs[0].module.state_dict(), "config": dict(hp), "epoch": epoch, "metrics": metrics}
+    if len(runs) > 1:
+        checkpoint["fold_states"] = [run.module.state_dict() for run in runs]
+    return checkpoint
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, float]:
+    """Mean loss and accuracy of a classifier ``model`` on ``(x, y)`` in evaluation mode."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for xb, yb in batches(x, y, EVAL_BATCH, None):
+        logits = model(xb)
+        total_loss += float(loss_fn(logits, yb)) * len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total_loss / len(y), correct / len(y)
