@@ -1,0 +1,287 @@
+"""Scale-free measurements of one trial's learning curves, the evidence that tracker.diagnosis judges.
+
+Every measure is a ratio or a fraction of the curve's own range, so cross-entropy and MSE curves, and losses
+of any magnitude, are judged alike. Curves are smoothed (running median, then running mean) before minima and
+end levels are read, so one noisy epoch neither makes nor hides a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIN_EPOCHS = 3
+_EPS = 1e-12
+
+
+@dataclass
+class Curves:
+    """Cleaned series: float arrays with NaN for every missing/NaN/inf value, or None when absent."""
+
+    train: np.ndarray | None
+    val: np.ndarray | None
+    train_acc: np.ndarray | None
+    val_acc: np.ndarray | None
+    lr: np.ndarray | None
+    loss_from_accuracy: bool = False  # no loss given: 1 - accuracy stands in for it
+    notes: list[str] = field(default_factory=list)
+    nonfinite: dict[str, int] = field(default_factory=dict)  # series -> 1-based epoch of its first bad value
+
+    @property
+    def n_epochs(self) -> int:
+        return max((len(s) for s in (self.train, self.val) if s is not None), default=0)
+
+
+def _to_array(values: Sequence[Any]) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v is None or isinstance(v, bool):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        out[i] = f if math.isfinite(f) else np.nan
+    return out
+
+
+def _accuracy(values: Sequence[Any] | None) -> np.ndarray | None:
+    if values is None or len(values) == 0:
+        return None
+    a = _to_array(values)
+    if np.all(np.isnan(a)):
+        return None
+    if np.nanmax(a) > 1.0 + 1e-9:  # percentages
+        a = a / 100.0
+    return a
+
+
+def clean(history: Mapping[str, Sequence[Any] | None]) -> Curves:
+    """Turn a raw history into arrays; note which series are absent and where values stop being finite."""
+    raw = {k: (list(v) if v is not None else None) for k, v in history.items()}
+    c = Curves(None, None, _accuracy(raw.get("train_accuracy")), _accuracy(raw.get("val_accuracy")), None)
+    lr = raw.get("lr")
+    if lr:
+        c.lr = _to_array(lr)
+    for key, attr in (("train_loss", "train"), ("val_loss", "val")):
+        vals = raw.get(key)
+        if not vals:
+            continue
+        arr = _to_array(vals)
+        bad = [i for i, v in enumerate(vals) if _is_bad(v)]
+        if bad and len(bad) == len(vals) and key == "val_loss" and _all_finite(raw.get("train_loss")):
+            c.notes.append("val_loss holds no values: treated as absent")
+            continue  # an empty validation column next to a healthy training curve is a logging gap
+        if bad:
+            c.nonfinite[key] = bad[0] + 1
+        setattr(c, attr, arr)
+    if c.train is None and c.val is None and (c.train_acc is not None or c.val_acc is not None):
+        c.loss_from_accuracy = True  # higher is better: use the error rate 1 - accuracy as the loss
+        c.train = None if c.train_acc is None else 1.0 - c.train_acc
+        c.val = None if c.val_acc is None else 1.0 - c.val_acc
+        c.notes.append("no loss series: judged from 1 - accuracy")
+    return c
+
+
+def _is_bad(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return not math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return True
+
+
+def _all_finite(vals: Sequence[Any] | None) -> bool:
+    return bool(vals) and not any(_is_bad(v) for v in vals or [])
+
+
+def smooth(y: np.ndarray) -> np.ndarray:
+    """Centred running median then running mean; the window grows with the curve's length."""
+    n = len(y)
+    w = 1 if n < 6 else 3 if n < 20 else 5 if n < 50 else 7
+    if w == 1:
+        return y.astype(float).copy()
+    h = w // 2
+    med = np.array([np.median(y[max(0, i - h) : i + h + 1]) for i in range(n)])
+    return np.array([med[max(0, i - h) : i + h + 1].mean() for i in range(n)])
+
+
+def tail_len(n: int) -> int:
+    """Epochs that count as 'the last epochs' for slopes and end levels."""
+    return max(2, min(10, round(n / 4)))
+
+
+def _rel_noise(y: np.ndarray, ys: np.ndarray) -> float:
+    """Typical epoch-to-epoch wobble around the smoothed curve, as a fraction of the curve's level."""
+    if len(y) < 6:
+        return 0.0
+    resid = (y - ys) / np.maximum(np.abs(ys), _EPS)
+    return float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{x:.{nd}g}")
+
+
+@dataclass
+class Features:
+    evidence: dict[str, Any]
+    n: int
+    # values the rules read (rounded copies go to the evidence)
+    progress: float | None = None  # 1 - train end / reference start (0: no progress, 1: to zero)
+    train_gaveback: float = 0.0  # how much of its progress the training loss gave back at the end
+    train_worst_spike: float = 0.0  # largest give-back at any epoch
+    first_epoch_blowup: float = 1.0  # first train loss / median of epochs 2-4
+    first_loss: float | None = None
+    explosive_jump: float = 1.0  # the same, for jumps back above half the first-epoch loss
+    max_jump: float = 1.0  # largest train loss / best train loss before it (material jumps only)
+    rest_progress: float | None = None  # progress from epoch 2 on
+    val_rise: float | None = None  # (val end - val min) / val min, smoothed
+    val_rise_of_drop: float | None = None  # the same rise as a fraction of val's earlier drop
+    val_min_epoch: int | None = None
+    since_min_frac: float | None = None
+    val_noise: float = 0.0
+    gap_ratio: float | None = None  # (val - train) / val at the end, smoothed
+    gap_trend: float | None = None  # gap ratio at the end minus at val's minimum
+    still_improving: float | None = None  # share of the total drop achieved in the last epochs
+    val_still_improving: float | None = None
+    oscillation: float = 0.0
+    val_acc_drop: float | None = None  # val accuracy peak - end (fractions)
+    chance_loss: float | None = None
+
+
+def measure(c: Curves, n_classes: int | None) -> Features:
+    """Compute the evidence for one trial from cleaned curves (needs >= MIN_EPOCHS finite training points)."""
+    n = c.n_epochs
+    f = Features(evidence={"epochs": n}, n=n)
+    ev = f.evidence
+    chance = math.log(n_classes) if n_classes and n_classes > 1 and not c.loss_from_accuracy else None
+    f.chance_loss = chance
+    ev["chance_loss"] = _r(chance)
+    if c.train is not None:
+        _measure_train(c.train, f, chance)
+    if c.val is not None and np.isfinite(c.val).sum() >= MIN_EPOCHS:
+        _measure_val(c, f)
+    _measure_accuracy(c, f, n_classes)
+    if c.lr is not None and np.isfinite(c.lr).any():
+        lr = c.lr[np.isfinite(c.lr)]
+        ev["lr_first"], ev["lr_last"], ev["lr_max"] = _r(lr[0]), _r(lr[-1]), _r(lr.max())
+    return f
+
+
+def _measure_train(train: np.ndarray, f: Features, chance: float | None) -> None:
+    ev = f.evidence
+    t = train[np.isfinite(train)]
+    if len(t) < MIN_EPOCHS:
+        return
+    ts = smooth(t)
+    k = tail_len(len(t))
+    start = max(t[0], ts[0])
+    ref = max(start, chance) if chance else start
+    end = float(ts[-k:].mean()) if len(t) < 8 else float(ts[-1])
+    tmin = float(ts.min())
+    f.progress = 1.0 - end / ref if ref > _EPS else 0.0
+    # a curve that never got anywhere has no progress to give back: floor the span at 5% of the level
+    span = max(ref - tmin, 0.05 * abs(ref), _EPS)
+    f.train_gaveback = max(0.0, (end - tmin) / span)
+    best_so_far = np.minimum.accumulate(t)
+    spikes = (t[1:] - best_so_far[:-1]) / span
+    f.train_worst_spike = float(max(0.0, spikes.max())) if len(spikes) else 0.0
+    rest = float(np.median(t[1:4]))
+    f.first_epoch_blowup = float(t[0] / rest) if rest > _EPS else 1.0
+    f.rest_progress = 1.0 - end / max(t[1], _EPS)
+    f.first_loss = float(t[0])
+    med = float(np.median(t))
+    prev = np.maximum(best_so_far[:-1], _EPS)
+    jumps = [t[i] / prev[i - 1] for i in range(1, len(t))
+             if best_so_far[i - 1] >= 0.01 * med and t[i] >= 0.1 * med]  # ignore wobbles of a loss near zero
+    f.max_jump = float(max(jumps, default=1.0))
+    # a jump back above half the first-epoch loss undoes the training: the mark of a blow-up
+    big = [t[i] / prev[i - 1] for i in range(1, len(t)) if t[i] >= 0.5 * t[0]]
+    f.explosive_jump = float(max(big, default=1.0))
+    drop_total = max(ts[0] - tmin, 0.05 * abs(ts[0]), _EPS)
+    f.still_improving = float((ts[-k - 1] - ts[-1]) / drop_total) if len(ts) > k else None
+    f.oscillation = _log_wobble(t, ts)
+    ev.update(train_loss_first=_r(float(t[0])), train_loss_end=_r(end), train_loss_min=_r(tmin),
+              train_loss_vs_start=_r(end / start if start > _EPS else None),
+              train_loss_vs_chance=_r(end / chance) if chance else None,
+              train_progress=_r(f.progress), train_loss_gave_back=_r(f.train_gaveback),
+              train_worst_spike=_r(f.train_worst_spike), first_epoch_blowup=_r(f.first_epoch_blowup),
+              train_max_jump=_r(f.max_jump), train_explosive_jump=_r(f.explosive_jump),
+              train_recent_share_of_drop=_r(f.still_improving),
+              train_slope_last_epochs=_r(_slope(ts[-k:]) / max(abs(end), _EPS)),
+              oscillation=_r(f.oscillation))
+
+
+def _log_wobble(y: np.ndarray, ys: np.ndarray) -> float:
+    """Robust spread of log(y / smoothed y): 0.1 means epochs typically sit ~10% off the trend."""
+    if len(y) < 6:
+        return 0.0
+    r = np.log(np.maximum(y, _EPS)) - np.log(np.maximum(ys, _EPS))
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def _slope(y: np.ndarray) -> float:
+    if len(y) < 2:
+        return 0.0
+    x = np.arange(len(y), dtype=float)
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _measure_val(c: Curves, f: Features) -> None:
+    ev = f.evidence
+    v_all = c.val if c.val is not None else np.array([])
+    v = v_all[np.isfinite(v_all)]
+    vs = smooth(v)
+    k = tail_len(len(v))
+    i_min = int(np.argmin(vs))
+    vmin, vend = float(vs[i_min]), float(vs[-1])
+    f.val_noise = _rel_noise(v, vs)
+    f.val_min_epoch = int(np.flatnonzero(np.isfinite(v_all))[i_min]) + 1
+    f.val_rise = (vend - vmin) / max(abs(vmin), _EPS)
+    f.val_rise_of_drop = (vend - vmin) / max(vs[0] - vmin, 0.05 * abs(vs[0]), _EPS)
+    f.since_min_frac = (len(v) - 1 - i_min) / max(len(v) - 1, 1)
+    drop_total = max(vs[0] - vmin, 0.05 * abs(vs[0]), _EPS)
+    f.val_still_improving = float((vs[-k - 1] - vs[-1]) / drop_total) if len(vs) > k else None
+    ev.update(val_loss_first=_r(float(v[0])), val_loss_end=_r(vend), val_loss_min=_r(vmin),
+              val_loss_min_epoch=f.val_min_epoch, val_loss_rise_since_min=_r(f.val_rise),
+              val_loss_rise_of_drop=_r(f.val_rise_of_drop),
+              epochs_since_val_min=len(v) - 1 - i_min,
+              val_slope_last_epochs=_r(_slope(vs[-k:]) / max(abs(vend), _EPS)),
+              val_recent_share_of_drop=_r(f.val_still_improving), val_noise=_r(f.val_noise))
+    if c.train is not None and np.isfinite(c.train).sum() >= MIN_EPOCHS:
+        m = min(len(c.train), len(v_all))
+        both = np.isfinite(c.train[:m]) & np.isfinite(v_all[:m])
+        if both.sum() >= MIN_EPOCHS:
+            ts, vv = smooth(c.train[:m][both]), smooth(v_all[:m][both])
+            gap = (vv - ts) / np.maximum(np.abs(vv), _EPS)
+            j_min = int(np.argmin(vv))
+            f.gap_ratio, f.gap_trend = float(gap[-1]), float(gap[-1] - gap[j_min])
+            ev.update(generalization_gap=_r(float(vv[-1] - ts[-1])), generalization_gap_ratio=_r(f.gap_ratio),
+                      generalization_gap_trend=_r(f.gap_trend))
+
+
+def _measure_accuracy(c: Curves, f: Features, n_classes: int | None) -> None:
+    ev = f.evidence
+    if n_classes and n_classes > 1:
+        ev["chance_accuracy"] = _r(1.0 / n_classes)
+    for name, acc in (("train_accuracy", c.train_acc), ("val_accuracy", c.val_acc)):
+        if acc is None or np.isfinite(acc).sum() < MIN_EPOCHS:
+            continue
+        a = acc[np.isfinite(acc)]
+        a_s = smooth(a)
+        ev[f"{name}_end"] = _r(float(a_s[-1]))
+        ev[f"{name}_best"] = _r(float(a.max()))
+        if name == "val_accuracy":
+            f.val_acc_drop = float(a_s.max() - a_s[-1])
+            ev["val_accuracy_best_epoch"] = int(np.argmax(a_s)) + 1
+            ev["val_accuracy_drop_since_best"] = _r(f.val_acc_drop)
+    if "train_accuracy_end" in ev and "val_accuracy_end" in ev:
+        ev["accuracy_gap"] = _r(ev["train_accuracy_end"] - ev["val_accuracy_end"])

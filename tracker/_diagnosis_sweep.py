@@ -1,0 +1,98 @@
+"""Sweep level: the share of trials per verdict, and which parameters move the verdicts."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+VERB = {"overfitting": "overfit", "underfitting": "underfit", "diverged": "diverged", "good_fit": "fit well"}
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    counts: dict[str, int]
+    shares: dict[str, float]
+    drivers: list[str]  # human sentences, strongest first
+    details: list[dict[str, Any]]  # one dict per driver: param, verdict, condition, rates and counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "shares": dict(self.shares), "drivers": list(self.drivers),
+                "details": [dict(d) for d in self.details]}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _splits(rows: list[tuple[Any, str]]) -> list[tuple[str, list[bool]]]:
+    """Candidate conditions on one parameter: thresholds for numbers, equality for everything else."""
+    values = [v for v, _ in rows]
+    if all(_is_num(v) for v in values):
+        uniq = sorted(set(float(v) for v in values))
+        return [(f">= {u:g}", [float(v) >= u for v in values]) for u in uniq[1:]]
+    uniq_s = sorted(set(str(v) for v in values))
+    if len(uniq_s) > 12:
+        return []
+    return [(f"= {u}", [str(v) == u for v in values]) for u in uniq_s]
+
+
+def _sentence(param: str, cond: str, verdict: str, r_in: float, n_in: int, r_out: float, n_out: int) -> str:
+    verb = VERB.get(verdict, verdict)
+    who = f"trials with {param} {cond}"
+    if r_in == 1.0:
+        return f"all {n_in} {who} {verb} (vs {r_out:.0%} of the other {n_out})."
+    if r_in == 0.0:
+        return f"none of the {n_in} {who} {verb} (vs {r_out:.0%} of the other {n_out})."
+    if r_out > 0 and r_in < r_out:
+        return f"{who} {verb} {r_out / r_in:.1f}x less often ({r_in:.0%} vs {r_out:.0%})."
+    if r_out > 0:
+        return f"{who} {verb} {r_in / r_out:.1f}x more often ({r_in:.0%} vs {r_out:.0%})."
+    return f"{r_in:.0%} of the {n_in} {who} {verb}, none of the other {n_out}."
+
+
+def summarize(trials: Sequence[tuple[Mapping[str, Any], Any]], verdicts: Sequence[str]) -> SweepSummary:
+    """Share per verdict, then for every (param, condition, verdict) the difference in verdict rate between
+    trials meeting the condition and the rest; the largest, well-supported differences become drivers."""
+    labels = [d.verdict for _, d in trials]
+    n = len(labels)
+    counts = Counter(labels)
+    all_verdicts = list(verdicts) + [v for v in counts if v not in verdicts]
+    counts_d = {v: counts.get(v, 0) for v in all_verdicts}
+    shares = {v: (round(c / n, 4) if n else 0.0) for v, c in counts_d.items()}
+    found: list[dict[str, Any]] = []
+    names = sorted({k for p, _ in trials for k in p})
+    for name in names:
+        rows = [(p[name], d.verdict) for p, d in trials if name in p and p[name] is not None]
+        if len(rows) < 4:
+            continue
+        for cond, mask in _splits(rows):
+            n_in = sum(mask)
+            n_out = len(rows) - n_in
+            if min(n_in, n_out) < 2:
+                continue
+            for verdict in {v for _, v in rows}:
+                hit = [v == verdict for _, v in rows]
+                r_in = sum(h for h, m in zip(hit, mask, strict=True) if m) / n_in
+                r_out = sum(h for h, m in zip(hit, mask, strict=True) if not m) / n_out
+                diff = r_in - r_out
+                # weight by support so a split of 2 trials does not outrank one of 20
+                score = abs(diff) * math.sqrt(n_in * n_out / len(rows))
+                if abs(diff) >= 0.3:
+                    found.append({"param": name, "condition": cond, "verdict": verdict, "rate_in": round(r_in, 4),
+                                  "rate_out": round(r_out, 4), "n_in": n_in, "n_out": n_out,
+                                  "score": round(score, 4)})
+    found.sort(key=lambda d: -d["score"])
+    chosen: list[dict[str, Any]] = []
+    for d in found:  # one sentence per (param, verdict): the best-supported condition
+        if any(c["param"] == d["param"] and c["verdict"] == d["verdict"] for c in chosen):
+            continue
+        chosen.append(d)
+        if len(chosen) == 6:
+            break
+    drivers = [_sentence(d["param"], d["condition"], d["verdict"], d["rate_in"], d["n_in"], d["rate_out"],
+                         d["n_out"]) for d in chosen]
+    drivers = [s[0].upper() + s[1:] for s in drivers]
+    return SweepSummary(counts_d, shares, drivers, chosen)

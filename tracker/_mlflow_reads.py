@@ -1,0 +1,191 @@
+"""The same bulk reads as :mod:`tracker._sql_reads`, through an MLflow tracking server's REST API.
+
+Used for ``http(s)://`` stores (and any other URI MlflowClient understands but we cannot open
+with SQLAlchemy). Runs come from ``search_runs`` (tags, params and latest metrics in one paged
+call); metric histories from the server's bulk endpoint, which answers 100 runs per request,
+instead of ``get_metric_history`` per run and key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from tracker import schema
+from tracker._sql_reads import RUN_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+_BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+_BULK_MAX_RUNS = 100  # the server refuses more run ids per bulk request
+_BULK_MAX_RESULTS = 25_000
+_PAGE = 10_000
+
+
+class ClientUnavailable(Exception):
+    """The tracking server does not answer; the message says why."""
+
+
+class ClientReads:
+    """Reads through ``MlflowClient``; remembers the runs its searches returned."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow.tracking import MlflowClient  # heavy import, only for server stores
+
+        self.tracking_uri = tracking_uri
+        if tracking_uri.startswith(("http://", "https://")):
+            _probe(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self._runs: dict[str, Any] = {}
+        self._experiments: dict[str, str] = {}
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def _experiment_ids(self) -> list[str]:
+        experiments = self.client.search_experiments(max_results=50_000)
+        self._experiments = {e.experiment_id: e.name for e in experiments}
+        return list(self._experiments)
+
+    def _search(self, filter_string: str, experiment_ids: list[str] | None = None) -> list[Any]:
+        ids = experiment_ids if experiment_ids is not None else self._experiment_ids()
+        runs: list[Any] = []
+        token = None
+        # search_runs takes at most 100 experiments per call
+        for start in range(0, len(ids), 100):
+            while True:
+                page = self.client.search_runs(
+                    ids[start : start + 100], filter_string, max_results=_PAGE, page_token=token
+                )
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    break
+        for run in runs:
+            self._runs[run.info.run_id] = run
+        return runs
+
+    def _frame(self, runs: Iterable[Any], with_parent: bool = False) -> pd.DataFrame:
+        rows = []
+        for run in runs:
+            info = run.info
+            if info.experiment_id not in self._experiments:
+                self._experiments[info.experiment_id] = self.client.get_experiment(info.experiment_id).name
+            row = [
+                info.run_id,
+                info.run_name,
+                info.status,
+                info.start_time,
+                info.end_time,
+                info.artifact_uri,
+                str(info.experiment_id),
+                self._experiments[info.experiment_id],
+            ]
+            if with_parent:
+                row.append(run.data.tags.get(schema.PARENT_RUN_ID))
+            rows.append(row)
+        return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "parent_id"] if with_parent else RUN_COLUMNS)
+
+    def sweep_runs(self) -> pd.DataFrame:
+        return self._frame(self._search(f"tags.`{schema.ROLE}` = '{schema.ROLE_SWEEP}'"))
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        from mlflow.exceptions import MlflowException
+
+        runs = []
+        for run_id in run_ids:
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException:
+                continue  # missing: the caller reports it
+            if run.info.lifecycle_stage == "active":
+                self._runs[run_id] = run
+                runs.append(run)
+        return self._frame(runs)
+
+    def child_runs(self, parent_ids: Sequence[str]) -> pd.DataFrame:
+        wanted = set(parent_ids)
+        experiment_ids = sorted({self._runs[p].info.experiment_id for p in parent_ids if p in self._runs})
+        if len(parent_ids) == 1:
+            found = self._search(f"tags.`{schema.PARENT_RUN_ID}` = '{parent_ids[0]}'", experiment_ids or None)
+        else:
+            found = self._search(f"tags.`{schema.ROLE}` = '{schema.ROLE_TRIAL}'", experiment_ids or None)
+        return self._frame([r for r in found if r.data.tags.get(schema.PARENT_RUN_ID) in wanted], True)
+
+    # -- tags, params, metrics --------------------------------------------------------------------
+    def key_values(self, table: str, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        rows: list[tuple[Any, ...]] = []
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            values = run.data.tags if table == "tags" else run.data.params
+            rows.extend((run_id, k, v) for k, v in values.items() if keys is None or k in keys)
+        return pd.DataFrame(rows, columns=["run_id", "key", "value"])
+
+    def latest_metrics(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        rows: list[tuple[Any, ...]] = []
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            rows.extend((run_id, k, float(v), None) for k, v in run.data.metrics.items() if keys is None or k in keys)
+        return pd.DataFrame(rows, columns=["run_id", "key", "value", "step"])
+
+    def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        if keys is None:
+            keys = sorted({k for r in run_ids if r in self._runs for k in self._runs[r].data.metrics})
+        rows: list[tuple[str, str, int, float]] = []
+        for key in keys:
+            for start in range(0, len(run_ids), _BULK_MAX_RUNS):
+                rows.extend(self._history_bulk(list(run_ids[start : start + _BULK_MAX_RUNS]), key))
+        frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+        frame = frame.drop_duplicates(["run_id", "key", "step"], keep="last")
+        frame = frame.sort_values(["run_id", "key", "step"], kind="stable").reset_index(drop=True)
+        return frame.astype({"run_id": "category", "key": "category", "step": "int64", "value": "float64"})
+
+    def _history_bulk(self, run_ids: list[str], key: str) -> list[tuple[str, str, int, float]]:
+        try:
+            return _bulk_request(self.tracking_uri, run_ids, key)
+        except Exception as e:  # an older server, a proxy in front: fall back to per-run calls
+            logger.debug("bulk metric history unavailable (%s); reading per run", e)
+        rows: list[tuple[Any, ...]] = []
+        for run_id in run_ids:
+            for m in self.client.get_metric_history(run_id, key):
+                rows.append((run_id, key, int(m.step), float(m.value)))
+        return rows
+
+    # -- artifacts ---------------------------------------------------------------------------------
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
+        return list(self.client.list_artifacts(run_id, path))
+
+    def download_artifact(self, run_id: str, path: str, dst: str) -> str:
+        return str(self.client.download_artifacts(run_id, path, dst))
+
+
+def _probe(uri: str) -> None:
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=3)
+    except requests.RequestException as e:
+        raise ClientUnavailable(
+            f"the MLflow server at {uri} does not answer ({type(e).__name__}). Start it "
+            "(`mlflow server --backend-store-uri ...`) or pass another --tracking-uri."
+        ) from e
+
+
+def _bulk_request(uri: str, run_ids: list[str], key: str) -> list[tuple[str, str, int, float]]:
+    if not uri.startswith(("http://", "https://")):
+        raise ValueError("not a server URI")
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    params: list[tuple[str, str | int]] = [("run_id", r) for r in run_ids]
+    params += [("metric_key", key), ("max_results", _BULK_MAX_RESULTS)]
+    response = http_request(get_default_host_creds(uri), _BULK_ENDPOINT, "GET", params=params, max_retries=0)
+    response.raise_for_status()
+    return [
+        (m["run_id"], m["key"], int(m.get("step", 0)), float(m["value"])) for m in response.json().get("metrics", [])
+    ]
