@@ -1,0 +1,170 @@
+"""Cached loaders shared by the pages: one :class:`Store` per URI, sweeps keyed by a cheap fingerprint.
+
+Every loader takes the tracking URI so two dashboards on two stores never share cache entries.
+Heavy results use ``st.cache_resource`` (no copy per read: a 600k-row history frame would cost a
+pickle round trip on every rerun with ``st.cache_data``); pages treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, NoReturn
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from dashboard import _analysis
+from tracker import schema
+from tracker.queries import RunNotFound, Store, StoreUnavailable, SweepData, TrialData, resolve_tracking_uri
+
+LIVE_REFRESH_S = 5.0
+_MAX_SWEEPS_CACHED = 4
+
+
+def tracking_uri() -> str:
+    """``--tracking-uri`` after ``--`` on the ``streamlit run`` line, else ``HPO_TRACKING_URI``, else
+    ``MLFLOW_TRACKING_URI``, else ``./.hpo/mlflow.db``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tracking-uri")
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return resolve_tracking_uri(known.tracking_uri or os.environ.get("HPO_TRACKING_URI") or None)
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI (``HPO_MLFLOW_UI_URL``, default http://127.0.0.1:5000)."""
+    base = os.environ.get("HPO_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(uri: str) -> Store:
+    return Store(uri)  # a StoreUnavailable is not cached: the next rerun tries again
+
+
+def open_store() -> Store:
+    """The page's store; renders a helpful error and stops the page when it cannot be opened."""
+    uri = tracking_uri()
+    try:
+        return _open_store(uri)
+    except StoreUnavailable as e:
+        store_unavailable(e, uri)
+
+
+def store_unavailable(error: Exception, uri: str | None = None) -> NoReturn:
+    st.error(f"**Cannot read the tracking store.** {error}", icon=":material/cloud_off:")
+    st.caption(
+        f"Store: `{uri or tracking_uri()}`. Start the dashboard with `hpo dashboard --tracking-uri URI` "
+        "or set `MLFLOW_TRACKING_URI`; this page retries on every reload."
+    )
+    st.stop()
+
+
+def run_not_found(error: RunNotFound) -> NoReturn:
+    st.warning(f"{error}", icon=":material/search_off:")
+    page_link("sweeps", "Back to all sweeps", icon=":material/arrow_back:")
+    st.stop()
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def list_sweeps(uri: str) -> pd.DataFrame:
+    return _open_store(uri).list_sweeps()
+
+
+def fingerprint(store: Store, run_id: str) -> str:
+    """Cheap to compute on every rerun; changes when the sweep gains trials or epochs, or loses runs."""
+    return store.sweep_fingerprint(run_id)
+
+
+@st.cache_resource(show_spinner="Loading the sweep…", max_entries=_MAX_SWEEPS_CACHED)
+def load_sweep(uri: str, run_id: str, fingerprint: str) -> tuple[SweepData, pd.DataFrame]:
+    """The sweep, and its trials with verdicts filled in where no diagnosis was logged."""
+    data = _open_store(uri).sweep(run_id)
+    return data, _analysis.fill_verdicts(data)
+
+
+@st.cache_resource(show_spinner="Fitting parameter importance…", max_entries=_MAX_SWEEPS_CACHED)
+def study(uri: str, run_id: str, fingerprint: str) -> tuple[Any, list[str]]:
+    data, trials = load_sweep(uri, run_id, fingerprint)
+    return _analysis.build_study(trials, data.maximize)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def importances(uri: str, run_id: str, fingerprint: str) -> dict[str, float]:
+    return _analysis.importances(study(uri, run_id, fingerprint)[0])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sweep_summary(uri: str, run_id: str, fingerprint: str) -> dict[str, Any]:
+    data, trials = load_sweep(uri, run_id, fingerprint)
+    logged = _open_store(uri).read_json_artifact(run_id, schema.DIAGNOSIS_SUMMARY_ARTIFACT, data.artifact_uri)
+    return _analysis.sweep_summary(data, trials, logged)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, ttl=LIVE_REFRESH_S)
+def load_trial(uri: str, run_id: str) -> TrialData:
+    return _open_store(uri).trial(run_id)
+
+
+def trial_diagnosis(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
+    """The trial's diagnosis and where it came from: the logged diagnosis.json, or computed now."""
+    if trial.diagnosis:
+        return trial.diagnosis, "logged by the sweep"
+    computed = _analysis.diagnose_curves(trial.curves(), trial.params)
+    if computed:
+        return computed, "computed now from the curves"
+    verdict = trial.tags.get(schema.DIAGNOSIS)
+    if verdict:
+        confidence = trial.tags.get(schema.DIAGNOSIS_CONFIDENCE)
+        return {"verdict": verdict, "confidence": confidence}, "logged verdict tag"
+    return None, ""
+
+
+def trial_label(row: pd.Series | dict[str, Any]) -> str:
+    number = row.get("trial_number")
+    if number is None or pd.isna(number):
+        return str(row.get("name") or str(row["run_id"])[:8])
+    return f"trial {int(number)}"
+
+
+def format_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "—"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- navigation between pages (shareable: everything is in the query string) ------------------------------
+_PAGES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "views")
+
+
+def page_link(page: str, label: str, icon: str | None = None, **query: str) -> None:
+    """A link to ``views/<page>.py`` with ``query`` params; plain markdown when the page runs alone
+    (``AppTest.from_file`` on one page has no navigation to link through)."""
+    try:
+        st.page_link(os.path.join(_PAGES_DIR, f"{page}.py"), label=label, icon=icon, query_params=query or None)
+    except StreamlitAPIException:
+        st.markdown(f"[{label}](/{page}?{urlencode(query)})")
+
+
+def go(page: str, **query: str) -> None:
+    """Switch to ``views/<page>.py`` with ``query`` params (no-op when the page runs alone)."""
+    try:
+        st.switch_page(os.path.join(_PAGES_DIR, f"{page}.py"), query_params=query)
+    except StreamlitAPIException:
+        st.query_params.update(query)
