@@ -1,0 +1,138 @@
+"""A real two-node Ray cluster on this machine (a head and a second node, 1 CPU each): trials run on both.
+
+Each node is a ``ray start --block`` in its own session, so the test stops exactly the processes it
+started (by process group) and never runs ``ray stop``, which would end other people's Ray on a shared
+machine. Ray 2.60 turns token auth on for ``ray start --head``: both nodes and ``hpo run`` get the same
+``RAY_AUTH_MODE=token`` / ``RAY_AUTH_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracker import schema
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).with_name("ray"))
+SWEEP = """\
+name: two-nodes
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+budget: {max_concurrent: 2}
+trainer: {task: digits, epochs: 1, options: {hidden: 16, train_fraction: 0.3}}
+resources: {cpu: 1}
+ray: {address: "127.0.0.1:%d"}
+parameters:
+  lr: {values: [0.001, 0.01, 0.03, 0.1]}
+"""
+WAIT_FOR_NODES = """\
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+deadline = time.monotonic() + 60
+while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
+    time.sleep(0.5)
+print(sum(n["Alive"] for n in ray.nodes()))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([RAY, "start", "--block", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End the node's whole process group (ray start, its GCS or raylet, their workers)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "HPO_HOME")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    # Ray's AF_UNIX sockets live under the temp dir and allow 107 bytes: pytest's tmp_path is too long
+    temp_dir = tempfile.mkdtemp(prefix="hpo2n-", dir="/tmp")
+    common = ["--num-cpus", "1", "--object-store-memory", str(80 * 1024**2), "--disable-usage-stats"]
+    nodes = [_start(["--head", "--port", str(port), "--resources", '{"node_a": 1}', "--include-dashboard=false",
+                     "--temp-dir", temp_dir, *common], env, tmp_path / "head.log")]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        nodes.append(_start(["--address", f"127.0.0.1:{port}", "--resources", '{"node_b": 1}', *common], env,
+                            tmp_path / "node_b.log"))
+        alive = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, f"127.0.0.1:{port}"], env=env,
+                               capture_output=True, text=True, timeout=120)
+        logs = "".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log"))
+        assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:] + logs
+        yield port, env
+    finally:
+        for node in reversed(nodes):
+            _stop(node)
+        _forget_cluster(port)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _forget_cluster(port: int) -> None:
+    """``ray start --head`` records its address in /tmp/ray/ray_current_cluster; remove it only if it is ours."""
+    record = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if record.read_text().strip().endswith(f":{port}"):
+            record.unlink()
+    except OSError:
+        pass
+
+
+def test_trials_run_on_both_nodes(two_nodes: tuple[int, dict[str, str]], tmp_path: Path) -> None:
+    port, env = two_nodes
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(SWEEP % port)
+    home = folder / "hpo_home"
+    hpo = str(Path(sys.executable).with_name("hpo"))
+    done = subprocess.run([hpo, "run", "sweep.yaml", "--json"], cwd=folder, env={**env, "HPO_HOME": str(home)},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    parent = json.loads(done.stdout)["parent_run_id"]
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    trials = client.search_runs([client.get_run(parent).info.experiment_id],
+                                filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{parent}'")
+    assert [t.info.status for t in trials] == ["FINISHED"] * 4
+    nodes = {t.data.tags[schema.NODE_ID] for t in trials}
+    assert len(nodes) == 2, nodes  # 1 CPU per node and 2 trials at once: both nodes ran trials

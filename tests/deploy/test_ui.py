@@ -1,0 +1,81 @@
+"""``hpo ui`` starts the MLflow UI and the dashboard, and Ctrl-C stops both (exit 0, ports closed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hpo import ui
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ui_serves_both_and_stops_on_sigint(tmp_path: Path) -> None:
+    mlflow_port, dashboard_port = free_port(), free_port()
+    env = {**os.environ, "HPO_HOME": str(tmp_path / ".hpo"), "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", "ui", "--mlflow-port", str(mlflow_port), "--port", str(dashboard_port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        urls = (f"http://127.0.0.1:{mlflow_port}/health", f"http://127.0.0.1:{dashboard_port}/_stcore/health")
+        deadline = time.monotonic() + 60
+        while not all(answers(u) for u in urls):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "hpo ui did not answer on both ports within 60 s"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{mlflow_port}" in err and f"http://127.0.0.1:{dashboard_port}" in err
+    assert not port_open(mlflow_port) and not port_open(dashboard_port)
+
+
+def test_server_store_is_shown_not_started() -> None:
+    service = ui.mlflow_ui("http://mlflow.example:5000/", "127.0.0.1", 5000, Path("/tmp"))
+    assert service.command is None and service.url == "http://mlflow.example:5000"
+    local = ui.mlflow_ui("sqlite:////tmp/x.db", "127.0.0.1", 5123, Path("/tmp/a"))
+    assert local.command is not None and "--workers" in local.command and local.url == "http://127.0.0.1:5123"
+    assert local.env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def test_child_that_exits_stops_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    sleeper = ui.Service("sleeper", "-", [sys.executable, "-c", "import time; time.sleep(60)"])
+    failing = ui.Service("failing", "-", [sys.executable, "-c", "raise SystemExit(3)"])
+    started = time.monotonic()
+    assert ui.run([sleeper, failing], out=sys.stderr) == 1
+    assert "failing exited with code 3" in capsys.readouterr().err
+    assert time.monotonic() - started < 15

@@ -1,0 +1,217 @@
+"""tracker.queries against real MLflow stores: SQLite read through SQLAlchemy, and an MLflow server."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tracker import schema
+from tracker.queries import RunNotFound, Store, StoreUnavailable, parse_param, resolve_tracking_uri
+
+_BUILDER = Path(__file__).resolve().parents[1] / "dashboard" / "sweep_store.py"
+
+
+def _builder():
+    # The dashboard tests own the store builder; load it by path (tests/ dirs are not packages).
+    spec = importlib.util.spec_from_file_location("hpo_test_sweep_store", _BUILDER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return _builder().build_store(tmp_path_factory.mktemp("queries-store"))
+
+
+def test_resolve_tracking_uri(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / '.hpo' / 'mlflow.db'}"
+    assert resolve_tracking_uri("sqlite:///rel/x.db") == f"sqlite:///{tmp_path / 'rel' / 'x.db'}"
+    assert resolve_tracking_uri("http://h:5000") == "http://h:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u@h/db")
+    assert resolve_tracking_uri() == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0.001", 0.001), ("64", 64), ("true", True), ("False", False), ("None", None), ("adam", "adam"),
+     ("[64, 64]", "[64, 64]"), ("1e-4", 1e-4)],
+)  # fmt: skip
+def test_parse_param(text, value):
+    assert parse_param(text) == value and type(parse_param(text)) is type(value)
+
+
+def test_list_sweeps_counts_and_best(built):
+    sweeps = Store(built.uri).list_sweeps().set_index("sweep")
+    assert list(sweeps.index) == ["live", "broken", "demo"]  # newest first
+    demo = sweeps.loc["demo"]
+    assert (demo.trials_finished, demo.trials_failed, demo.trials_stopped, demo.trials_running) == (6, 1, 1, 0)
+    assert demo.best_metric == pytest.approx(built.best_value)
+    assert demo.trials_total == 8 and demo.state == "finished" and demo.goal == "maximize"
+    assert sweeps.loc["live", "best_metric"] > 0  # no sweep-level metric yet: best over its trials
+    assert sweeps.loc["demo", "duration_s"] >= 0
+
+
+def test_sweep_trials_and_histories(built):
+    store = Store(built.uri)
+    assert store.find_sweep("demo") == built.demo and store.find_sweep("nope") is None
+    data = store.sweep(built.demo)
+    trials = data.trials.set_index("trial_number")
+    assert list(trials.index) == list(range(8)) and built.deleted not in set(data.trials["run_id"])
+    assert trials.loc[4, "state"] == "stopped" and trials.loc[4, "early_stopped"]
+    assert trials.loc[5, "state"] == "failed" and "loss is NaN" in trials.loc[5, "error"]
+    assert trials.loc[1, "verdict"] == "overfitting" and trials.loc[1, "confidence"] == pytest.approx(0.8)
+    assert data.best_trial["trial_number"] == built.best_trial
+    # params come back typed; conditional momentum only where the optimizer is sgd
+    assert trials.loc[0, "p.lr"] == 0.01 and trials.loc[0, "p.batch_size"] == 64
+    assert trials.loc[0, "p.optimizer"] == "adam" and pd_isna(trials.loc[0, "p.momentum"])
+    assert trials.loc[2, "p.momentum"] == 0.9
+    # one long frame: 6 per-epoch keys, step = epoch, no summary metrics mixed in
+    h = data.histories
+    assert set(h["key"]) == set(schema.EPOCH_METRICS)
+    one = h[(h["run_id"] == built.trials[0]) & (h["key"] == "val_loss")]
+    assert list(one["step"]) == list(range(1, 13))
+    assert len(h) == 6 * (12 * 5 + 4 + 2 + 6)  # five full runs, stopped@4, failed@2, diverged@6
+    assert data.tags[schema.BEST_RUN_ID] == built.trials[built.best_trial]
+
+
+def pd_isna(value) -> bool:
+    return bool(pd.isna(value))
+
+
+def test_running_sweep_uses_curve_so_far(built):
+    data = Store(built.uri).sweep(built.live)
+    running = data.trials[data.trials["state"] == "running"].iloc[0]
+    assert running["run_id"] == built.running_trial and running["epochs_run"] == 3 and running["best"] > 0
+    assert data.state == "running"
+
+
+def test_fingerprint_changes_with_new_epochs(built):
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    store = Store(built.uri)
+    before = store.sweep_fingerprint(built.live)
+    assert store.sweep_fingerprint(built.live) == before
+    MlflowClient(built.uri).log_batch(built.running_trial, metrics=[Metric("val_loss", 0.5, 0, 4)])
+    assert store.sweep_fingerprint(built.live) != before
+
+
+def test_trial_detail(built):
+    trial = Store(built.uri).trial(built.trials[1])
+    assert trial.params == {"lr": 0.003, "batch_size": 32, "optimizer": "adam", "dropout": 0.0}
+    assert trial.state == "finished" and trial.trial_number == 1 and trial.parent_run_id == built.demo
+    assert trial.artifacts == [schema.DIAGNOSIS_ARTIFACT]
+    assert trial.diagnosis["verdict"] == "overfitting"
+    curves = trial.curves()
+    assert len(curves["val_loss"]) == 12 and curves["val_loss"][0] is not None
+
+
+def test_missing_deleted_and_wrong_kind_runs(built):
+    store = Store(built.uri)
+    with pytest.raises(RunNotFound, match="deleted in MLflow"):
+        store.trial(built.deleted)
+    with pytest.raises(RunNotFound, match="never logged there"):
+        store.sweep("0" * 32)
+    with pytest.raises(RunNotFound, match="is not a sweep"):
+        store.sweep(built.trials[0])
+
+
+def test_unavailable_stores(tmp_path):
+    with pytest.raises(StoreUnavailable, match="the file does not exist"):
+        Store(f"sqlite:///{tmp_path / 'missing.db'}")
+    assert not (tmp_path / "missing.db").exists()
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(StoreUnavailable, match="not an MLflow tracking store"):
+        Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(StoreUnavailable, match="does not answer"):
+        Store("http://127.0.0.1:9")  # the discard port: nothing listens
+
+
+def test_empty_store(tmp_path):
+    uri = _builder().build_empty_store(tmp_path)
+    store = Store(uri)
+    assert store.list_sweeps().empty and store.find_sweep("x") is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow  # an mlflow server needs ~10-40 s to boot and warm up here
+def test_mlflow_server_store_reads_the_same(built, tmp_path):
+    """Through a real ``mlflow server`` (REST search + bulk history endpoint) the frames match SQL's."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", built.uri, "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]  # fmt: skip
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+                time.sleep(0.3)
+        http = Store(f"http://127.0.0.1:{port}")
+        sql = Store(built.uri)
+        a, b = http.list_sweeps(), sql.list_sweeps()
+        cols = ["run_id", "sweep", "state", "trials_finished", "trials_failed", "trials_stopped", "best_metric"]
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+        sa, sb = http.sweep(built.demo), sql.sweep(built.demo)
+        assert sa.trials[["run_id", "state", "verdict", "best", "p.lr"]].equals(
+            sb.trials[["run_id", "state", "verdict", "best", "p.lr"]]
+        )
+        key = ["run_id", "key", "step"]
+        assert (
+            sa.histories.sort_values(key)
+            .reset_index(drop=True)
+            .equals(sb.histories.sort_values(key).reset_index(drop=True))
+        )
+        assert http.trial(built.trials[1]).diagnosis["verdict"] == "overfitting"
+        with pytest.raises(RunNotFound):
+            http.trial(built.deleted)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_sweep_without_trials_reads_as_empty(tmp_path):
+    """A sweep interrupted before its first trial started: no children, no histories."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("cut", artifact_location=(tmp_path / "artifacts").as_uri())
+    tags = {schema.ROLE: schema.ROLE_SWEEP, schema.SWEEP: "cut", schema.METRIC: "val_loss",
+            schema.GOAL: "minimize", schema.SWEEP_STATE: "interrupted"}
+    parent = client.create_run(exp, run_name="cut", tags=tags).info.run_id
+    client.set_terminated(parent, status="KILLED")
+    store = Store(uri)
+    assert store.find_sweep("cut") == parent
+    data = store.sweep(parent)
+    assert data.trials.empty and data.histories.empty
+    assert data.state == "interrupted"
+    assert data.best_trial is None

@@ -1,0 +1,157 @@
+"""Bring your own model, data, data file or loop: checks before any trial, and real short sweeps.
+
+The sweeps use the example project in examples/byo (copied into tmp_path), so the example is tested too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hpo.cli import main
+from hpo.config import load_sweep
+from hpo.errors import ConfigError
+from trainers.byo import data_from_file, data_from_function, own_parts
+
+torch.set_num_threads(1)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "byo"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path holding the example project, as the working folder; sys.path and modules restored after."""
+    shutil.copytree(EXAMPLE / "winelab", tmp_path / "winelab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(EXAMPLE / "wine.csv", tmp_path / "wine.csv")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPO_HOME", str(tmp_path / ".hpo"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    for name in [m for m in sys.modules if m == "winelab" or m.startswith("winelab.")]:
+        monkeypatch.delitem(sys.modules, name)
+    return tmp_path
+
+
+def _sweep(folder: Path, name: str, trainer: str, extra: str = "") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nmethod: random\nmetric: {{name: val_accuracy, goal: maximize}}\n"
+        f"budget: {{trials: 1, max_concurrent: 1}}\ntrainer: {trainer}\n{extra}"
+    )
+    return path
+
+
+def _run(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    # Ray pickles the progress printer with the stream it writes to: pytest's capture streams do not
+    # pickle, the real stderr does (by reference); stdout, the JSON document, is only written at the end.
+    with capsys.disabled(), contextlib.redirect_stdout(io.StringIO()) as out:
+        code = main(["run", str(path), "--json"])
+    assert code == 0
+    doc: dict = json.loads(out.getvalue())
+    assert [t["status"] for t in doc["trials"]] == ["FINISHED"]
+    return doc
+
+
+# -- real sweeps -------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(("trainer", "floor"), [
+    ('{task: breast_cancer, model: "winelab.models:build_model", epochs: 2, options: {lr: 0.01}}', 0.8),
+    ('{data: "winelab.data:load_data", epochs: 2, options: {hidden: 16, lr: 0.01}}', 0.5),
+    ('{function: "winelab.train:train", epochs: 3, options: {lr: 0.5}}', 0.6),
+])
+def test_own_model_data_or_loop_runs_a_sweep(project: Path, capsys: pytest.CaptureFixture[str], trainer: str,
+                                             floor: float) -> None:
+    doc = _run(_sweep(project, "byo", trainer), capsys)
+    assert doc["best"]["metric"] > floor
+
+
+@pytest.mark.slow
+def test_data_file_sweep_with_cross_validation_reports_fold_spread(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+
+    trainer = "{data_file: wine.csv, target: target, epochs: 2, options: {hidden: 16, lr: 0.01, folds: 3}}"
+    doc = _run(_sweep(project, "byo_file", trainer), capsys)
+    metrics = MlflowClient(doc["tracking_uri"]).get_run(doc["trials"][0]["run_id"]).data.metrics
+    assert {"val_accuracy", "val_accuracy_std", "val_f1_std"} <= set(metrics)
+    assert metrics["val_accuracy"] > 0.5
+
+
+# -- checks before any trial -------------------------------------------------------------------------
+@pytest.mark.parametrize(("trainer", "match"), [
+    ('{task: digits, model: "winelab.nowhere:build_model"}', "cannot import 'winelab.nowhere:build_model'"),
+    ('{task: digits, model: "winelab.models:missing"}', "'winelab.models:missing' does not exist"),
+    ('{task: digits, model: "winelab.data:load_data"}',
+     r"must accept \(config, input_shape, n_outputs\); its signature is \(config"),
+    ('{data: "winelab.models:build_model"}', r"winelab.models:build_model must accept \(config\)"),
+    ("{data_file: nowhere.csv, target: y}", "data file 'nowhere.csv' does not exist"),
+    ("{data_file: wine.csv, target: cultivar}", "data file 'wine.csv' has no 'cultivar'.*its columns: alcohol"),
+    ("{data_file: wine.csv}", "is a table: name the column to predict in trainer.target"),
+    ("{data_file: arrays.npz, target: y}", "trainer.target names a column of a .csv/.parquet"),
+    ("{data_file: wine.txt, target: y}", "must end in .csv, .parquet, .npz"),
+    ('{task: digits, data: "winelab.data:load_data"}', "set exactly one of trainer.task.*got task, data"),
+    ('{function: "winelab.train:train", model: "winelab.models:build_model"}', "remove trainer.model"),
+    ('{data: "winelab.data"}', "must look like 'package.module:function'"),
+])
+def test_broken_own_parts_fail_before_any_trial(project: Path, trainer: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_sweep(_sweep(project, "broken", trainer))
+
+
+def test_npz_needs_arrays_x_and_y(project: Path) -> None:
+    np.savez(project / "arrays.npz", X=np.zeros((4, 2)), labels=np.zeros(4))
+    with pytest.raises(ConfigError, match="data file 'arrays.npz' has no 'y'.*numpy.savez"):
+        load_sweep(_sweep(project, "npz", "{data_file: arrays.npz}"))
+
+
+def test_regression_metric_is_allowed_for_own_data_but_not_for_a_classification_task(project: Path) -> None:
+    load_sweep(_sweep(project, "ok", "{data_file: wine.csv, target: target}").parent / "ok.yaml")
+    path = project / "reg.yaml"
+    path.write_text("name: reg\nmetric: {name: val_r2, goal: maximize}\ntrainer: {data: 'winelab.data:load_data'}\n")
+    load_sweep(path)
+    path.write_text("name: reg\nmetric: {name: val_accuracy, goal: maximize}\ntrainer: {task: diabetes}\n")
+    with pytest.raises(ConfigError, match="metric 'val_accuracy' is not reported by task diabetes.*val_r2"):
+        load_sweep(path)
+
+
+# -- loading -----------------------------------------------------------------------------------------
+def test_data_files_give_classification_or_regression(project: Path) -> None:
+    table = data_from_file(project / "wine.csv", "target", 0.25)
+    assert table.kind == "classification" and table.n_classes == 3 and table.input_shape == (13,)
+    assert len(table.y_val) == 45
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    np.savez(project / "reg.npz", X=x, y=x @ np.array([1.0, -2.0, 0.5]))
+    reg = data_from_file(project / "reg.npz", None, 0.2)
+    assert reg.kind == "regression" and reg.n_outputs == 1 and len(reg.y_val) == 12
+    import pandas as pd
+
+    pd.read_csv(project / "wine.csv").to_parquet(project / "wine.parquet")
+    assert data_from_file(project / "wine.parquet", "target", 0.25).n_classes == 3
+
+
+def test_load_data_results_are_checked(project: Path) -> None:
+    x = np.zeros((5, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="must return"):
+        data_from_function(lambda config: (x, x), {})
+    with pytest.raises(ValueError, match="x_val has 5 rows but y_val has 4"):
+        data_from_function(lambda config: (x, np.zeros(5, np.int64), x, np.zeros(4, np.int64)), {})
+    with pytest.raises(ValueError, match="use one kind"):
+        data_from_function(lambda config: (x, np.zeros(5, np.int64), x, np.zeros(5)), {})
+    data, build = own_parts({"data": "winelab.data:load_data", "model": "winelab.models:build_model"}, {})
+    assert data is not None and data.kind == "classification" and data.n_classes == 3 and build is not None
+
+
+@pytest.mark.parametrize("name", ["model", "data", "data_file", "function"])
+def test_example_sweep_files_validate(project: Path, name: str) -> None:
+    shutil.copy(EXAMPLE / f"{name}.yaml", project / f"{name}.yaml")
+    config, _ = load_sweep(project / f"{name}.yaml")
+    assert config.trainer.epochs <= 5 and (config.budget.trials or 0) <= 2  # the examples stay tiny
