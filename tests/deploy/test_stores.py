@@ -1,6 +1,6 @@
 """``hpo run`` against a PostgreSQL store and through a real ``mlflow server``, read back by ``hpo best``.
 
-Needs PostgreSQL on 127.0.0.1:5432 (user postgres, database test; `.ci/run` starts it when installed);
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, database test; `.ci/run` installs and starts it when missing);
 the PostgreSQL test is skipped, saying so, when nothing answers there.
 """
 
