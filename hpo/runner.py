@@ -20,8 +20,10 @@ from typing import Any
 
 from hpo import _checks, defaults
 from hpo.callbacks import Progress, TrialRecord, TrialTracker
+from hpo.cluster import RAY_CLIENT_SCHEME
 from hpo.config import Fixed, SweepConfig
 from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
+from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, TrackingUnavailable, open_client, redact, sqlite_path
 
@@ -166,7 +168,10 @@ def _start_ray(config: SweepConfig) -> float:
     _quiet_ray_env()
     import ray
 
-    pythonpath = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    env_vars = dict(_QUIET_RAY)  # Tune's controller runs on the head under Ray Client: it needs them there too
+    if not (config.ray.address or "").startswith(RAY_CLIENT_SCHEME):
+        # the driver's folder, for trainer modules beside the sweep file; a Ray Client's folder is not on the cluster
+        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
     try:
         ray.init(
             # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
@@ -175,7 +180,7 @@ def _start_ray(config: SweepConfig) -> float:
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
-            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+            runtime_env={"env_vars": env_vars},
         )
     except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
         raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
@@ -208,6 +213,16 @@ def _fit(
     concurrent = config.budget.max_concurrent or max(1, min(trials, int(cluster_cpus // need_cpu) or 1))
     fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
 
+    relay = None
+    numbers: dict[str, int]
+    callbacks: list[Any]
+    if client_connected():  # the Tuner will run on the head: relay its events back to this process
+        relay = Relay(tracker, progress, stopped)
+        stopped, numbers, callbacks = relay.stopped, relay.numbers, [relay.callback]
+        storage = cluster_storage_path()
+    else:
+        numbers, callbacks, storage = tracker.numbers, [tracker, progress], str(defaults.ray_storage())
+
     trainable = make_trainable(
         task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed, byo=config.trainer.byo,
         metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
@@ -216,7 +231,7 @@ def _fit(
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(config, trials, stopped, tracker.numbers),
+            search_alg=make_searcher(config, trials, stopped, numbers),
             scheduler=make_scheduler(config, stopped, fixed_epochs),
             num_samples=trials,
             max_concurrent_trials=concurrent,
@@ -226,14 +241,18 @@ def _fit(
         ),
         run_config=tune.RunConfig(
             name=f"{config.name}-{int(time.time())}",
-            storage_path=str(defaults.ray_storage()),
-            callbacks=[tracker, progress],
+            storage_path=storage,
+            callbacks=callbacks,
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # trainers save only improvements
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
         ),
     )
-    tuner.fit()  # trial errors do not raise: each failed trial was recorded by the tracker
+    # trial errors do not raise: each failed trial was recorded by the tracker
+    if relay is not None:
+        relay.run(tuner.fit)
+    else:
+        tuner.fit()
 
 
 def check_cluster_fits(
@@ -351,7 +370,11 @@ def _log_checkpoint(logger: SweepLogger, best: TrialRecord) -> None:
     if best.checkpoint is None:
         return
     with tempfile.TemporaryDirectory() as folder:
-        local = best.checkpoint.to_directory(folder)
+        # under Ray Client the checkpoint lies in the cluster's storage, not on this machine
+        if client_connected():
+            local = fetch_checkpoint(best.checkpoint, folder)
+        else:
+            local = best.checkpoint.to_directory(folder)
         logger.log_artifacts(logger.parent_run_id, local, schema.BEST_CHECKPOINT_DIR)
 
 
@@ -414,16 +437,22 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+# Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt
+# in the driver (TUNE_DISABLE_SIGINT_HANDLER), so the sweep is closed as interrupted, not left "running".
+_QUIET_RAY = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
+}
+
+
 def _quiet_ray_env() -> None:
-    """Keep Ray's console output and extra result files out of the user's way."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    # Ctrl-C raises KeyboardInterrupt here, so the sweep is closed as interrupted, not left "running".
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+    for key, value in _QUIET_RAY.items():
+        os.environ.setdefault(key, value)
 
 
 __all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings", "redact", "HpoError"]

@@ -2,8 +2,8 @@
 
 It builds the trial's full config, calls the trainer (the built-in loop or the user's
 ``train(config, report)``), and turns each report into ``ray.tune.report`` with the running best of
-the sweep metric; a best epoch's weights travel as a Ray checkpoint, so they reach the driver
-through Ray's storage even when the trial ran on another node.
+the sweep metric; a best epoch's weights travel as a Ray checkpoint into Ray Tune's storage, which
+every node of a multi-node cluster must share (the compose file mounts one volume on all of them).
 """
 
 from __future__ import annotations

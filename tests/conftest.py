@@ -15,27 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-
-# A grid of 6 trials, run one at a time so the order (and so ASHA's decisions) is fixed by the seed:
-# - sgd lr 0.05 with weight_decay 1e4 diverges in epoch 1 (weights grow x500 per step): FAILED;
-# - the lr 1e-6 trials stay at chance, as does sgd lr 0.05 in its first epochs: ASHA (rungs at epochs 2
-#   and 4) stops all four early; adam lr 0.05 runs its 6 epochs;
-# - momentum and weight_decay exist only on the sgd trials.
-SMALL_SWEEP_YAML = """\
-name: small
-method: grid
-metric: {name: val_accuracy, goal: maximize}
-budget: {max_concurrent: 1}
-early_stop: {type: asha, grace_epochs: 2, reduction_factor: 2}
-seed: 0
-trainer: {task: digits, epochs: 6, options: {hidden: 32, train_fraction: 0.3}}
-parameters:
-  optimizer: {values: [sgd, adam]}
-  lr: {values: [1e-6, 0.05]}
-  momentum: {values: [0.9], when: {optimizer: sgd}}
-  weight_decay: {values: [0.0, 1e4], when: {optimizer: sgd}}
-"""
-SMALL_SWEEP_EPOCHS = 6
+from sweep_reads import SMALL_SWEEP_YAML
 
 
 def hpo_script() -> str:

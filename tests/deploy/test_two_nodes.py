@@ -20,8 +20,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+from sweep_reads import SMALL_SWEEP_YAML, stored_trials
 
 from tracker import schema
 
@@ -75,16 +77,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    port = _free_port()
+class Cluster(NamedTuple):
+    port: int  # the head's GCS
+    client_port: int  # the head's Ray Client server
+    env: dict[str, str]  # what a driver needs to join (the auth token)
+    home: Path  # HPO_HOME on the cluster's nodes: Ray Tune's storage under Ray Client
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp_path = tmp_path_factory.mktemp("two_nodes")
+    port, client_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "HPO_HOME")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    home = tmp_path / "cluster_home"
+    node_env = {**env, "HPO_HOME": str(home)}  # both nodes see it, as the compose file's shared volume
     # Ray's AF_UNIX sockets live under the temp dir and allow 107 bytes: pytest's tmp_path is too long
     temp_dir = tempfile.mkdtemp(prefix="hpo2n-", dir="/tmp")
     common = ["--num-cpus", "1", "--object-store-memory", str(80 * 1024**2), "--disable-usage-stats"]
-    nodes = [_start(["--head", "--port", str(port), "--resources", '{"node_a": 1}', "--include-dashboard=false",
-                     "--temp-dir", temp_dir, *common], env, tmp_path / "head.log")]
+    nodes = [_start(["--head", "--port", str(port), "--ray-client-server-port", str(client_port),
+                     "--resources", '{"node_a": 1}', "--include-dashboard=false", "--temp-dir", temp_dir, *common],
+                    node_env, tmp_path / "head.log")]
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -93,13 +106,13 @@ def two_nodes(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 break
             except OSError:
                 time.sleep(0.5)
-        nodes.append(_start(["--address", f"127.0.0.1:{port}", "--resources", '{"node_b": 1}', *common], env,
+        nodes.append(_start(["--address", f"127.0.0.1:{port}", "--resources", '{"node_b": 1}', *common], node_env,
                             tmp_path / "node_b.log"))
         alive = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, f"127.0.0.1:{port}"], env=env,
                                capture_output=True, text=True, timeout=120)
         logs = "".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log"))
         assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:] + logs
-        yield port, env
+        yield Cluster(port, client_port, env, home)
     finally:
         for node in reversed(nodes):
             _stop(node)
@@ -117,8 +130,8 @@ def _forget_cluster(port: int) -> None:
         pass
 
 
-def test_trials_run_on_both_nodes(two_nodes: tuple[int, dict[str, str]], tmp_path: Path) -> None:
-    port, env = two_nodes
+def test_trials_run_on_both_nodes(two_nodes: Cluster, tmp_path: Path) -> None:
+    port, env = two_nodes.port, two_nodes.env
     folder = tmp_path / "sweep"
     folder.mkdir()
     (folder / "sweep.yaml").write_text(SWEEP % port)
@@ -136,3 +149,45 @@ def test_trials_run_on_both_nodes(two_nodes: tuple[int, dict[str, str]], tmp_pat
     assert [t.info.status for t in trials] == ["FINISHED"] * 4
     nodes = {t.data.tags[schema.NODE_ID] for t in trials}
     assert len(nodes) == 2, nodes  # 1 CPU per node and 2 trials at once: both nodes ran trials
+
+
+def test_ray_client_sweep_is_tracked_by_the_driver(two_nodes: Cluster, tmp_path: Path) -> None:
+    """Under Ray Client Tune runs on the head; its trial events, ASHA's stops and the best checkpoint
+    still reach the driver, which alone writes its own SQLite store."""
+    folder = tmp_path / "laptop"
+    folder.mkdir()
+    address = f"ray://127.0.0.1:{two_nodes.client_port}"
+    (folder / "sweep.yaml").write_text(SMALL_SWEEP_YAML + f'ray: {{address: "{address}"}}\n')
+    home = folder / "hpo_home"
+    hpo = str(Path(sys.executable).with_name("hpo"))
+    done = subprocess.run([hpo, "run", "sweep.yaml", "--json"], cwd=folder,
+                          env={**two_nodes.env, "HPO_HOME": str(home)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    assert "trials 6/6 done" in done.stderr
+
+    trials = stored_trials(doc["tracking_uri"], doc["parent_run_id"])
+    assert doc["tracking_uri"] == f"sqlite:///{home / 'mlflow.db'}"
+    assert [int(t.tags[schema.TRIAL_NUMBER]) for t in trials] == list(range(6))  # in the order Optuna proposed
+    failed = [t for t in trials if t.status == "FAILED"]
+    assert [(t.params["lr"], t.params["weight_decay"]) for t in failed] == [("0.05", "10000.0")]
+    assert "Diverged: training loss became nan at epoch 1" in failed[0].tags[schema.ERROR]
+    # the same outcome as the local grid sweep of this file: ASHA (on the head) stopped the 4 laggards
+    assert sorted(t.status for t in trials if t is not failed[0]) == ["FINISHED"] + ["KILLED"] * 4
+    for trial in trials:
+        assert (trial.tags.get(schema.EARLY_STOPPED) == "true") == (trial.status == "KILLED")
+        epochs = int(trial.metrics[schema.EPOCHS_RUN])
+        assert [step for step, _ in trial.points.get("val_loss", [])] == list(range(1, epochs + 1))
+        if trial.status != "FAILED":
+            assert trial.tags[schema.DIAGNOSIS]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(doc["tracking_uri"])
+    parent = client.get_run(doc["parent_run_id"])
+    assert parent.data.tags[schema.BEST_RUN_ID] == doc["best"]["run_id"]
+    assert [a.path for a in client.list_artifacts(doc["parent_run_id"], schema.BEST_CHECKPOINT_DIR)] == [
+        f"{schema.BEST_CHECKPOINT_DIR}/model.pt"]
+    # Tune kept its storage on the cluster (the head's HPO_HOME), not on the driver's disk
+    assert list(two_nodes.home.glob("ray/small-*/*/checkpoint_*"))
+    assert not (home / "ray").exists()

@@ -1,0 +1,228 @@
+"""Tracking a sweep whose Tune controller runs on the cluster: Ray Client (``ray://HOST:PORT``).
+
+Under Ray Client, ``tune.Tuner`` does not run in the driver: it pickles itself into an actor on the
+head node and runs there, callbacks, searcher and scheduler included. A callback that logs to MLflow
+would then log from the head (where a laptop's SQLite file does not exist) and the driver would never
+see a trial. So the driver keeps its tracker and progress line, and sends the head a
+:class:`RelayCallback` instead: it posts each trial event, as plain data, to a :class:`Mailbox` actor,
+and :class:`Relay` on the driver takes them from there and replays them into the real callbacks.
+The searcher's proposal numbers and the scheduler's early stops reach the driver the same way
+(:class:`RelayedDict`, :class:`RelayedSet`), ahead of the trial events that depend on them.
+
+Ray's storage (checkpoints, Tune's state) is the cluster's too: the head's ``$HPO_HOME/ray`` when the
+cluster sets ``HPO_HOME`` (the compose file does: a volume every node mounts), else Tune's default on
+the head. The best checkpoint comes back to the driver through a task on the head.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.tune import Callback
+
+from hpo.callbacks import Progress, TrialTracker, _error_text
+from hpo.trainable import BEST_KEY, NODE_KEY, TIME_KEY
+
+PUMP_INTERVAL_S = 0.5
+_RESULT_KEYS = frozenset({"epoch", "training_iteration", "timestamp", BEST_KEY, NODE_KEY, TIME_KEY})
+
+
+def client_connected() -> bool:
+    """True when this process talks to its cluster through Ray Client."""
+    return bool(ray.util.client.ray.is_connected())
+
+
+def _on_head(fn: Callable[..., Any] | type) -> Any:
+    """``fn`` as a zero-CPU task (or actor class) pinned to the node Ray Client serves from (the head)."""
+    from ray.air.util.node import _force_on_current_node
+
+    return _force_on_current_node(ray.remote(num_cpus=0)(fn))
+
+
+class Mailbox:
+    """A zero-CPU actor on the head holding trial events until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[tuple[Any, ...]]:
+        items, self.items = self.items, []
+        return items
+
+
+class RelayedSet(set):  # type: ignore[type-arg]
+    """The scheduler's set of early-stopped trial ids, each addition also posted to the mailbox."""
+
+    def __init__(self, mailbox: Any, items: Iterable[str] = ()) -> None:
+        super().__init__(items)
+        self.mailbox = mailbox
+
+    def add(self, item: str) -> None:
+        if item not in self:
+            self.mailbox.put.remote(("stopped", item))
+        super().add(item)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RelayedSet, (self.mailbox, list(self)))
+
+
+class RelayedDict(dict):  # type: ignore[type-arg]
+    """The searcher's trial id -> proposal number map, each new entry also posted to the mailbox."""
+
+    def __init__(self, mailbox: Any, items: dict[str, int] | None = None) -> None:
+        super().__init__(items or {})
+        self.mailbox = mailbox
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self.mailbox.put.remote(("number", key, value))
+        super().__setitem__(key, value)
+
+    def setdefault(self, key: str, default: int) -> int:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return int(self[key])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RelayedDict, (self.mailbox, dict(self)))
+
+
+class RelayCallback(Callback):  # type: ignore[misc]
+    """Runs on the head inside Tune's controller: posts each trial event to the mailbox."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self.mailbox = mailbox
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.mailbox.put.remote(("start", trial.trial_id, dict(trial.config)))
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        plain = {
+            k: v for k, v in result.items()
+            if k in _RESULT_KEYS or (isinstance(v, int | float) and not isinstance(v, bool))
+        }
+        self.mailbox.put.remote(("result", trial.trial_id, plain))
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.mailbox.put.remote(("complete", trial.trial_id, trial.checkpoint))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.mailbox.put.remote(("error", trial.trial_id, _error_text(trial)))
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        # Waiting on this one put means every earlier put (same caller, same actor: in order) has landed
+        # before fit() returns, so the driver's last take sees the whole sweep.
+        ray.get(self.mailbox.put.remote(("end",)))
+
+
+@dataclass
+class _Trial:
+    """What the driver's callbacks read of a trial, rebuilt from relayed events."""
+
+    trial_id: str
+    config: dict[str, Any]
+    checkpoint: Any = None
+    error_text: str | None = None
+    error_file: str | None = None
+
+    def get_error(self) -> str | None:
+        return self.error_text
+
+
+class Relay:
+    """Driver side: the mailbox, the containers and callback the head gets, and the replay into ``tracker``."""
+
+    def __init__(self, tracker: TrialTracker, progress: Progress, stopped: set[str]) -> None:
+        self.tracker, self.progress, self.driver_stopped = tracker, progress, stopped
+        self.mailbox = _on_head(Mailbox).remote()
+        self.stopped = RelayedSet(self.mailbox)
+        self.numbers = RelayedDict(self.mailbox)
+        self.callback = RelayCallback(self.mailbox)
+        self.trials: dict[str, _Trial] = {}
+
+    def run(self, fit: Callable[[], Any]) -> None:
+        """``fit()`` (it blocks until the remote Tuner is done) while a thread replays events as they come."""
+        done = threading.Event()
+
+        def pump_until_done() -> None:
+            while not done.wait(PUMP_INTERVAL_S):
+                self.pump()
+
+        pumper = threading.Thread(target=pump_until_done, name="hpo-relay", daemon=True)
+        pumper.start()
+        try:
+            fit()
+        finally:
+            done.set()
+            pumper.join()
+            self.pump()
+            self.tracker.on_experiment_end([])
+            self.progress.on_experiment_end([])
+
+    def pump(self) -> None:
+        """Take what the head posted and replay it, in order."""
+        for event in ray.get(self.mailbox.take.remote()):
+            self._replay(event)
+        self.tracker.on_step_end(0, [])
+        self.progress.on_step_end(0, [])
+
+    def _replay(self, event: tuple[Any, ...]) -> None:
+        kind, rest = event[0], event[1:]
+        if kind == "number":
+            self.tracker.numbers.setdefault(rest[0], rest[1])
+        elif kind == "stopped":
+            self.driver_stopped.add(rest[0])
+        elif kind == "start":
+            trial = self.trials.setdefault(rest[0], _Trial(rest[0], rest[1]))
+            self.tracker.on_trial_start(0, [], trial)
+        elif kind == "result":
+            self.tracker.on_trial_result(0, [], self.trials[rest[0]], rest[1])
+        elif kind == "complete":
+            trial = self.trials[rest[0]]
+            trial.checkpoint = rest[1]
+            self.tracker.on_trial_complete(0, [], trial)
+            self.progress.on_trial_complete(0, [], trial)
+        elif kind == "error":
+            trial = self.trials[rest[0]]
+            trial.error_text = rest[1]
+            self.tracker.on_trial_error(0, [], trial)
+            self.progress.on_trial_error(0, [], trial)
+
+
+def cluster_storage_path() -> str | None:
+    """Ray Tune's storage as the head sees it: ``$HPO_HOME/ray`` there, else None (Tune's default)."""
+
+    def on_head() -> str | None:
+        home = os.environ.get("HPO_HOME")
+        return str(Path(home).resolve() / "ray") if home else None
+
+    result: str | None = ray.get(_on_head(on_head).remote())
+    return result
+
+
+def fetch_checkpoint(checkpoint: Any, folder: str) -> str:
+    """Copy a checkpoint kept in the cluster's storage into ``folder`` on the driver; returns ``folder``."""
+
+    def read_tree(checkpoint: Any) -> dict[str, bytes]:
+        with checkpoint.as_directory() as root:
+            return {
+                os.path.relpath(os.path.join(here, name), root): Path(here, name).read_bytes()
+                for here, _, names in os.walk(root) for name in names
+            }
+
+    files: dict[str, bytes] = ray.get(_on_head(read_tree).remote(checkpoint))
+    for relative, data in files.items():
+        target = Path(folder, relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return folder
