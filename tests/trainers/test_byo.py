@@ -5,8 +5,6 @@ The sweeps use the example project in examples/byo (copied into tmp_path), so th
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -49,12 +47,10 @@ def _sweep(folder: Path, name: str, trainer: str, extra: str = "") -> Path:
 
 
 def _run(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    # Ray pickles the progress printer with the stream it writes to: pytest's capture streams do not
-    # pickle, the real stderr does (by reference); stdout, the JSON document, is only written at the end.
-    with capsys.disabled(), contextlib.redirect_stdout(io.StringIO()) as out:
-        code = main(["run", str(path), "--json"])
-    assert code == 0
-    doc: dict = json.loads(out.getvalue())
+    code = main(["run", str(path), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    doc: dict = json.loads(captured.out)
     assert [t["status"] for t in doc["trials"]] == ["FINISHED"]
     return doc
 
