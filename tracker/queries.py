@@ -15,37 +15,51 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tracker import _sql_reads, schema
+from tracker._frames import (
+    PARAM_PREFIX,
+    TRIAL_STATES,
+    TrialState,
+    as_dict,
+    column,
+    durations,
+    empty_histories,
+    epoch_points,
+    history_dict,
+    parse_param,
+    sweep_best,
+    sweep_state,
+    timestamp,
+    timestamps,
+    to_wide,
+    trial_state,
+    trials_frame,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PARAM_PREFIX",
+    "TRIAL_STATES",
     "RunNotFound",
     "Store",
     "StoreUnavailable",
     "SweepData",
     "TrialData",
+    "history_dict",
     "parse_param",
     "resolve_tracking_uri",
 ]
 
-TrialState = Literal["finished", "failed", "stopped", "running"]
-TRIAL_STATES: tuple[TrialState, ...] = ("finished", "failed", "stopped", "running")
-PARAM_PREFIX = "p."  # trials frame column for hyperparameter <name> is "p.<name>"
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql")
-_SUMMARY_METRIC = (schema.BEST_PREFIX, schema.FINAL_PREFIX, schema.EPOCHS_RUN)
 _TRIAL_TAGS = (
     schema.TRIAL_NUMBER,
     schema.TRIAL_ID,
@@ -83,27 +97,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     elif "://" not in uri:  # a bare path to a database file
         uri = f"sqlite:///{Path(uri).resolve()}"
     return uri
-
-
-def parse_param(value: str | None) -> Any:
-    """MLflow stores params as strings; give back the bool, int, float or None they were logged from."""
-    if value is None:
-        return None
-    text = value.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return value
-    return number if math.isfinite(number) or lowered in ("inf", "-inf", "nan") else value
 
 
 @dataclass
@@ -181,33 +174,6 @@ class TrialData:
         return history_dict(self.histories, self.run_id)
 
 
-def history_dict(histories: pd.DataFrame, run_id: str) -> dict[str, list[float | None]]:
-    """One run's long history rows as ``{key: [value at epoch 1, 2, ...]}`` for ``diagnose()``."""
-    rows = histories[histories["run_id"] == run_id]
-    curves: dict[str, list[float | None]] = {}
-    if rows.empty:
-        return curves
-    last = int(rows["step"].max())
-    for key, group in rows.groupby("key", sort=True):
-        values: list[float | None] = [None] * last
-        for step, value in zip(group["step"], group["value"], strict=True):
-            if 1 <= step <= last:
-                values[int(step) - 1] = None if pd.isna(value) else float(value)
-        curves[str(key)] = values
-    return curves
-
-
-def trial_state(status: str, early_stopped: bool) -> TrialState:
-    """Our four-way outcome from MLflow's run status and the early-stop tag."""
-    if status == "FAILED":
-        return "failed"
-    if early_stopped or status == "KILLED":
-        return "stopped"
-    if status == "FINISHED":
-        return "finished"
-    return "running"
-
-
 class Store:
     """Read-only view of one tracking store.
 
@@ -273,39 +239,39 @@ class Store:
         if parents.empty:
             return pd.DataFrame(columns=columns)
         ids = parents["run_id"].tolist()
-        tags = _wide(self._call("key_values", "tags", ids), ids)
-        latest = _wide(self._call("latest_metrics", ids), ids, "value")
+        tags = to_wide(self._call("key_values", "tags", ids), ids)
+        latest = to_wide(self._call("latest_metrics", ids), ids, "value")
         children = self._call("child_runs", ids)
         child_ids = children["run_id"].tolist()
-        child_tags = _wide(self._call("key_values", "tags", child_ids, [schema.EARLY_STOPPED]), child_ids)
-        metrics = {f"{schema.BEST_PREFIX}{m}" for m in _col(tags, schema.METRIC).dropna()}
-        child_best = _wide(self._call("latest_metrics", child_ids, sorted(metrics)), child_ids, "value")
+        child_tags = to_wide(self._call("key_values", "tags", child_ids, [schema.EARLY_STOPPED]), child_ids)
+        metrics = {f"{schema.BEST_PREFIX}{m}" for m in column(tags, schema.METRIC).dropna()}
+        child_best = to_wide(self._call("latest_metrics", child_ids, sorted(metrics)), child_ids, "value")
         children = children.set_index("run_id")
         children["state"] = [
             trial_state(s, e == "true")
-            for s, e in zip(children["status"], _col(child_tags, schema.EARLY_STOPPED), strict=True)
+            for s, e in zip(children["status"], column(child_tags, schema.EARLY_STOPPED), strict=True)
         ]
         out = pd.DataFrame({"run_id": ids})
         out["experiment_id"] = parents["experiment_id"].to_numpy()
         out["experiment"] = parents["experiment"].to_numpy()
-        out["sweep"] = _col(tags, schema.SWEEP).fillna(parents.set_index("run_id")["name"]).to_numpy()
+        out["sweep"] = column(tags, schema.SWEEP).fillna(parents.set_index("run_id")["name"]).to_numpy()
         for name, key in (("method", schema.METHOD), ("sampler", schema.SAMPLER), ("metric", schema.METRIC),
                           ("goal", schema.GOAL)):  # fmt: skip
-            out[name] = _col(tags, key).to_numpy()
+            out[name] = column(tags, key).to_numpy()
         out["state"] = [
-            sweep_state(t, s) for t, s in zip(_col(tags, schema.SWEEP_STATE), parents["status"], strict=True)
+            sweep_state(t, s) for t, s in zip(column(tags, schema.SWEEP_STATE), parents["status"], strict=True)
         ]
-        out["trials_total"] = pd.to_numeric(_col(tags, schema.TRIALS_TOTAL), errors="coerce").to_numpy()
+        out["trials_total"] = pd.to_numeric(column(tags, schema.TRIALS_TOTAL), errors="coerce").to_numpy()
         counts = children.groupby(["parent_id", "state"]).size().unstack(fill_value=0)
         for state in TRIAL_STATES:
             col = counts[state] if state in counts else pd.Series(dtype="int64")
             out[f"trials_{state}"] = col.reindex(ids).fillna(0).astype("int64").to_numpy()
         out["best_metric"] = [
-            _sweep_best(pid, metric, goal, latest, child_best, children)
+            sweep_best(pid, metric, goal, latest, child_best, children)
             for pid, metric, goal in zip(ids, out["metric"], out["goal"], strict=True)
         ]
-        out["start_time"] = _timestamps(parents["start_time"]).to_numpy()
-        out["duration_s"] = _durations(parents["start_time"], parents["end_time"], out["state"]).to_numpy()
+        out["start_time"] = timestamps(parents["start_time"]).to_numpy()
+        out["duration_s"] = durations(parents["start_time"], parents["end_time"], out["state"]).to_numpy()
         return out[columns].sort_values("start_time", ascending=False, ignore_index=True)
 
     def find_sweep(self, name: str) -> str | None:
@@ -321,7 +287,7 @@ class Store:
             RunNotFound: no active run ``parent_run_id``, or it is not a sweep parent run.
         """
         parent = self._run(parent_run_id)
-        ptags = _as_dict(self._call("key_values", "tags", [parent_run_id]))
+        ptags = as_dict(self._call("key_values", "tags", [parent_run_id]))
         if ptags.get(schema.ROLE) != schema.ROLE_SWEEP:
             raise RunNotFound(
                 f"run {parent_run_id} is not a sweep (tag {schema.ROLE}={ptags.get(schema.ROLE)!r}, "
@@ -329,14 +295,14 @@ class Store:
             )
         children = self._call("child_runs", [parent_run_id])
         ids = children["run_id"].tolist()
-        histories = self._call("metric_histories", ids) if ids else _empty_histories()
-        histories = _epoch_points(histories)
+        histories = self._call("metric_histories", ids) if ids else empty_histories()
+        histories = epoch_points(histories)
         metric, goal = ptags.get(schema.METRIC), ptags.get(schema.GOAL)
-        trials = _trials_frame(
+        trials = trials_frame(
             children,
-            _wide(self._call("key_values", "tags", ids, list(_TRIAL_TAGS)), ids),
+            to_wide(self._call("key_values", "tags", ids, list(_TRIAL_TAGS)), ids),
             self._call("key_values", "params", ids),
-            _wide(self._call("latest_metrics", ids), ids, "value"),
+            to_wide(self._call("latest_metrics", ids), ids, "value"),
             histories,
             metric,
             goal,
@@ -352,12 +318,12 @@ class Store:
             goal=goal,
             state=sweep_state(ptags.get(schema.SWEEP_STATE), parent["status"]),
             status=str(parent["status"]),
-            start_time=_timestamp(parent["start_time"]),
-            end_time=_timestamp(parent["end_time"]),
+            start_time=timestamp(parent["start_time"]),
+            end_time=timestamp(parent["end_time"]),
             artifact_uri=parent["artifact_uri"],
             tags=ptags,
-            params=_as_dict(self._call("key_values", "params", [parent_run_id])),
-            metrics=_as_dict(self._call("latest_metrics", [parent_run_id])),
+            params=as_dict(self._call("key_values", "params", [parent_run_id])),
+            metrics=as_dict(self._call("latest_metrics", [parent_run_id])),
             trials=trials,
             histories=histories,
         )
@@ -383,11 +349,11 @@ class Store:
             RunNotFound: no active run ``run_id`` (never logged, or deleted in MLflow).
         """
         run = self._run(run_id)
-        tags = _as_dict(self._call("key_values", "tags", [run_id]))
-        latest = _as_dict(self._call("latest_metrics", [run_id]))
-        params = {k: parse_param(v) for k, v in _as_dict(self._call("key_values", "params", [run_id])).items()}
+        tags = as_dict(self._call("key_values", "tags", [run_id]))
+        latest = as_dict(self._call("latest_metrics", [run_id]))
+        params = {k: parse_param(v) for k, v in as_dict(self._call("key_values", "params", [run_id])).items()}
         histories = self._call("metric_histories", [run_id])
-        histories = _epoch_points(histories)
+        histories = epoch_points(histories)
         artifacts = self.list_artifacts(run_id, run["artifact_uri"])
         diagnosis = None
         if schema.DIAGNOSIS_ARTIFACT in artifacts:
@@ -402,8 +368,8 @@ class Store:
             state=trial_state(str(run["status"]), tags.get(schema.EARLY_STOPPED) == "true"),
             parent_run_id=tags.get(schema.PARENT_RUN_ID),
             trial_number=number if isinstance(number, int) else None,
-            start_time=_timestamp(run["start_time"]),
-            end_time=_timestamp(run["end_time"]),
+            start_time=timestamp(run["start_time"]),
+            end_time=timestamp(run["end_time"]),
             artifact_uri=run["artifact_uri"],
             params=params,
             tags=tags,
@@ -470,137 +436,6 @@ class Store:
 
 
 # -- frame shaping --------------------------------------------------------------------------------------
-def sweep_state(tag: str | None, status: str) -> str:
-    """The sweep's state tag, or one derived from the parent run's status when the tag is missing."""
-    if isinstance(tag, str) and tag:
-        return tag
-    return {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed"}.get(status, "interrupted")
-
-
-def _trials_frame(
-    children: pd.DataFrame,
-    tags: pd.DataFrame,
-    params: pd.DataFrame,
-    latest: pd.DataFrame,
-    histories: pd.DataFrame,
-    metric: str | None,
-    goal: str | None,
-) -> pd.DataFrame:
-    ids = children["run_id"].tolist()
-    out = pd.DataFrame({"run_id": ids})
-    number = pd.to_numeric(_col(tags, schema.TRIAL_NUMBER), errors="coerce").to_numpy()
-    out["trial_number"] = number
-    out["name"] = children["name"].to_numpy()
-    out["status"] = children["status"].to_numpy()
-    early = (_col(tags, schema.EARLY_STOPPED) == "true").to_numpy()
-    out["state"] = [trial_state(s, e) for s, e in zip(out["status"], early, strict=True)]
-    out["early_stopped"] = early
-    out["stopped_by"] = _col(tags, schema.STOPPED_BY).to_numpy()
-    out["error"] = _col(tags, schema.ERROR).to_numpy()
-    out["verdict"] = _col(tags, schema.DIAGNOSIS).to_numpy()
-    out["confidence"] = pd.to_numeric(_col(tags, schema.DIAGNOSIS_CONFIDENCE), errors="coerce").to_numpy()
-    best_key = f"{schema.BEST_PREFIX}{metric}"
-    out["best"] = pd.to_numeric(_col(latest, best_key), errors="coerce").to_numpy()
-    out["final"] = pd.to_numeric(_col(latest, f"{schema.FINAL_PREFIX}{metric}"), errors="coerce").to_numpy()
-    out["epochs_run"] = pd.to_numeric(_col(latest, schema.EPOCHS_RUN), errors="coerce").to_numpy()
-    if not histories.empty:
-        epochs = histories.groupby("run_id")["step"].max().reindex(ids).to_numpy()
-        out["epochs_run"] = out["epochs_run"].fillna(pd.Series(epochs))
-    if metric and not histories.empty:  # running trials have no summary metrics yet: use the curve so far
-        curve = histories[histories["key"] == metric].groupby("run_id")["value"]
-        so_far = pd.Series((curve.max() if goal == "maximize" else curve.min()).reindex(ids).to_numpy())
-        out["best"] = out["best"].fillna(so_far.where(out["state"] != "failed"))
-    out["start_time"] = _timestamps(children["start_time"]).to_numpy()
-    out["end_time"] = _timestamps(children["end_time"]).to_numpy()
-    out["duration_s"] = _durations(children["start_time"], children["end_time"], out["state"]).to_numpy()
-    out = pd.concat([out, _param_columns(params, ids)], axis=1)
-    # Trials without a number (a crashed writer) go last, in start order.
-    out = out.sort_values(["trial_number", "start_time"], na_position="last", ignore_index=True)
-    return out
-
-
-def _param_columns(params: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
-    wide = _wide(params, ids)
-    columns = {}
-    for name in sorted(wide.columns):
-        values = [parse_param(v) if isinstance(v, str) else None for v in wide[name]]
-        series = pd.Series(values, dtype="object")
-        present = [v for v in values if v is not None]
-        if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-            series = pd.to_numeric(series)
-        columns[f"{PARAM_PREFIX}{name}"] = series.reset_index(drop=True)
-    return pd.DataFrame(columns, index=range(len(ids)))
-
-
-def _wide(long: pd.DataFrame, ids: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """Long run_id/key/value rows -> one row per id in ``ids`` (same order), one column per key."""
-    if long.empty:
-        return pd.DataFrame(index=pd.Index(list(ids), name="run_id"))
-    wide = long.drop_duplicates(["run_id", "key"], keep="last").pivot(index="run_id", columns="key", values=value)
-    return wide.reindex(list(ids))
-
-
-def _col(wide: pd.DataFrame, key: str) -> pd.Series:
-    if key in wide.columns:
-        return wide[key].astype("object").where(wide[key].notna(), None)
-    return pd.Series([None] * len(wide), index=wide.index, dtype="object")
-
-
-def _as_dict(long: pd.DataFrame) -> dict[str, Any]:
-    return dict(zip(long["key"], long["value"], strict=True))
-
-
-def _sweep_best(
-    pid: str, metric: str | None, goal: str | None, latest: pd.DataFrame, child_best: pd.DataFrame,
-    children: pd.DataFrame,
-) -> float | None:  # fmt: skip
-    if not metric:
-        return None
-    key = f"{schema.BEST_PREFIX}{metric}"
-    own = _col(latest, key).get(pid)
-    if own is not None and not pd.isna(own):
-        return float(own)
-    # No sweep-level value yet (still running): best over the trials logged so far.
-    kids = children.index[children["parent_id"] == pid]
-    values = pd.to_numeric(_col(child_best, key).reindex(kids), errors="coerce").dropna()
-    if values.empty:
-        return None
-    return float(values.max() if goal == "maximize" else values.min())
-
-
-def _timestamp(ms: Any) -> pd.Timestamp | None:
-    return None if ms is None or pd.isna(ms) else pd.Timestamp(int(ms), unit="ms", tz="UTC")
-
-
-def _timestamps(ms: pd.Series) -> pd.Series:
-    return pd.to_datetime(pd.to_numeric(ms, errors="coerce"), unit="ms", utc=True)
-
-
-def _durations(start: pd.Series, end: pd.Series, states: pd.Series) -> pd.Series:
-    """Seconds from start to end; to now for runs still going (or whose end was never logged)."""
-    start_ms = pd.to_numeric(start, errors="coerce").to_numpy(dtype="float64")
-    end_ms = pd.to_numeric(end, errors="coerce").to_numpy(dtype="float64")
-    running = (states.to_numpy() == "running") | np.isnan(end_ms)
-    return pd.Series((np.where(running, time.time() * 1000, end_ms) - start_ms) / 1000)
-
-
-def _epoch_points(histories: pd.DataFrame) -> pd.DataFrame:
-    """Drop the summary metrics (best_*, final_*, epochs_run): they are not learning curves."""
-    if histories.empty:  # an empty frame's key column has no string dtype for .str
-        return _empty_histories()
-    keys = histories["key"]
-    if isinstance(keys.dtype, pd.CategoricalDtype):  # decide per category, not per row (600k rows at scale)
-        summary = keys.isin([c for c in keys.cat.categories if str(c).startswith(_SUMMARY_METRIC)])
-    else:
-        summary = keys.astype(str).str.startswith(_SUMMARY_METRIC)
-    return histories[~summary].reset_index(drop=True)
-
-
-def _empty_histories() -> pd.DataFrame:
-    return pd.DataFrame({"run_id": pd.Series([], dtype="object"), "key": pd.Series([], dtype="object"),
-                         "step": pd.Series([], dtype="int64"), "value": pd.Series([], dtype="float64")})
-
-
 def _local_dir(artifact_uri: str | None) -> Path | None:
     """The folder of a local artifact location (a path or ``file://`` URI), else ``None``."""
     if not artifact_uri:
