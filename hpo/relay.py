@@ -16,6 +16,7 @@ the head. The best checkpoint comes back to the driver through a task on the hea
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ from ray.tune import Callback
 
 from hpo.callbacks import Progress, TrialTracker, _error_text
 from hpo.trainable import BEST_KEY, NODE_KEY, TIME_KEY
+
+log = logging.getLogger(__name__)
 
 PUMP_INTERVAL_S = 0.5
 _RESULT_KEYS = frozenset({"epoch", "training_iteration", "timestamp", BEST_KEY, NODE_KEY, TIME_KEY})
@@ -156,7 +159,11 @@ class Relay:
 
         def pump_until_done() -> None:
             while not done.wait(PUMP_INTERVAL_S):
-                self.pump()
+                try:
+                    self.pump()
+                except Exception:  # noqa: BLE001 - a lost connection ends fit() too; say so once, there
+                    log.warning("could not take trial events from the cluster", exc_info=True)
+                    return
 
         pumper = threading.Thread(target=pump_until_done, name="hpo-relay", daemon=True)
         pumper.start()
@@ -165,7 +172,10 @@ class Relay:
         finally:
             done.set()
             pumper.join()
-            self.pump()
+            try:
+                self.pump()  # what the head posted since the last take: on success, the end of the sweep
+            except Exception:  # noqa: BLE001 - keep fit()'s own error (or Ctrl-C), not this one
+                log.warning("could not take the last trial events from the cluster", exc_info=True)
             self.tracker.on_experiment_end([])
             self.progress.on_experiment_end([])
 
@@ -180,20 +190,23 @@ class Relay:
         kind, rest = event[0], event[1:]
         if kind == "number":
             self.tracker.numbers.setdefault(rest[0], rest[1])
-        elif kind == "stopped":
+            return
+        if kind == "stopped":
             self.driver_stopped.add(rest[0])
-        elif kind == "start":
-            trial = self.trials.setdefault(rest[0], _Trial(rest[0], rest[1]))
-            self.tracker.on_trial_start(0, [], trial)
-        elif kind == "result":
-            self.tracker.on_trial_result(0, [], self.trials[rest[0]], rest[1])
+            return
+        if kind == "start":
+            self.tracker.on_trial_start(0, [], self.trials.setdefault(rest[0], _Trial(rest[0], rest[1])))
+            return
+        trial = self.trials.get(rest[0]) if rest else None
+        if trial is None:  # an event of a trial whose start never came: nothing to attach it to
+            return
+        if kind == "result":
+            self.tracker.on_trial_result(0, [], trial, rest[1])
         elif kind == "complete":
-            trial = self.trials[rest[0]]
             trial.checkpoint = rest[1]
             self.tracker.on_trial_complete(0, [], trial)
             self.progress.on_trial_complete(0, [], trial)
         elif kind == "error":
-            trial = self.trials[rest[0]]
             trial.error_text = rest[1]
             self.tracker.on_trial_error(0, [], trial)
             self.progress.on_trial_error(0, [], trial)
