@@ -292,6 +292,9 @@ def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: 
                           source=source, field=field) from None
     except AttributeError as e:
         raise ConfigError(f"{spec!r} does not exist: {e}", source=source, field=field) from None
+    except Exception as e:  # noqa: BLE001 - the user's module raised while importing (SyntaxError, ...)
+        raise ConfigError(f"importing {spec!r} raised {type(e).__name__}: {e}", source=source,
+                          field=field) from None
     if not callable(function):
         raise ConfigError(f"{spec!r} is not a function", source=source, field=field)
     try:

@@ -8,6 +8,7 @@ what was given and what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -74,6 +75,9 @@ class Range(_Param):
 
     @model_validator(mode="after")
     def _bounds(self) -> Range:
+        for name, bound in (("min", self.min), ("max", self.max), ("step", self.step)):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"{name} must be a finite number, got {bound}")
         if self.min > self.max:
             raise ValueError(
                 f"min <= max must hold, got min={self.min:g}, max={self.max:g}; swap them"
@@ -89,8 +93,11 @@ class Range(_Param):
                     raise ValueError(f"an {self.distribution} distribution needs integer {name}, got {bound}")
             if self.step is not None and not float(self.step).is_integer():
                 raise ValueError(f"an {self.distribution} distribution needs an integer step, got {self.step}")
-        if self.step is not None and self.distribution in ("log_uniform", "int_log") and self.step != 1:
-            raise ValueError(f"step is not supported with distribution {self.distribution}; use uniform or int")
+        if self.step is not None and (self.distribution == "log_uniform" or self.step != 1) and self.is_log:
+            allowed = "no step" if self.distribution == "log_uniform" else "no step or step: 1"
+            article = "an" if self.distribution == "int_log" else "a"
+            raise ValueError(f"{article} {self.distribution} distribution takes {allowed}, got step={self.step:g}; "
+                             "use uniform or int for stepped values")
         return self
 
     @property
@@ -357,7 +364,12 @@ def load_sweep(path: str | os.PathLike[str], overrides: Mapping[str, str] | None
     file = Path(path)
     if not file.is_file():
         raise ConfigError("no such sweep file" if not file.exists() else "not a file", source=source)
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not a text (UTF-8) file: {e.reason} at byte {e.start}", source=source) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the file: {e.strerror or e}", source=source) from None
     try:
         raw = _parse_yaml(text)
     except yaml.YAMLError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from hpo.callbacks import TrialRecord
@@ -14,20 +15,28 @@ from tracker.diagnosis import Diagnosis, diagnose, summarize_sweep
 CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr")
 
 
-def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
-    """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing.
+# The trainer's own exception, or a non-finite value named as a word (not "nan" inside "maintenance").
+_DIVERGED_ERROR = re.compile(r"\bDiverged\b|\b(?:nan|inf)\b", re.IGNORECASE)
 
-    A trial that failed because its loss became NaN/inf gets a NaN appended to its training loss:
-    the epoch that diverged never reached a report, but it is the strongest evidence there is.
+
+def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
+    """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing."""
+    return _diagnose_curves(record.history, record.status, record.error, record.params, n_classes)
+
+
+def _diagnose_curves(
+    history: dict[str, list[float | None]], status: str | None, error: str | None, params: dict[str, Any],
+    n_classes: int | None,
+) -> Diagnosis | None:
+    """A trial that failed because its loss became NaN/inf gets a NaN appended to its training loss:
+    the epoch that diverged never reached a report (nor the store), but it is the strongest evidence there is.
     """
-    history = {k: list(v) for k, v in record.history.items() if k in CURVE_KEYS}
-    if not history and record.status != "FAILED":
+    curves = {k: list(v) for k, v in history.items() if k in CURVE_KEYS}
+    if status == "FAILED" and isinstance(error, str) and _DIVERGED_ERROR.search(error):
+        curves.setdefault("train_loss", []).append(float("nan"))
+    if not curves:
         return None
-    if record.status == "FAILED" and record.error and ("Diverged" in record.error or "nan" in record.error.lower()):
-        history.setdefault("train_loss", []).append(float("nan"))
-    if not history:
-        return None
-    return diagnose(history, params=record.params, n_classes=n_classes)
+    return diagnose(curves, params=params, n_classes=n_classes)
 
 
 def trial_tags(result: Diagnosis) -> dict[str, str]:
@@ -74,7 +83,11 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
                     f"no trial run, sweep run or sweep named {target!r} in {store.display_uri}"
                 ) from None
             if trial.tags.get(schema.ROLE) != schema.ROLE_SWEEP:
-                result = diagnose(_curves(trial.curves()), params=trial.params, n_classes=_n_classes(trial.tags))
+                # the same inputs the sweep diagnosed at trial end, so the answer matches the run's tags
+                result = _diagnose_curves(trial.curves(), trial.status, trial.tags.get(schema.ERROR),
+                                          trial.params, _n_classes(trial.tags))
+                if result is None:
+                    result = diagnose({}, params=trial.params)  # says there is nothing to judge
                 return {"kind": "trial", "run_id": trial.run_id, **result.to_dict()}
             parent = target
         data = store.sweep(parent)
@@ -86,19 +99,16 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
     pairs = []
     for _, row in data.trials.iterrows():
         params = {c[2:]: row[c] for c in data.trials.columns if c.startswith("p.") and _present(row[c])}
-        curves = _curves(history_dict(data.histories, row["run_id"]))
-        if not curves:
+        error = row["error"] if isinstance(row["error"], str) else None
+        result = _diagnose_curves(history_dict(data.histories, row["run_id"]), row["status"], error, params,
+                                  _n_classes(data.tags))
+        if result is None:
             continue
-        result = diagnose(curves, params=params, n_classes=_n_classes(data.tags))
         pairs.append((params, result))
         trials.append({"run_id": row["run_id"], "trial_number": _int(row["trial_number"]), "status": row["status"],
                        "verdict": result.verdict, "confidence": result.confidence, "summary": result.summary})
     summary = summarize_sweep(pairs).to_dict() if pairs else None
     return {"kind": "sweep", "sweep": data.name, "parent_run_id": data.run_id, "summary": summary, "trials": trials}
-
-
-def _curves(history: dict[str, list[float | None]]) -> dict[str, list[float | None]]:
-    return {k: v for k, v in history.items() if k in CURVE_KEYS}
 
 
 def _n_classes(tags: dict[str, str]) -> int | None:

@@ -78,6 +78,10 @@ def make_trainable(
     return trainable
 
 
+class MetricNotReported(RuntimeError):
+    """A trainer's report lacks the sweep metric, or holds NaN/inf for it: the trial fails."""
+
+
 class _TuneReporter:
     """``report(metrics, checkpoint=None)`` for trainers, backed by ``ray.tune.report``.
 
@@ -96,11 +100,18 @@ class _TuneReporter:
         self._reports += 1
         values = {k: float(v) for k, v in metrics.items()}
         value = values.get(self._metric)
-        if value is not None and math.isfinite(value):
-            if self._best is None or (value > self._best if self._maximize else value < self._best):
-                self._best = value
-        if self._best is not None:
-            values[BEST_KEY] = self._best
+        # Tune checks every result for the metric its searcher and scheduler use, and a miss there ends the
+        # whole sweep: fail this trial instead, saying what it reported.
+        if value is None:
+            raise MetricNotReported(
+                f"report {self._reports} holds {sorted(values) or 'no metrics'} but not the sweep metric "
+                f"{self._metric!r}; report it every time, or change metric.name"
+            )
+        if not math.isfinite(value):
+            raise MetricNotReported(f"the sweep metric {self._metric} is {value} at report {self._reports}")
+        if self._best is None or (value > self._best if self._maximize else value < self._best):
+            self._best = value
+        values[BEST_KEY] = self._best
         values.setdefault("epoch", float(self._reports))
         # Ray overwrites "timestamp" with whole seconds; the driver logs this one as the points' MLflow time.
         values[TIME_KEY] = time.time()

@@ -141,7 +141,7 @@ class SweepData:
     @property
     def best_trial(self) -> pd.Series | None:
         """The row of the best finished-or-stopped trial by ``best`` (``None`` when none has a value)."""
-        scored = self.trials[self.trials["best"].notna()]
+        scored = self.trials[self.trials["best"].notna() & (self.trials["state"] != "failed")]
         if scored.empty:
             return None
         return scored.loc[scored["best"].idxmax() if self.maximize else scored["best"].idxmin()]

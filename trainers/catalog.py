@@ -6,6 +6,7 @@ torch. Every key the built-in loop reads from a trial config is declared here ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,8 @@ class HParam:
         if self.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"expected a number, got {value!r}"
+            if not math.isfinite(value):
+                return f"expected a finite number, got {value!r}"
             if self.kind == "int" and not float(value).is_integer():
                 return f"expected an integer, got {value!r}"
             if self.low is not None and value < self.low:

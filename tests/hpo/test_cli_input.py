@@ -119,6 +119,18 @@ CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
         _edit(lambda r: r["parameters"].update(batch_size={"values": [64, 5000]})),
         "parameters", ["batch_size (5000) is larger than the 1437 training rows of task digits"],
     ),
+    "bound not finite": (
+        _edit(lambda r: r["parameters"]["lr"].update(max=float("inf"))), "parameters.lr",
+        ["max must be a finite number, got inf"],
+    ),
+    "fixed value not finite": (
+        _edit(lambda r: r["parameters"].update(dropout=float("nan"))), "parameters.dropout.value",
+        ["expected a finite number, got nan"],
+    ),
+    "step on a log range": (
+        _edit(lambda r: r["parameters"]["lr"].update(step=1)), "parameters.lr",
+        ["a log_uniform distribution takes no step, got step=1"],
+    ),
     "warmup longer than training": (
         _edit(lambda r: r["parameters"].update(scheduler="cosine", warmup_epochs=50)),
         "parameters", ["warmup_epochs (50) must be smaller than epochs"],
@@ -170,6 +182,14 @@ def test_not_yaml(isolated_cwd: Path, capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err
     assert err.startswith(f"error: {sweep}: not valid YAML: ")
     assert "line 2" in err  # where the parser gave up
+    _nothing_created(isolated_cwd, sweep)
+
+
+def test_binary_file(isolated_cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = isolated_cwd / "model.pt"
+    sweep.write_bytes(b"PK\x03\x04\xff\xfe binary")
+    assert main(["validate", str(sweep)]) == 2
+    assert capsys.readouterr().err == f"error: {sweep}: not a text (UTF-8) file: invalid start byte at byte 4\n"
     _nothing_created(isolated_cwd, sweep)
 
 

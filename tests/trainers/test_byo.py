@@ -68,6 +68,38 @@ def test_own_model_data_or_loop_runs_a_sweep(project: Path, capsys: pytest.Captu
     assert doc["best"]["metric"] > floor
 
 
+BAD_REPORTS = """\
+import math
+
+
+def train(config, report):
+    for epoch in range(2):
+        if config["mode"] == "nan" and epoch == 1:
+            report({"val_loss": 0.5, "val_accuracy": math.nan})
+        elif config["mode"] == "missing":
+            report({"val_loss": 0.5})
+        else:
+            report({"val_loss": 0.5, "val_accuracy": 0.25 + epoch / 4})
+"""
+
+
+@pytest.mark.slow
+def test_a_report_without_a_finite_sweep_metric_fails_that_trial_only(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "winelab" / "bad_reports.py").write_text(BAD_REPORTS)
+    path = _sweep(project, "bad_reports", '{function: "winelab.bad_reports:train"}',
+                  "parameters: {mode: {values: [nan, missing, ok]}}\n")
+    path.write_text(path.read_text().replace("method: random", "method: grid").replace("trials: 1, ", ""))
+    assert main(["run", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    trials = {t["params"]["mode"]: t for t in doc["trials"]}
+    assert {m: t["status"] for m, t in trials.items()} == {"nan": "FAILED", "missing": "FAILED", "ok": "FINISHED"}
+    assert trials["nan"]["error"].endswith("MetricNotReported: the sweep metric val_accuracy is nan at report 2")
+    assert "report 1 holds ['val_loss'] but not the sweep metric 'val_accuracy'" in trials["missing"]["error"]
+    assert doc["best"]["metric"] == 0.5
+
+
 @pytest.mark.slow
 def test_data_file_sweep_with_cross_validation_reports_fold_spread(
     project: Path, capsys: pytest.CaptureFixture[str]
@@ -100,6 +132,13 @@ def test_data_file_sweep_with_cross_validation_reports_fold_spread(
 def test_broken_own_parts_fail_before_any_trial(project: Path, trainer: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_sweep(_sweep(project, "broken", trainer))
+
+
+def test_a_module_that_raises_on_import_is_an_input_error(project: Path) -> None:
+    (project / "winelab" / "broken.py").write_text("def build_model(config, input_shape, n_outputs:\n")
+    with pytest.raises(ConfigError, match=r"trainer.model: importing 'winelab.broken:build_model' raised "
+                                          r"SyntaxError: .*broken.py, line 1"):
+        load_sweep(_sweep(project, "broken", '{task: digits, model: "winelab.broken:build_model"}'))
 
 
 def test_npz_needs_arrays_x_and_y(project: Path) -> None:
