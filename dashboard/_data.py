@@ -8,8 +8,10 @@ pickle round trip on every rerun with ``st.cache_data``); pages treat them as re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -61,6 +63,17 @@ def store_unavailable(error: Exception, uri: str | None = None) -> NoReturn:
         "or set `MLFLOW_TRACKING_URI`; this page retries on every reload."
     )
     st.stop()
+
+
+@contextlib.contextmanager
+def reading(uri: str) -> Iterator[None]:
+    """Reads inside render a store that went away, or a run deleted meanwhile, as a message and stop the page."""
+    try:
+        yield
+    except RunNotFound as e:
+        run_not_found(e)
+    except StoreUnavailable as e:
+        store_unavailable(e, uri)
 
 
 def run_not_found(error: RunNotFound) -> NoReturn:

@@ -70,6 +70,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped: trial ids the scheduler ended early (filled by the scheduler).
         stopped_by: name of the early-stopping rule for the tag.
         on_finish: called with each record when its trial ends (diagnosis hooks in here).
+        time_limit_s: the sweep's time budget: trials it cuts short are KILLED, stopped by ``time_limit``.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped: set[str],
         stopped_by: str,
         on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
+        time_limit_s: float | None = None,
     ) -> None:
         self.logger = logger
         self.base_tags = dict(base_tags)
@@ -90,6 +92,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         self.stopped = stopped
         self.stopped_by = stopped_by
         self.on_finish = on_finish
+        # Tune stops every running trial when budget.time_limit_s runs out; they end short, not finished
+        self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
         self.records: dict[str, TrialRecord] = {}
         self.numbers: dict[str, int] = {}  # trial id -> order of proposal, filled by the searcher
 
@@ -140,10 +144,19 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         if trial.trial_id in self.stopped:
             record.status, record.early_stopped = "KILLED", True
             tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: self.stopped_by}
+        elif self._cut_by_time_limit(record, trial):
+            record.status, record.early_stopped = "KILLED", True
+            tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: "time_limit"}
         else:
             record.status = "FINISHED"
             tags = {}
         self._finish(record, tags)
+
+    def _cut_by_time_limit(self, record: TrialRecord, trial: Any) -> bool:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        planned = trial.config.get("epochs", self.fixed.get("epochs"))
+        return isinstance(planned, int | float) and record.epochs < planned
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         record = self.records.get(trial.trial_id)

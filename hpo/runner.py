@@ -137,6 +137,7 @@ def _run_started(
         metric=config.metric.name,
         stopped=stopped,
         stopped_by=config.early_stop.type,
+        time_limit_s=config.budget.time_limit_s,
         on_finish=on_finish or _diagnose_on_finish(config),
     )
     progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)

@@ -16,14 +16,15 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from dashboard import _charts, _data  # noqa: E402
-from tracker.queries import PARAM_PREFIX, RunNotFound, StoreUnavailable, SweepData  # noqa: E402
+from tracker.queries import PARAM_PREFIX, SweepData  # noqa: E402
 
 MIN_TRIALS, MAX_TRIALS = 2, 6
 _DIFF_STYLE = "background-color: rgba(244, 162, 97, 0.35); font-weight: 600"
 
 
 def pick(uri: str) -> tuple[SweepData, pd.DataFrame, list[str]]:
-    sweeps = _data.list_sweeps(uri)
+    with _data.reading(uri):
+        sweeps = _data.list_sweeps(uri)
     if sweeps.empty:
         st.info("**No sweeps in this store yet.** Start one with `hpo run sweep.yaml`.", icon=":material/info:")
         st.stop()
@@ -31,12 +32,8 @@ def pick(uri: str) -> tuple[SweepData, pd.DataFrame, list[str]]:
     wanted = st.query_params.get("sweep")
     index = list(names).index(wanted) if wanted in names else 0
     parent = st.selectbox("Sweep", list(names), index=index, format_func=names.__getitem__, key="cmp_sweep")
-    try:
+    with _data.reading(uri):
         data, trials = _data.load_sweep(uri, parent, _data.fingerprint(_data.open_store(), parent))
-    except RunNotFound as e:
-        _data.run_not_found(e)
-    except StoreUnavailable as e:
-        _data.store_unavailable(e, uri)
     labels = {r: f"{_data.trial_label(row)} · {row['state']}" for r, row in zip(
         trials["run_id"], trials.to_dict("records"), strict=True)}  # fmt: skip
     from_url = [r for r in (st.query_params.get("runs") or "").split(",") if r in labels]

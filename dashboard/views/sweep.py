@@ -28,7 +28,8 @@ def pick_sweep(store_uri: str) -> str:
     name = st.query_params.get("sweep")
     if run_id:
         return run_id
-    sweeps = _data.list_sweeps(store_uri)
+    with _data.reading(store_uri):
+        sweeps = _data.list_sweeps(store_uri)
     if name:
         match = sweeps[sweeps["sweep"] == name]
         if match.empty:

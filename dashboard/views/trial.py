@@ -30,14 +30,16 @@ def pick_trial(uri: str) -> str:
     if run_id:
         return run_id
     st.title("Trial")
-    sweeps = _data.list_sweeps(uri)
+    with _data.reading(uri):
+        sweeps = _data.list_sweeps(uri)
     if sweeps.empty:
         st.info("**No sweeps in this store yet.** Start one with `hpo run sweep.yaml`.", icon=":material/info:")
         st.stop()
     names = dict(zip(sweeps["run_id"], sweeps["sweep"] + " · " + sweeps["state"], strict=True))
     parent = st.selectbox("Sweep", list(names), format_func=names.__getitem__, key="trial_sweep")
     store = _data.open_store()
-    data, trials = _data.load_sweep(uri, parent, _data.fingerprint(store, parent))
+    with _data.reading(uri):
+        data, trials = _data.load_sweep(uri, parent, _data.fingerprint(store, parent))
     if trials.empty:
         st.info("This sweep has no trials yet.")
         st.stop()

@@ -91,6 +91,42 @@ def test_a_killed_trial_process_fails_or_retries_that_trial_and_the_sweep_goes_o
     assert (package / "killed_once").exists()
 
 
+SLOW = """\
+import time
+
+
+def train(config, report):
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(0.5)
+        report({"epoch": epoch, "val_loss": 1.0 / epoch})
+"""
+SLOW_YAML = """\
+name: budget
+method: grid
+metric: {name: val_loss, goal: minimize}
+budget: {max_concurrent: 1, time_limit_s: 8}
+trainer: {function: "slow.train:train", epochs: 100, reports: [val_loss]}
+parameters:
+  tag: {values: [a, b]}
+"""
+
+
+@pytest.mark.slow
+def test_the_time_limit_stops_the_running_trial_and_starts_no_other(sweep_runner, tmp_path: Path) -> None:
+    package = tmp_path / "slow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text(SLOW)
+    run = sweep_runner(tmp_path, SLOW_YAML)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = stored_trials(run.tracking_uri, run.result()["parent_run_id"])
+    assert [t.status for t in trials] == ["KILLED"]  # the other grid point never started
+    cut = trials[0]
+    assert cut.tags[schema.EARLY_STOPPED] == "true"
+    assert cut.tags[schema.STOPPED_BY] == "time_limit"
+    assert 1 <= len(cut.points["val_loss"]) < 100
+
+
 def _config(**changes: object) -> object:
     raw = yaml.safe_load(DDP_YAML)
     raw.update(changes)
