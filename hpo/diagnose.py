@@ -21,12 +21,13 @@ _DIVERGED_ERROR = re.compile(r"\bDiverged\b|\b(?:nan|inf)\b", re.IGNORECASE)
 
 def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
     """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing."""
-    return _diagnose_curves(record.history, record.status, record.error, record.params, n_classes)
+    return _diagnose_curves(record.history, record.status, record.error, record.params, n_classes,
+                            record.early_stopped)
 
 
 def _diagnose_curves(
     history: dict[str, list[float | None]], status: str | None, error: str | None, params: dict[str, Any],
-    n_classes: int | None,
+    n_classes: int | None, stopped_early: bool = False,
 ) -> Diagnosis | None:
     """A trial that failed because its loss became NaN/inf gets a NaN appended to its training loss:
     the epoch that diverged never reached a report (nor the store), but it is the strongest evidence there is.
@@ -36,7 +37,7 @@ def _diagnose_curves(
         curves.setdefault("train_loss", []).append(float("nan"))
     if not curves:
         return None
-    return diagnose(curves, params=params, n_classes=n_classes)
+    return diagnose(curves, params=params, n_classes=n_classes, stopped_early=stopped_early)
 
 
 def trial_tags(result: Diagnosis) -> dict[str, str]:
@@ -85,7 +86,8 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
             if trial.tags.get(schema.ROLE) != schema.ROLE_SWEEP:
                 # the same inputs the sweep diagnosed at trial end, so the answer matches the run's tags
                 result = _diagnose_curves(trial.curves(), trial.status, trial.tags.get(schema.ERROR),
-                                          trial.params, _n_classes(trial.tags))
+                                          trial.params, _n_classes(trial.tags),
+                                          trial.tags.get(schema.EARLY_STOPPED) == "true")
                 if result is None:
                     result = diagnose({}, params=trial.params)  # says there is nothing to judge
                 return {"kind": "trial", "run_id": trial.run_id, **result.to_dict()}
@@ -101,7 +103,7 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
         params = {c[2:]: row[c] for c in data.trials.columns if c.startswith("p.") and _present(row[c])}
         error = row["error"] if isinstance(row["error"], str) else None
         result = _diagnose_curves(history_dict(data.histories, row["run_id"]), row["status"], error, params,
-                                  _n_classes(data.tags))
+                                  _n_classes(data.tags), bool(row["early_stopped"]))
         if result is None:
             continue
         pairs.append((params, result))

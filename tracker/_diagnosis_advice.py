@@ -107,11 +107,16 @@ def _underfitting(findings: list[str], params: Mapping[str, Any] | None) -> list
     recs: list[str] = []
     lr, lrv = param(params, "lr"), _num(param(params, "lr"))
     ep, epv = param(params, "epochs"), _num(param(params, "epochs"))
+    stopped = "stopped_early" in findings
+    if stopped:
+        recs.append("The sweep's scheduler stopped this trial because it lagged the others at the same epoch: "
+                    "a slow start, not a lack of epochs, is what the curves show.")
     if "still_improving" in findings:
         recs.append(f"Losses were still falling: raise {lr[0]} from {_g(lrv)} to about {_g(lrv * 10)}."
                     if lr and lrv else "Losses were still falling: use a higher learning rate (try 10x).")
-        recs.append(f"Train longer: {ep[0]} is {_g(epv)} here; try {_g(epv * 3)}." if ep and epv else
-                    "Train for more epochs.")
+        if not stopped:
+            recs.append(f"Train longer: {ep[0]} is {_g(epv)} here; try {_g(epv * 3)}." if ep and epv else
+                        "Train for more epochs.")
     dp, dpv = param(params, "dropout"), _num(param(params, "dropout"))
     wd, wdv = param(params, "weight_decay"), _num(param(params, "weight_decay"))
     if dp and dpv and dpv >= 0.3:
@@ -129,8 +134,9 @@ def _underfitting(findings: list[str], params: Mapping[str, Any] | None) -> list
         parts.append(f"{la[0]} {_g(lav)} -> {_g(lav + 1)}")
     recs.append(("Use a larger model: " + ", ".join(parts) + ".") if parts else "Use a larger model.")
     if "still_improving" not in findings:
-        recs.append(f"Try a higher learning rate than {lr[0]}={_g(lrv)}, or train longer." if lr and lrv else
-                    "Try a higher learning rate or train longer.")
+        longer = "" if stopped else ", or train longer"
+        recs.append(f"Try a higher learning rate than {lr[0]}={_g(lrv)}{longer}." if lr and lrv else
+                    f"Try a higher learning rate{longer}.")
     return recs
 
 

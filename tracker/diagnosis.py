@@ -62,7 +62,7 @@ class HistoryFileError(ValueError):
 
 
 def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[str, Any] | None = None,
-             n_classes: int | None = None) -> Diagnosis:
+             n_classes: int | None = None, stopped_early: bool = False) -> Diagnosis:
     """Judge one trial's learning curves.
 
     Args:
@@ -71,6 +71,8 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
             divergence. With no loss series, 1 - accuracy stands in for the loss.
         params: the trial's flat hyperparameters; the advice names them ("dropout is 0 here").
         n_classes: number of classes, for chance-level loss ln(n_classes) and accuracy 1/n_classes.
+        stopped_early: the sweep's scheduler (ASHA, median rule) ended the trial before its last epoch:
+            the verdict judges the curves so far, and the advice does not say "train longer".
 
     Returns:
         A Diagnosis; verdict is one of VERDICTS or "insufficient_data".
@@ -96,10 +98,15 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
     if c.notes:
         evidence["notes"] = list(c.notes)
     summary = j.summary
+    findings = list(j.findings)
+    if stopped_early:
+        findings.append("stopped_early")
+        evidence["stopped_early"] = True
+        summary += " The sweep's scheduler stopped it early: this judges the curves so far."
     if c.val is None and "validation" not in summary:
         summary += " No validation series was given, so overfitting cannot be checked."
     return Diagnosis(j.verdict, float(j.confidence), _jsonable(evidence),
-                     advise(j.verdict, j.findings, evidence, params), j.findings, summary)
+                     advise(j.verdict, findings, evidence, params), findings, summary)
 
 
 def _insufficient(n: int, why: str, notes: list[str]) -> Diagnosis:

@@ -171,6 +171,19 @@ def test_underfitting_from_a_tiny_step_says_raise_lr_and_train_longer():
     assert d.evidence["train_loss_vs_chance"] == pytest.approx(2.0 / math.log(10), rel=0.02)
 
 
+def test_a_trial_the_scheduler_stopped_is_not_told_to_train_longer():
+    train = np.linspace(2.3, 2.1, 4)
+    d = diagnose({"train_loss": train.tolist(), "val_loss": (train + 0.01).tolist()},
+                 params={"lr": 1e-5, "epochs": 50}, n_classes=10, stopped_early=True)
+    assert d.verdict == "underfitting"
+    assert "stopped_early" in d.findings and d.evidence["stopped_early"] is True
+    assert "stopped it early" in d.summary
+    text = " ".join(d.recommendations)
+    assert "lagged the others at the same epoch" in text
+    assert "lr from 1e-05" in text
+    assert "longer" not in text and "epochs is 50" not in text
+
+
 def test_underfitting_from_heavy_regularization_says_lower_it():
     train = _decay(30, start=2.3, end=1.8)
     d = diagnose({"train_loss": train.tolist(), "val_loss": (train - 0.1).tolist()},
