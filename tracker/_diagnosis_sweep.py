@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 VERB = {"overfitting": "overfit", "underfitting": "underfit", "diverged": "diverged", "good_fit": "fit well"}
+MIN_SIDE = 3  # trials on each side of a condition
+FDR = 0.1  # Benjamini-Hochberg false discovery rate over every (parameter, condition, verdict) tested
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,19 @@ def _splits(rows: list[tuple[Any, str]]) -> list[tuple[str, list[bool]]]:
     return [(f"= {u}", [str(v) == u for v in values]) for u in uniq_s]
 
 
+def fisher_p(hits_in: int, n_in: int, hits_out: int, n_out: int) -> float:
+    """Two-sided Fisher exact test of a 2x2 table: is the verdict rate inside the condition different?"""
+    n, hits = n_in + n_out, hits_in + hits_out
+    total = math.comb(n, n_in)
+
+    def p(x: int) -> float:
+        return math.comb(hits, x) * math.comb(n - hits, n_in - x) / total
+
+    observed = p(hits_in)
+    lo, hi = max(0, n_in - (n - hits)), min(hits, n_in)
+    return min(1.0, sum(q for q in (p(x) for x in range(lo, hi + 1)) if q <= observed * (1 + 1e-9)))
+
+
 def _sentence(param: str, cond: str, verdict: str, r_in: float, n_in: int, r_out: float, n_out: int) -> str:
     verb = VERB.get(verdict, verdict)
     who = f"trials with {param} {cond}"
@@ -55,7 +70,8 @@ def _sentence(param: str, cond: str, verdict: str, r_in: float, n_in: int, r_out
 
 def summarize(trials: Sequence[tuple[Mapping[str, Any], Any]], verdicts: Sequence[str]) -> SweepSummary:
     """Share per verdict, then for every (param, condition, verdict) the difference in verdict rate between
-    trials meeting the condition and the rest; the largest, well-supported differences become drivers."""
+    trials meeting the condition and the rest; the largest differences that a Fisher exact test finds
+    significant (Benjamini-Hochberg over every condition tried, so noise parameters stay quiet) become drivers."""
     labels = [d.verdict for _, d in trials]
     n = len(labels)
     counts = Counter(labels)
@@ -63,6 +79,7 @@ def summarize(trials: Sequence[tuple[Mapping[str, Any], Any]], verdicts: Sequenc
     counts_d = {v: counts.get(v, 0) for v in all_verdicts}
     shares = {v: (round(c / n, 4) if n else 0.0) for v, c in counts_d.items()}
     found: list[dict[str, Any]] = []
+    tested = 0
     names = sorted({k for p, _ in trials for k in p})
     for name in names:
         rows = [(p[name], d.verdict) for p, d in trials if name in p and p[name] is not None]
@@ -71,19 +88,22 @@ def summarize(trials: Sequence[tuple[Mapping[str, Any], Any]], verdicts: Sequenc
         for cond, mask in _splits(rows):
             n_in = sum(mask)
             n_out = len(rows) - n_in
-            if min(n_in, n_out) < 2:
+            if min(n_in, n_out) < MIN_SIDE:
                 continue
-            for verdict in {v for _, v in rows}:
+            for verdict in sorted({v for _, v in rows}):
                 hit = [v == verdict for _, v in rows]
-                r_in = sum(h for h, m in zip(hit, mask, strict=True) if m) / n_in
-                r_out = sum(h for h, m in zip(hit, mask, strict=True) if not m) / n_out
-                diff = r_in - r_out
-                # weight by support so a split of 2 trials does not outrank one of 20
-                score = abs(diff) * math.sqrt(n_in * n_out / len(rows))
-                if abs(diff) >= 0.3:
-                    found.append({"param": name, "condition": cond, "verdict": verdict, "rate_in": round(r_in, 4),
-                                  "rate_out": round(r_out, 4), "n_in": n_in, "n_out": n_out,
-                                  "score": round(score, 4)})
+                h_in = sum(h for h, m in zip(hit, mask, strict=True) if m)
+                h_out = sum(h for h, m in zip(hit, mask, strict=True) if not m)
+                r_in, r_out = h_in / n_in, h_out / n_out
+                tested += 1
+                if abs(r_in - r_out) < 0.3:
+                    continue
+                # weight by support so a split of 3 trials does not outrank one of 20
+                score = abs(r_in - r_out) * math.sqrt(n_in * n_out / len(rows))
+                found.append({"param": name, "condition": cond, "verdict": verdict, "rate_in": round(r_in, 4),
+                              "rate_out": round(r_out, 4), "n_in": n_in, "n_out": n_out,
+                              "score": round(score, 4), "p_value": fisher_p(h_in, n_in, h_out, n_out)})
+    found = _significant(found, tested)
     found.sort(key=lambda d: -d["score"])
     chosen: list[dict[str, Any]] = []
     for d in found:  # one sentence per (param, verdict): the best-supported condition
@@ -92,7 +112,19 @@ def summarize(trials: Sequence[tuple[Mapping[str, Any], Any]], verdicts: Sequenc
         chosen.append(d)
         if len(chosen) == 6:
             break
+    for d in chosen:
+        d["p_value"] = float(f"{d['p_value']:.3g}")
     drivers = [_sentence(d["param"], d["condition"], d["verdict"], d["rate_in"], d["n_in"], d["rate_out"],
                          d["n_out"]) for d in chosen]
     drivers = [s[0].upper() + s[1:] for s in drivers]
     return SweepSummary(counts_d, shares, drivers, chosen)
+
+
+def _significant(found: list[dict[str, Any]], tested: int) -> list[dict[str, Any]]:
+    """Benjamini-Hochberg at FDR over ``tested`` conditions (the untested-for-size ones count as p = 1)."""
+    ranked = sorted(found, key=lambda d: d["p_value"])
+    keep = 0
+    for rank, d in enumerate(ranked, start=1):
+        if d["p_value"] <= FDR * rank / max(tested, 1):
+            keep = rank
+    return ranked[:keep]

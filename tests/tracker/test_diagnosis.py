@@ -275,7 +275,8 @@ def test_load_history_file_names_a_missing_file(tmp_path):
 
 def test_summarize_sweep_finds_the_driving_parameters():
     trials = []
-    for i, (dropout, lr) in enumerate([(d, lr) for d in (0.0, 0.1, 0.3, 0.5) for lr in (1e-3, 1e-2, 0.3)]):
+    grid = [(d, lr) for d in (0.0, 0.1, 0.3, 0.5) for lr in (1e-3, 1e-2, 0.3)]
+    for i, (dropout, lr) in enumerate(grid * 2):  # two seeds per point: 12 trials alone are weak evidence
         if lr > 0.1:
             h = {"train_loss": [2.3, 1.0, float("nan")], "val_loss": [2.2, 1.1, float("nan")]}
         elif dropout < 0.3:
@@ -284,12 +285,28 @@ def test_summarize_sweep_finds_the_driving_parameters():
             h = {"train_loss": _decay(20, end=0.2).tolist(), "val_loss": _decay(20, end=0.3).tolist()}
         trials.append(({"dropout": dropout, "lr": lr, "seed": i, "optimizer": "adam"}, diagnose(h)))
     s = summarize_sweep(trials)
-    assert s.counts == {"overfitting": 4, "underfitting": 0, "good_fit": 4, "diverged": 4, "insufficient_data": 0}
+    assert s.counts == {"overfitting": 8, "underfitting": 0, "good_fit": 8, "diverged": 8, "insufficient_data": 0}
     assert s.shares["diverged"] == pytest.approx(1 / 3, abs=1e-3)
     assert any(d["param"] == "lr" and d["verdict"] == "diverged" and d["rate_in"] == 1.0 for d in s.details)
     assert any(d["param"] == "dropout" and d["verdict"] == "overfitting" for d in s.details)
-    assert any(t.startswith("All 4 trials with lr >= 0.3 diverged") for t in s.drivers)
+    assert any(t.startswith("All 8 trials with lr >= 0.3 diverged") for t in s.drivers)
+    assert all(d["p_value"] < 0.05 for d in s.details)
+    assert "seed" not in {d["param"] for d in s.details}  # a seed explains nothing
     json.dumps(s.to_dict(), allow_nan=False)
+
+
+def test_parameters_that_are_noise_drive_nothing():
+    """Random verdicts: splits that look large by chance in small sweeps are not reported as drivers."""
+    import random
+
+    verdicts = ["overfitting", "underfitting", "good_fit", "diverged"]
+    quiet = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        trials = [({"a": rng.random(), "b": rng.choice("xyz"), "c": rng.randint(1, 5)},
+                   Diagnosis(rng.choice(verdicts), 0.8, {}, [], [], "")) for _ in range(12 + seed % 3 * 9)]
+        quiet += not summarize_sweep(trials).drivers
+    assert quiet >= 36, quiet
 
 
 def test_import_pulls_in_no_heavy_frameworks():
