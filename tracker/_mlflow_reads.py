@@ -9,6 +9,7 @@ instead of ``get_metric_history`` per run and key.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ _BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 _BULK_MAX_RUNS = 100  # the server refuses more run ids per bulk request
 _BULK_MAX_RESULTS = 25_000
 _PAGE = 10_000
+PROBE_EVERY_S = 5.0
 
 
 class ClientUnavailable(Exception):
@@ -36,11 +38,23 @@ class ClientReads:
         from mlflow.tracking import MlflowClient  # heavy import, only for server stores
 
         self.tracking_uri = tracking_uri
-        if tracking_uri.startswith(("http://", "https://")):
+        self._server = tracking_uri.startswith(("http://", "https://"))
+        if self._server:
             _probe(tracking_uri)
+        self._probed = time.monotonic()
         self.client = MlflowClient(tracking_uri)
         self._runs: dict[str, Any] = {}
         self._experiments: dict[str, str] = {}
+
+    def ensure_reachable(self) -> None:
+        """Fail in milliseconds when the server went away, not after MLflow's minutes of retries.
+
+        Raises:
+            ClientUnavailable: the server does not answer ``/health`` (checked at most every few seconds).
+        """
+        if self._server and time.monotonic() - self._probed >= PROBE_EVERY_S:
+            _probe(self.tracking_uri)
+            self._probed = time.monotonic()
 
     # -- runs ----------------------------------------------------------------------------------------
     def _experiment_ids(self) -> list[str]:
@@ -170,8 +184,10 @@ def _probe(uri: str) -> None:
     try:
         requests.get(uri.rstrip("/") + "/health", timeout=3)
     except requests.RequestException as e:
+        from tracker.mlflow_log import redact
+
         raise ClientUnavailable(
-            f"the MLflow server at {uri} does not answer ({type(e).__name__}). Start it "
+            f"the MLflow server at {redact(uri)} does not answer ({type(e).__name__}). Start it "
             "(`mlflow server --backend-store-uri ...`) or pass another --tracking-uri."
         ) from e
 

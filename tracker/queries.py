@@ -205,10 +205,17 @@ class Store:
 
     # -- backend dispatch: the SQL functions and ClientReads share names and signatures ----------------
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        from tracker._mlflow_reads import ClientUnavailable
+
         try:
             if self._engine is not None:
                 return getattr(_sql_reads, name)(self._engine, *args, **kwargs)
-            return getattr(self._client, name)(*args, **kwargs)
+            client = self._client
+            assert client is not None  # one of engine and client is set by __init__
+            client.ensure_reachable()
+            return getattr(client, name)(*args, **kwargs)
+        except ClientUnavailable as e:
+            raise StoreUnavailable(str(e)) from e
         except StoreUnavailable:
             raise
         except Exception as e:
@@ -457,6 +464,10 @@ def _is_connection_error(error: Exception) -> bool:
     import sqlalchemy as sa
 
     if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    if type(error).__name__ == "MlflowException" and any(
+        text in str(error) for text in ("Max retries exceeded", "ConnectionError", "Connection refused")
+    ):  # MLflow wraps the requests error once its retries are spent
         return True
     try:
         import requests

@@ -26,36 +26,34 @@ parameters:
 """
 
 
-def _hpo_run(tmp_path: Path, sweep: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def _hpo_run(tmp_path: Path, sweep: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hpo run`` of ``sweep``; the timeout catches a hang (ray.init waits over 2 minutes on a dead address)."""
     (tmp_path / "sweep.yaml").write_text(sweep)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     env["HPO_HOME"] = str(tmp_path / ".hpo")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    started = time.monotonic()
-    result = subprocess.run([*HPO, "run", "sweep.yaml", *args], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=60)
-    return result, time.monotonic() - started
+    return subprocess.run([*HPO, "run", "sweep.yaml", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
 def test_unreachable_flag_address_exits_2_before_any_run(tmp_path: Path, address: str) -> None:
-    result, elapsed = _hpo_run(tmp_path, SWEEP, "--ray-address", address)
+    result = _hpo_run(tmp_path, SWEEP, "--ray-address", address)
     assert result.returncode == 2, result.stderr
     assert f"cannot reach the Ray cluster at {address}" in result.stderr
     assert "ray start --head" in result.stderr  # the fix
     assert not (tmp_path / ".hpo" / "mlflow.db").exists()
-    assert elapsed < 20
 
 
 def test_unreachable_address_in_sweep_file_exits_2(tmp_path: Path) -> None:
-    result, _ = _hpo_run(tmp_path, SWEEP + "ray: {address: 127.0.0.1:1}\n")
+    result = _hpo_run(tmp_path, SWEEP + "ray: {address: 127.0.0.1:1}\n")
     assert result.returncode == 2, result.stderr
     assert "127.0.0.1:1" in result.stderr
     assert not (tmp_path / ".hpo").exists()
 
 
 def test_flag_overrides_sweep_file(tmp_path: Path) -> None:
-    result, _ = _hpo_run(tmp_path, SWEEP + "ray: {address: 127.0.0.1:2}\n", "--ray-address", "127.0.0.1:1")
+    result = _hpo_run(tmp_path, SWEEP + "ray: {address: 127.0.0.1:2}\n", "--ray-address", "127.0.0.1:1")
     assert result.returncode == 2
     assert "at 127.0.0.1:1:" in result.stderr and "127.0.0.1:2" not in result.stderr
 
