@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,10 @@ def test_server_store_is_shown_not_started() -> None:
 
 
 def test_child_that_exits_stops_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
-    sleeper = ui.Service("sleeper", "-", [sys.executable, "-c", "import time; time.sleep(60)"])
+    marker = f"hpo-ui-test-{uuid.uuid4().hex}"
+    sleeper = ui.Service("sleeper", "-", [sys.executable, "-c", f"import time; time.sleep(600)  # {marker}"])
     failing = ui.Service("failing", "-", [sys.executable, "-c", "raise SystemExit(3)"])
-    started = time.monotonic()
     assert ui.run([sleeper, failing], out=sys.stderr) == 1
     assert "failing exited with code 3" in capsys.readouterr().err
-    assert time.monotonic() - started < 15
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "the sleeper outlived ui.run"
