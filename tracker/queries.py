@@ -337,14 +337,23 @@ class Store:
 
     def sweep_fingerprint(self, parent_run_id: str) -> str:
         """A cheap token that changes whenever the sweep does (state, trials, epochs logged, deletions)."""
-        state = self._call("key_values", "tags", [parent_run_id], [schema.SWEEP_STATE])
+        tags = self._call("key_values", "tags", [parent_run_id], [schema.SWEEP_STATE, schema.METRIC])
+        tag = dict(zip(tags["key"], tags["value"], strict=True))
         children = self._call("child_runs", [parent_run_id])
         ids = sorted(children["run_id"])
-        steps = self._call("latest_metrics", ids, list(schema.EPOCH_METRICS)) if ids else None
+        # the sweep metric too: a custom trainer may report none of the usual epoch metrics
+        keys = sorted({*schema.EPOCH_METRICS, *([tag[schema.METRIC]] if tag.get(schema.METRIC) else [])})
+        latest = self._call("latest_metrics", ids, keys) if ids else None
+        if latest is None:
+            epochs = ""
+        else:  # a server's latest metrics carry no step, but their values move with every epoch
+            values = pd.to_numeric(latest["value"], errors="coerce").fillna(0)
+            steps = pd.to_numeric(latest["step"], errors="coerce").fillna(0)
+            epochs = f"{len(latest)}:{steps.sum():g}:{values.sum():.12g}"
         parts = [
-            ",".join(state["value"]),
+            tag.get(schema.SWEEP_STATE, ""),
             ",".join(f"{r}:{s}" for r, s in sorted(zip(children["run_id"], children["status"], strict=True))),
-            "" if steps is None else f"{len(steps)}:{pd.to_numeric(steps['step']).fillna(0).sum()}",
+            epochs,
         ]
         return "|".join(parts)
 

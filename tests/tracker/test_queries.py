@@ -188,6 +188,15 @@ def test_mlflow_server_store_reads_the_same(built, tmp_path):
         assert http.trial(built.trials[1]).diagnosis["verdict"] == "overfitting"
         with pytest.raises(RunNotFound):
             http.trial(built.deleted)
+        # a server's latest metrics carry no step: the live page's token must still move with a new epoch
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        before = http.sweep_fingerprint(built.live)
+        assert http.sweep_fingerprint(built.live) == before
+        MlflowClient(f"http://127.0.0.1:{port}").log_batch(built.running_trial,
+                                                           metrics=[Metric("val_loss", 0.123, 0, 9)])
+        assert http.sweep_fingerprint(built.live) != before
     finally:
         server.terminate()
         try:
