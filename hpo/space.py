@@ -109,7 +109,9 @@ def corner_points(config: SweepConfig, limit: int = 4096) -> list[dict[str, Any]
     """The extremes of the space: each range at its min and max, each choice at every value.
 
     Rules across fields (warmup shorter than training, ...) are checked on these before a sweep starts.
-    Past ``limit`` points the corners are taken one parameter at a time around the first corner.
+    Past ``limit`` points the corners are taken two parameters at a time (every pair of parameters at
+    every pair of their corners, the rest at their first corner): a rule between two settings is still
+    checked at its extremes.
     """
     params = config.parameters
     size = 1
@@ -117,25 +119,26 @@ def corner_points(config: SweepConfig, limit: int = 4096) -> list[dict[str, Any]
         size *= len(_corner_choices(name, param))
     if size <= limit:
         return enumerate_points(params, _corner_choices)
-    points = enumerate_points(params, _first_corner)
-    for name, param in params.items():
-        for value in _corner_choices(name, param)[1:]:
-            points.extend(enumerate_points(params, _OneCornerMoved(name, value)))
+    corners = {name: _corner_choices(name, param) for name, param in params.items()}
+    names = list(corners)
+    points = enumerate_points(params, _CornersMoved({}))
+    for i, a in enumerate(names):
+        for va in corners[a]:
+            points.extend(enumerate_points(params, _CornersMoved({a: va})))
+            for b in names[i + 1:]:
+                for vb in corners[b]:
+                    points.extend(enumerate_points(params, _CornersMoved({a: va, b: vb})))
     return points
 
 
-def _first_corner(name: str, param: Fixed | Choice | Range) -> list[Any]:
-    return _corner_choices(name, param)[:1]
+class _CornersMoved:
+    """Choices that put the named parameters at the given values and every other one at its first corner."""
 
-
-class _OneCornerMoved:
-    """Choices that put ``name`` at ``value`` and every other parameter at its first corner."""
-
-    def __init__(self, name: str, value: Any) -> None:
-        self.name, self.value = name, value
+    def __init__(self, moved: Mapping[str, Any]) -> None:
+        self.moved = dict(moved)
 
     def __call__(self, name: str, param: Fixed | Choice | Range) -> list[Any]:
-        return [self.value] if name == self.name else _first_corner(name, param)
+        return [self.moved[name]] if name in self.moved else _corner_choices(name, param)[:1]
 
 
 def enumerate_points(

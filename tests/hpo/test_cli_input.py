@@ -138,6 +138,24 @@ CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
 }
 
 
+def _large_space_with_a_warmup_clash(raw: dict[str, Any]) -> None:
+    """Over 4096 corners, so the rules are checked on pairs of corners; the clash needs two parameters."""
+    raw["parameters"].update(
+        epochs={"values": [10, 3]}, scheduler="cosine", warmup_epochs={"distribution": "int", "min": 0, "max": 4},
+        weight_decay={"distribution": "log_uniform", "min": 1e-6, "max": 1e-2},
+        dropout={"distribution": "uniform", "min": 0.0, "max": 0.5},
+        layers={"distribution": "int", "min": 1, "max": 4},
+        batch_size={"values": [16, 32, 64, 128]}, label_smoothing={"distribution": "uniform", "min": 0.0, "max": 0.2},
+        l1={"distribution": "log_uniform", "min": 1e-7, "max": 1e-3}, seed={"values": [0, 1, 2]},
+    )
+
+
+CASES["warmup longer than training, in a large space"] = (
+    _edit(_large_space_with_a_warmup_clash), "parameters",
+    ["warmup_epochs (4) must be smaller than epochs (3)", "epochs=3,", "warmup_epochs=4"],
+)
+
+
 def _nothing_created(folder: Path, sweep_file: Path | None) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ([sweep_file.name] if sweep_file else [])
     assert not (folder / ".hpo").exists()
