@@ -156,6 +156,7 @@ def _check_catalog(config: SweepConfig, source: str) -> None:
                 f"{name} is set both here and in parameters.{name}; keep one", source=source, field=field
             )
         _value_ok(known[name], value, source, field)
+        _option_applies(config, name, known[name], source, field)
     for name, param in config.parameters.items():
         field = f"parameters.{name}"
         _known(name, known, source, field)
@@ -209,6 +210,24 @@ def _param_matches(spec: catalog.HParam, param: Fixed | Choice | Range, source: 
             )
         _value_ok(spec, int(param.min) if param.is_int else param.min, source, f"{field}.min")
         _value_ok(spec, int(param.max) if param.is_int else param.max, source, f"{field}.max")
+
+
+def _option_applies(config: SweepConfig, name: str, spec: catalog.HParam, source: str, field: str) -> None:
+    """A fixed setting that exists only for some values of another must apply to at least one trial.
+
+    (momentum with optimizer adam does nothing; with optimizer {values: [sgd, adam]} it serves the sgd trials.)
+    """
+    for parent, allowed in spec.requires.items():
+        parent_param = config.parameters.get(parent)
+        possible = (_possible_values(parent_param) if parent_param is not None
+                    else [config.trainer.options.get(parent, catalog.CATALOG[parent].default)])
+        if not any(v in allowed for v in possible):
+            where = f"parameters.{parent}" if parent_param is not None else f"trainer.options.{parent}"
+            raise ConfigError(
+                f"{name} applies only when {parent} is {' or '.join(map(str, allowed))}, but {parent} is "
+                f"{', '.join(map(str, possible))} here ({where}); remove {name} or change {parent}",
+                source=source, field=field,
+            )
 
 
 def _requires_hold(

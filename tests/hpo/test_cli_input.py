@@ -150,6 +150,12 @@ def _large_space_with_a_warmup_clash(raw: dict[str, Any]) -> None:
     )
 
 
+CASES["fixed option that no trial uses"] = (
+    _edit(lambda r: (r["parameters"].pop("momentum"), r["parameters"].update(optimizer="adam"),
+                     r["trainer"]["options"].update(nesterov=False))),
+    "trainer.options.nesterov",
+    ["nesterov applies only when optimizer is sgd, but optimizer is adam here (parameters.optimizer)"],
+)
 CASES["warmup longer than training, in a large space"] = (
     _edit(_large_space_with_a_warmup_clash), "parameters",
     ["warmup_epochs (4) must be smaller than epochs (3)", "epochs=3,", "warmup_epochs=4"],
