@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     best = commands.add_parser("best", help="top trials of a sweep, read from the store")
     best.add_argument("name", help="sweep name (its latest run) or a sweep's parent run id")
-    best.add_argument("--top", type=int, default=5, help="how many trials (default 5)")
+    best.add_argument("--top", type=_positive_int, default=5, help="how many trials (default 5)")
     best.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
     best.add_argument("--json", action="store_true")
     best.set_defaults(handler=_cmd_best)
@@ -215,3 +215,14 @@ def _redact(uri: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse prints the message as a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value

@@ -317,8 +317,8 @@ class SweepConfig(_Model):
     def max_epochs(self) -> int:
         """Longest a trial can train: the top of a tuned ``epochs`` range, else ``trainer.epochs``."""
         param = self.parameters.get("epochs")
-        if isinstance(param, Fixed) and isinstance(param.value, int):
-            return param.value
+        if isinstance(param, Fixed) and isinstance(param.value, int | float) and not isinstance(param.value, bool):
+            return int(param.value)
         if isinstance(param, Choice):
             return int(max(v for v in param.values if isinstance(v, int | float)))
         if isinstance(param, Range):
@@ -478,7 +478,8 @@ def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
 
 
 def _did_you_mean(word: str, candidates: set[str]) -> str:
-    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    prefixed = [c for c in sorted(candidates) if c.startswith(word) and len(word) >= 3]
+    match = prefixed[:1] if len(prefixed) == 1 else difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

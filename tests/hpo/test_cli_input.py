@@ -150,6 +150,10 @@ def _large_space_with_a_warmup_clash(raw: dict[str, Any]) -> None:
     )
 
 
+CASES["early_stop key cut short"] = (
+    _edit(lambda r: r.update(early_stop={"type": "asha", "grace": 2})), "early_stop.grace",
+    ["unknown key 'grace'", "did you mean 'grace_epochs'?"],
+)
 CASES["fixed option that no trial uses"] = (
     _edit(lambda r: (r["parameters"].pop("momentum"), r["parameters"].update(optimizer="adam"),
                      r["trainer"]["options"].update(nesterov=False))),
@@ -328,3 +332,19 @@ def _env_without_store() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HPO_HOME", "RAY_ADDRESS")}
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "many"])
+def test_best_top_must_be_positive(top: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["best", "some-sweep", "--top", top])
+    assert exit_.value.code == 2
+    assert f"argument --top: expected a whole number of 1 or more, got '{top}'" in capsys.readouterr().err
+
+
+def test_fixed_float_epochs_set_the_longest_trial() -> None:
+    from hpo.config import validate
+
+    raw = copy.deepcopy(BASE)
+    raw["parameters"]["epochs"] = 6.0
+    assert validate(raw).max_epochs == 6
