@@ -291,7 +291,15 @@ def _check_own_parts(config: SweepConfig, source: str) -> None:
     if trainer.data is not None:
         _import_callable(trainer.data, ("config",), source, "trainer.data")
     if trainer.data_file is not None:
-        _check_data_file(trainer.data_file, trainer.target, source)
+        kind = _check_data_file(trainer.data_file, trainer.target, source)
+        metrics = CLASSIFICATION_METRICS if kind == "classification" else REGRESSION_METRICS
+        if config.metric.name not in metrics:
+            raise ConfigError(
+                f"metric {config.metric.name!r} is not reported for {trainer.data_file!r}: its target holds "
+                f"{'class labels' if kind == 'classification' else 'floating-point values'}, so the loop runs "
+                f"{kind} and reports {', '.join(metrics)}",
+                source=source, field="metric.name",
+            )
 
 
 def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: str) -> None:
@@ -327,8 +335,10 @@ def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: 
         pass  # builtins without a signature: let the trial tell
 
 
-def _check_data_file(path: str, target: str | None, source: str) -> None:
-    """The file exists and holds what the loop needs; reads only the header / the archive's index."""
+def _check_data_file(path: str, target: str | None, source: str) -> str:
+    """The file exists and holds what the loop needs; returns the task it makes (classification or
+    regression, as the loop decides: floating-point targets are regression). Reads the header and the
+    target column only."""
     from pathlib import Path
 
     file = Path(path)
@@ -354,6 +364,24 @@ def _check_data_file(path: str, target: str | None, source: str) -> None:
         hint = did_you_mean(str(missing[0]), set(names))
         raise ConfigError(f"data file {path!r} has no {missing[0]!r}{hint}; its {what}: {', '.join(names)}; {fix}",
                           source=source, field="trainer.target" if suffix != ".npz" else "trainer.data_file")
+    return "regression" if _target_is_float(file, suffix, str(target)) else "classification"
+
+
+def _target_is_float(file: Any, suffix: str, target: str) -> bool:
+    import numpy as np
+
+    if suffix == ".npz":
+        with np.load(file) as archive:
+            dtype = archive["y"].dtype
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        dtype = pq.read_table(file, columns=[target]).column(0).to_numpy().dtype
+    else:
+        import pandas as pd
+
+        dtype = pd.read_csv(file, usecols=[target])[target].to_numpy().dtype
+    return bool(np.issubdtype(dtype, np.floating))
 
 
 def _columns(file: Any, suffix: str) -> list[str]:

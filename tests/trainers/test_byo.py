@@ -157,6 +157,25 @@ def test_regression_metric_is_allowed_for_own_data_but_not_for_a_classification_
         load_sweep(path)
 
 
+def test_a_data_file_metric_must_fit_its_targets(project: Path) -> None:
+    """wine.csv's target holds class labels; a column of floats makes regression (val_r2, val_mae)."""
+    path = _sweep(project, "cls", "{data_file: wine.csv, target: target}")
+    path.write_text(path.read_text().replace("val_accuracy", "val_r2"))
+    with pytest.raises(ConfigError, match=r"metric 'val_r2' is not reported for 'wine.csv': its "
+                                          r"target holds class labels, so the loop runs classification"):
+        load_sweep(path)
+    import pandas as pd
+
+    table = pd.read_csv(project / "wine.csv")
+    table["alcohol"].to_frame().assign(x=table["target"]).to_csv(project / "alcohol.csv", index=False)
+    with pytest.raises(ConfigError, match="its target holds floating-point values, so the loop runs regression"):
+        load_sweep(_sweep(project, "reg", "{data_file: alcohol.csv, target: alcohol}"))
+    np.savez(project / "arrays.npz", X=np.zeros((8, 2)), y=np.linspace(0, 1, 8))
+    path = _sweep(project, "npz", "{data_file: arrays.npz}")
+    path.write_text(path.read_text().replace("val_accuracy, goal: maximize", "val_mae, goal: minimize"))
+    assert load_sweep(path)[0].metric.name == "val_mae"
+
+
 # -- loading -----------------------------------------------------------------------------------------
 def test_data_files_give_classification_or_regression(project: Path) -> None:
     table = data_from_file(project / "wine.csv", "target", 0.25)
