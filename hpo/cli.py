@@ -213,10 +213,6 @@ def _redact(uri: str) -> str:
     return redact(uri)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (argparse prints the message as a usage error, exit 2)."""
     try:
@@ -226,3 +222,8 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
