@@ -144,19 +144,10 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         if trial.trial_id in self.stopped:
             record.status, record.early_stopped = "KILLED", True
             tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: self.stopped_by}
-        elif self._cut_by_time_limit(record, trial):
-            record.status, record.early_stopped = "KILLED", True
-            tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: "time_limit"}
         else:
             record.status = "FINISHED"
             tags = {}
         self._finish(record, tags)
-
-    def _cut_by_time_limit(self, record: TrialRecord, trial: Any) -> bool:
-        if self.deadline is None or time.monotonic() < self.deadline:
-            return False
-        planned = trial.config.get("epochs", self.fixed.get("epochs"))
-        return isinstance(planned, int | float) and record.epochs < planned
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         record = self.records.get(trial.trial_id)
@@ -166,11 +157,18 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         record.error = _error_text(trial)
         self._finish(record, {schema.ERROR: record.error})
 
-    def close_open(self) -> None:
-        """Mark trials still running (an interrupted sweep) as KILLED."""
+    def close_open(self, *, finished: bool = False) -> None:
+        """Mark trials still running as KILLED: stopped by the time budget when Tune ``finished`` past it
+        (Tune ends them without a completion event), else interrupted with the sweep."""
+        timed_out = finished and self.deadline is not None and time.monotonic() >= self.deadline
         for record in self.records.values():
-            if record.status == "RUNNING":
-                record.status = "KILLED"
+            if record.status != "RUNNING":
+                continue
+            record.status = "KILLED"
+            if timed_out:
+                record.early_stopped = True
+                self._finish(record, {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: "time_limit"})
+            else:
                 self._finish(record, {schema.ERROR: "the sweep was interrupted"})
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:

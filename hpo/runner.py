@@ -149,7 +149,7 @@ def _run_started(
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
     finally:
-        tracker.close_open()
+        tracker.close_open(finished=status == "FINISHED")
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         best = best_trial(records, config.metric.goal)
         _finish_parent(logger, config, records, best, status, interrupted)
