@@ -71,7 +71,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             return
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=5)  # a test cluster: no state worth a longer graceful stop
             return
         except subprocess.TimeoutExpired:
             continue
