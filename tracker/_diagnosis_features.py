@@ -28,6 +28,7 @@ class Curves:
     val_acc: np.ndarray | None
     lr: np.ndarray | None
     loss_from_accuracy: bool = False  # no loss given: 1 - accuracy stands in for it
+    val_from_accuracy: bool = False  # train_loss given but no val_loss: 1 - val_accuracy, on another scale
     notes: list[str] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)  # series -> 1-based epoch of its first bad value
 
@@ -84,6 +85,14 @@ def clean(history: Mapping[str, Sequence[Any] | None]) -> Curves:
         c.train = None if c.train_acc is None else 1.0 - c.train_acc
         c.val = None if c.val_acc is None else 1.0 - c.val_acc
         c.notes.append("no loss series: judged from 1 - accuracy")
+        for key in ("train_accuracy", "val_accuracy"):  # standing in for the losses, NaN there is divergence
+            bad = [i for i, v in enumerate(raw.get(key) or []) if _is_bad(v)]
+            if bad and len(bad) < len(raw.get(key) or []):
+                c.nonfinite[key] = bad[0] + 1
+    elif c.val is None and c.val_acc is not None and np.isfinite(c.val_acc).sum() >= 2:
+        c.val = 1.0 - c.val_acc  # a validation signal on another scale than train_loss: its rise still counts
+        c.val_from_accuracy = True
+        c.notes.append("no val_loss series: validation judged from 1 - val_accuracy")
     return c
 
 
@@ -261,6 +270,8 @@ def _measure_val(c: Curves, f: Features) -> None:
         both = np.isfinite(c.train[:m]) & np.isfinite(v_all[:m])
         if both.sum() >= MIN_EPOCHS:
             ts, vv = smooth(c.train[:m][both]), smooth(v_all[:m][both])
+            if c.val_from_accuracy:  # different scales: compare how far each fell from its own start
+                ts, vv = ts / max(abs(ts[0]), _EPS), vv / max(abs(vv[0]), _EPS)
             gap = (vv - ts) / np.maximum(np.abs(vv), _EPS)
             j_min = int(np.argmin(vv))
             f.gap_ratio, f.gap_trend = float(gap[-1]), float(gap[-1] - gap[j_min])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from tracker._diagnosis_features import Curves, Features
 
 # -- divergence -------------------------------------------------------------------------------------
@@ -83,6 +85,14 @@ def _diverged(c: Curves, f: Features, is_classifier: bool) -> Judgement | None:
                          ["exploded_early", "lr_too_high"],
                          f"Diverged: the first epoch's training loss was {f.first_epoch_blowup:.0f}x that of "
                          "the next epochs; the loss blew up.")
+    if c.train is None and c.val is not None:  # only a validation loss: its blow-up is the evidence
+        v = c.val[np.isfinite(c.val)]
+        if len(v) >= 2 and v[-1] >= EXPLOSIVE_JUMP * max(float(v.min()), 1e-12) and v[-1] > v[0]:
+            jump = float(v[-1] / max(float(v.min()), 1e-12))
+            return Judgement("diverged", _conf(math.log10(jump / EXPLOSIVE_JUMP) / 2, 0.7),
+                             ["loss_spike", "lr_too_high"],
+                             f"Diverged: validation loss rose to {jump:.3g}x its best; there is no training "
+                             "loss to compare.")
     if f.explosive_jump >= EXPLOSIVE_JUMP:
         return Judgement("diverged", _conf(math.log10(f.explosive_jump / EXPLOSIVE_JUMP) / 2, 0.7),
                          ["loss_spike", "lr_too_high"],

@@ -184,6 +184,26 @@ def test_a_trial_the_scheduler_stopped_is_not_told_to_train_longer():
     assert "longer" not in text and "epochs is 50" not in text
 
 
+def test_nan_in_an_accuracy_only_history_is_divergence():
+    d = diagnose({"val_accuracy": [0.5, 0.6, float("nan"), float("nan"), float("nan")]})
+    assert d.verdict == "diverged"
+    assert d.evidence["first_non_finite_epoch"] == {"val_accuracy": 3}
+
+
+def test_validation_accuracy_stands_in_for_a_missing_validation_loss():
+    d = diagnose({"train_loss": [2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.015],
+                  "val_accuracy": [0.6, 0.7, 0.75, 0.74, 0.7, 0.66, 0.64, 0.62]}, n_classes=10)
+    assert d.verdict == "overfitting"
+    assert "no val_loss series: validation judged from 1 - val_accuracy" in d.evidence["notes"]
+    assert d.evidence["val_loss_min_epoch"] == 3
+
+
+def test_a_validation_loss_alone_that_blows_up_is_divergence():
+    d = diagnose({"val_loss": [1.0, 10.0, 100.0, 1000.0, 5e4]})
+    assert d.verdict == "diverged"
+    assert "validation loss rose to 5e+04x its best" in d.summary
+
+
 def test_underfitting_from_heavy_regularization_says_lower_it():
     train = _decay(30, start=2.3, end=1.8)
     d = diagnose({"train_loss": train.tolist(), "val_loss": (train - 0.1).tolist()},
