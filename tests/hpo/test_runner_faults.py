@@ -104,7 +104,7 @@ SLOW_YAML = """\
 name: budget
 method: grid
 metric: {name: val_loss, goal: minimize}
-budget: {max_concurrent: 1, time_limit_s: 5}
+budget: {max_concurrent: 1, time_limit_s: 12}
 trainer: {function: "slow.train:train", epochs: 100, reports: [val_loss]}
 parameters:
   tag: {values: [a, b]}

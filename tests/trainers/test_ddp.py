@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -37,11 +38,14 @@ def _rank(rank: int, world: int, port: int, out: str, hp: dict[str, Any], data: 
 
         fit(hp, report, data=data, dist=TorchDist())
         Path(out, f"rank{rank}.json").write_text(json.dumps({"reports": reports, "checkpoints": checkpoints}))
-        # Tearing gloo down while the other rank still holds its connection can abort that rank
-        # ("terminate called without an active exception"); meet first, then leave together.
-        dist.barrier()
+        dist.barrier()  # both ranks saved their results before either tears gloo down
     finally:
         dist.destroy_process_group()
+    # Leave without C++ static destructors: gloo's threads can abort a finished rank at interpreter exit
+    # ("terminate called without an active exception", SIGABRT) after its results are saved.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
