@@ -76,6 +76,27 @@ def reading(uri: str) -> Iterator[None]:
         store_unavailable(e, uri)
 
 
+def choose_sweep(uri: str, key: str, wanted: str | None = None) -> tuple[SweepData, pd.DataFrame]:
+    """A picker over every sweep in the store (``wanted``, a parent run id, preselected) and the chosen
+    sweep read; says how to start one and stops the page when the store holds none."""
+    with reading(uri):
+        sweeps = list_sweeps(uri)
+    if sweeps.empty:
+        st.info("**No sweeps in this store yet.** Start one with `hpo run sweep.yaml`.", icon=":material/info:")
+        st.stop()
+    names = dict(zip(sweeps["run_id"], sweeps["sweep"] + " · " + sweeps["state"], strict=True))
+    index = list(names).index(wanted) if wanted in names else 0
+    parent = st.selectbox("Sweep", list(names), index=index, format_func=names.__getitem__, key=key)
+    with reading(uri):
+        return load_sweep(uri, parent, fingerprint(open_store(), parent))
+
+
+def trial_choices(trials: pd.DataFrame) -> dict[str, str]:
+    """Run id -> picker label ("trial 3 · stopped") for every trial of a sweep."""
+    return {r: f"{trial_label(row)} · {row['state']}" for r, row in zip(
+        trials["run_id"], trials.to_dict("records"), strict=True)}  # fmt: skip
+
+
 def run_not_found(error: RunNotFound) -> NoReturn:
     st.warning(f"{error}", icon=":material/search_off:")
     page_link("sweeps", "Back to all sweeps", icon=":material/arrow_back:")

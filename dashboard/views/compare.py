@@ -23,19 +23,8 @@ _DIFF_STYLE = "background-color: rgba(244, 162, 97, 0.35); font-weight: 600"
 
 
 def pick(uri: str) -> tuple[SweepData, pd.DataFrame, list[str]]:
-    with _data.reading(uri):
-        sweeps = _data.list_sweeps(uri)
-    if sweeps.empty:
-        st.info("**No sweeps in this store yet.** Start one with `hpo run sweep.yaml`.", icon=":material/info:")
-        st.stop()
-    names = dict(zip(sweeps["run_id"], sweeps["sweep"] + " · " + sweeps["state"], strict=True))
-    wanted = st.query_params.get("sweep")
-    index = list(names).index(wanted) if wanted in names else 0
-    parent = st.selectbox("Sweep", list(names), index=index, format_func=names.__getitem__, key="cmp_sweep")
-    with _data.reading(uri):
-        data, trials = _data.load_sweep(uri, parent, _data.fingerprint(_data.open_store(), parent))
-    labels = {r: f"{_data.trial_label(row)} · {row['state']}" for r, row in zip(
-        trials["run_id"], trials.to_dict("records"), strict=True)}  # fmt: skip
+    data, trials = _data.choose_sweep(uri, "cmp_sweep", st.query_params.get("sweep"))
+    labels = _data.trial_choices(trials)
     from_url = [r for r in (st.query_params.get("runs") or "").split(",") if r in labels]
     if not from_url:  # default: the best trials
         ranked = trials.sort_values("best", ascending=not data.maximize, na_position="last")
@@ -44,7 +33,7 @@ def pick(uri: str) -> tuple[SweepData, pd.DataFrame, list[str]]:
         f"Trials ({MIN_TRIALS}-{MAX_TRIALS})", list(labels), default=from_url[:MAX_TRIALS],
         format_func=labels.__getitem__, max_selections=MAX_TRIALS, key="cmp_trials",
     )  # fmt: skip
-    st.query_params.update({"sweep": parent, "runs": ",".join(chosen)})
+    st.query_params.update({"sweep": data.run_id, "runs": ",".join(chosen)})
     return data, trials, chosen
 
 

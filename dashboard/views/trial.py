@@ -30,21 +30,11 @@ def pick_trial(uri: str) -> str:
     if run_id:
         return run_id
     st.title("Trial")
-    with _data.reading(uri):
-        sweeps = _data.list_sweeps(uri)
-    if sweeps.empty:
-        st.info("**No sweeps in this store yet.** Start one with `hpo run sweep.yaml`.", icon=":material/info:")
-        st.stop()
-    names = dict(zip(sweeps["run_id"], sweeps["sweep"] + " · " + sweeps["state"], strict=True))
-    parent = st.selectbox("Sweep", list(names), format_func=names.__getitem__, key="trial_sweep")
-    store = _data.open_store()
-    with _data.reading(uri):
-        data, trials = _data.load_sweep(uri, parent, _data.fingerprint(store, parent))
+    _, trials = _data.choose_sweep(uri, "trial_sweep")
     if trials.empty:
         st.info("This sweep has no trials yet.")
         st.stop()
-    labels = {r: f"{_data.trial_label(row)} · {row['state']}" for r, row in zip(
-        trials["run_id"], trials.to_dict("records"), strict=True)}  # fmt: skip
+    labels = _data.trial_choices(trials)
     run_id = st.selectbox("Trial", list(labels), format_func=labels.__getitem__, key="trial_pick")
     st.query_params["run"] = run_id
     return str(run_id)
