@@ -137,7 +137,7 @@ def run_one(method: str, seed: int, budget: int, epochs: int, scratch: Path, qui
     import mlflow  # noqa: F401 - configures its logger on import; quiet it afterwards
     import yaml
 
-    from hpo.config import validate
+    from hpo.loading import validate
     from hpo.runner import run_sweep
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables" per sweep

@@ -12,12 +12,14 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from hpo.trainable import BEST_KEY, NODE_KEY, TIME_KEY, trial_config
+from hpo.results import TrialRecord
+from hpo.trainable import trial_config
+from hpo.trial_book import TrialBook
+from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
 from tracker import schema
 from tracker.mlflow_log import SweepLogger
 
@@ -40,25 +42,6 @@ class _DriverOnly:
         return (Callback, ())
 
 
-@dataclass
-class TrialRecord:
-    """What the driver knows of one trial; the leaderboard and the JSON summary read these."""
-
-    trial_id: str
-    number: int
-    run_id: str
-    params: dict[str, Any]
-    status: str = "RUNNING"  # RUNNING | FINISHED | FAILED | KILLED
-    early_stopped: bool = False
-    best: float | None = None
-    final: float | None = None
-    epochs: int = 0
-    error: str | None = None
-    history: dict[str, list[float | None]] = field(default_factory=dict)
-    checkpoint: Any = None  # the trial's latest Ray checkpoint: its best epoch
-    diagnosis: Any = None  # tracker.diagnosis.Diagnosis once the trial has ended
-
-
 class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
     """Mirrors each Tune trial into an MLflow child run of the sweep.
 
@@ -67,7 +50,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         base_tags: tags every trial run gets (sweep, method, sampler, seed, versions, git commit).
         fixed: settings every trial shares (trainer options, fixed parameters), logged as params.
         metric: the sweep metric's name.
-        stopped: trial ids the scheduler ended early (filled by the scheduler).
+        book: the sweep's trial numbers (from the searcher) and early stops (from the scheduler).
         stopped_by: name of the early-stopping rule for the tag.
         on_finish: called with each record when its trial ends (diagnosis hooks in here).
         time_limit_s: the sweep's time budget: trials it cuts short are KILLED, stopped by ``time_limit``.
@@ -80,7 +63,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         base_tags: Mapping[str, str],
         fixed: Mapping[str, Any],
         metric: str,
-        stopped: set[str],
+        book: TrialBook,
         stopped_by: str,
         on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
         time_limit_s: float | None = None,
@@ -89,29 +72,28 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         self.base_tags = dict(base_tags)
         self.fixed = dict(fixed)
         self.metric = metric
-        self.stopped = stopped
+        self.book = book
         self.stopped_by = stopped_by
         self.on_finish = on_finish
         # Tune stops every running trial when budget.time_limit_s runs out; they end short, not finished
         self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
         self.records: dict[str, TrialRecord] = {}
-        self.numbers: dict[str, int] = {}  # trial id -> order of proposal, filled by the searcher
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a retried trial keeps its run
             return
         used = {r.number for r in self.records.values()}
-        number = self.numbers.get(trial.trial_id)
+        number = self.book.number_of(trial.trial_id)
         if number is None or number in used:
             number = max(used, default=-1) + 1
-        params = trial_config(self.fixed, trial.config)
+        config = trial_config(self.fixed, trial.config)
         sweep = self.base_tags.get(schema.SWEEP, "sweep")
         run_id = self.logger.start_trial(
             f"{sweep}-{number:03d}",
-            params,
+            config,
             {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number)},
         )
-        self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, params)
+        self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, config)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -141,7 +123,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         if record is None:
             return
         record.checkpoint = trial.checkpoint
-        if trial.trial_id in self.stopped:
+        if self.book.is_stopped(trial.trial_id):
             record.status, record.early_stopped = "KILLED", True
             tags = {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: self.stopped_by}
         else:
@@ -206,17 +188,6 @@ def _error_text(trial: Any) -> str:
     text = _ANSI_ESCAPE.sub("", text)  # Ray colours the actor name in its tracebacks
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(lines[-_ERROR_LINES:]) or "the trial failed without an error message"
-
-
-def error_summary(text: str | None) -> str:
-    """The one line of a traceback that says what went wrong."""
-    if not text:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line or "Diverged" in line:
-            return line
-    return lines[-1]
 
 
 class Progress(_DriverOnly, Callback):  # type: ignore[misc]

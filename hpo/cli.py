@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from hpo.config import load_sweep, parse_overrides
 from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
+from hpo.loading import load_sweep, parse_overrides
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -102,13 +102,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.ray_address is not None:
         overrides["ray.address"] = json.dumps(args.ray_address)  # a quoted YAML string: never read as a number
     config, text = load_sweep(args.file, overrides)
-    from hpo import _checks, defaults
+    from hpo import defaults, rules
     from hpo.runner import run_sweep
 
     uri = defaults.tracking_uri(config.tracking_uri)
     print(
         f"sweep {config.name}: {config.method} ({config.sampler_name}) over {len(config.parameters)} parameters, "
-        f"{_checks.trials_planned(config)} trials, {config.metric.goal} {config.metric.name}",
+        f"{rules.trials_planned(config)} trials, {config.metric.goal} {config.metric.name}",
         file=sys.stderr,
     )
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
@@ -133,9 +133,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     config, _ = load_sweep(args.file, parse_overrides(args.overrides))
-    from hpo import _checks
+    from hpo import rules
 
-    trials = _checks.trials_planned(config)
+    trials = rules.trials_planned(config)
     print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
           f"up to {config.max_epochs} epochs, {config.metric.goal} {config.metric.name}")
     return EXIT_OK

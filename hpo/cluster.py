@@ -1,4 +1,7 @@
-"""Where trials run: a local Ray started for the sweep, or an existing cluster named by address.
+"""Where trials run: a local Ray started for the sweep, or an existing cluster named by address; what one
+trial occupies there, and whether it fits.
+
+Ray-free at import (Ray loads only to probe an address), so checking a sweep never imports ``ray.train``.
 
 ``ray.init(address=HOST:PORT)`` against an address where nothing listens waits for the GCS for over
 two minutes before failing (measured here: 122 s, then killed), so :func:`check_ray_address` probes the
@@ -11,9 +14,14 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
-from hpo.errors import ClusterError
+from hpo.errors import ClusterError, ConfigError
 
+if TYPE_CHECKING:
+    from hpo.config import SweepConfig
+
+COORDINATOR_CPU = 0.01  # the Tune trial that launches a DDP trial's TorchTrainer; 0 is rejected by Ray
 PROBE_TIMEOUT_S = 3.0
 GCS_TIMEOUT_MS = 1000
 RAY_CLIENT_SCHEME = "ray://"
@@ -97,3 +105,53 @@ def _resolve_auto() -> str:
     if not resolved:
         raise ClusterError(f"cannot reach the Ray cluster at auto: no running Ray cluster found; {FIX}")
     return str(resolved).removeprefix(RAY_CLIENT_SCHEME)
+
+
+def trial_resources(workers: int, cpu: float, gpu: float) -> dict[str, float]:
+    """What Tune reserves for one trial: the trial itself with 1 worker; only its coordinator with more."""
+    if workers > 1:
+        return {"cpu": COORDINATOR_CPU}
+    return {"cpu": cpu, **({"gpu": gpu} if gpu else {})}
+
+
+def cluster_need(workers: int, cpu: float, gpu: float) -> tuple[float, float]:
+    """CPUs and GPUs one trial occupies in the whole cluster (coordinator included)."""
+    if workers > 1:
+        return workers * cpu + COORDINATOR_CPU, workers * gpu
+    return cpu, gpu
+
+
+def check_cluster_fits(
+    config: SweepConfig, cluster: dict[str, float], nodes: list[dict[str, float]]
+) -> None:
+    """Refuse a sweep whose one trial can never be scheduled (Tune would wait for it forever).
+
+    Args:
+        config: the sweep (``workers``, ``resources``).
+        cluster: ``ray.cluster_resources()``.
+        nodes: each live node's resources (``ray.nodes()[i]["Resources"]``).
+
+    Raises:
+        ConfigError: the trial needs more CPUs or GPUs than the cluster has, or one process of it
+            (the trial, or one worker) more than any single node has.
+    """
+    cpu, gpu = config.resources.cpu, config.resources.gpu
+    need_cpu, need_gpu = cluster_need(config.workers, cpu, gpu)
+    has_cpu, has_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    node_cpu = max((float(n.get("CPU", 0)) for n in nodes), default=0.0)
+    node_gpu = max((float(n.get("GPU", 0)) for n in nodes), default=0.0)
+    who = f"workers: {config.workers} x " if config.workers > 1 else ""
+    fix = "lower workers or resources, or add nodes to the Ray cluster"
+    if need_cpu > has_cpu + 1e-9 or need_gpu > has_gpu + 1e-9:
+        extra = f" + {need_cpu - config.workers * cpu:g} for the trial's coordinator" if config.workers > 1 else ""
+        raise ConfigError(
+            f"a trial needs {who}resources {{cpu: {cpu:g}, gpu: {gpu:g}}} = {need_cpu:g} CPUs{extra} and "
+            f"{need_gpu:g} GPUs, but the Ray cluster has {has_cpu:g} CPUs and {has_gpu:g} GPUs; {fix}",
+            field="resources",
+        )
+    if cpu > node_cpu + 1e-9 or gpu > node_gpu + 1e-9:
+        raise ConfigError(
+            f"one {'worker' if config.workers > 1 else 'trial'} needs resources {{cpu: {cpu:g}, gpu: {gpu:g}}}, "
+            f"but the largest Ray node has {node_cpu:g} CPUs and {node_gpu:g} GPUs; {fix}",
+            field="resources",
+        )

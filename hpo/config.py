@@ -1,25 +1,20 @@
-"""Sweep files: load, override, validate into one typed ``SweepConfig``.
+"""The sweep file's shape: pydantic models of one ``SweepConfig`` and its parameters.
 
-Validation happens once, here, before anything is created: no MLflow run, no Ray session and no
-file exists until a sweep file has passed every check. Each error names the file, the field path,
-what was given and what is allowed.
+Models only: reading a file into them is ``hpo.loading``, the rules across fields are ``hpo.rules``.
+Each field validator raises with what was given and what is allowed.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hpo import defaults
-from hpo.errors import ConfigError
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
@@ -122,10 +117,10 @@ class Range(_Param):
 _MARKERS = {"values": "choice", "distribution": "range", "value": "fixed"}
 Param = Annotated[Fixed | Choice | Range, Field(discriminator="kind")]
 
-_PARAM_KEYS = {"fixed": set(Fixed.model_fields), "choice": set(Choice.model_fields), "range": set(Range.model_fields)}
+PARAM_KEYS = {"fixed": set(Fixed.model_fields), "choice": set(Choice.model_fields), "range": set(Range.model_fields)}
 
 
-def _tag_param(raw: Any) -> Any:
+def tag_param(raw: Any) -> Any:
     """Give a parameter's raw YAML value the ``kind`` pydantic discriminates on."""
     if not isinstance(raw, dict):
         return {"kind": "fixed", "value": raw}
@@ -208,7 +203,7 @@ class Trainer(_Model):
     def _known_task(cls, task: str | None) -> str | None:
         if task is not None and task not in defaults.TASKS:
             raise ValueError(
-                f"unknown task {task!r}{_did_you_mean(task, set(defaults.TASKS))}; "
+                f"unknown task {task!r}{did_you_mean(task, set(defaults.TASKS))}; "
                 f"built-in tasks: {', '.join(defaults.TASKS)}"
             )
         return task
@@ -249,7 +244,7 @@ class Trainer(_Model):
         return self
 
     @property
-    def byo(self) -> dict[str, str]:
+    def user_parts(self) -> dict[str, str]:
         """Your own model / data / data file for the built-in loop (empty for built-in tasks)."""
         fields = ("model", "data", "data_file", "target")
         return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
@@ -300,7 +295,7 @@ class SweepConfig(_Model):
     def _kinds(cls, raw: Any) -> Any:
         if not isinstance(raw, dict):
             return raw
-        return {name: _tag_param(value) for name, value in raw.items()}
+        return {name: tag_param(value) for name, value in raw.items()}
 
     @property
     def experiment_name(self) -> str:
@@ -326,161 +321,8 @@ class SweepConfig(_Model):
         return int(self.trainer.options.get("epochs", self.trainer.epochs))
 
 
-# -- loading ---------------------------------------------------------------------------------------
-class _SweepLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-3`` and ``1e20`` as floats.
-
-    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so ``values: [1e-3, 1e-2]``
-    would arrive as two strings and fail as "expected a number"; YAML 1.2 (and every other tool) reads
-    them as numbers.
-    """
-
-
-_SweepLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_SweepLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def load_sweep(path: str | os.PathLike[str], overrides: Mapping[str, str] | None = None) -> tuple[SweepConfig, str]:
-    """Read, override and validate a sweep file.
-
-    Args:
-        path: the YAML sweep file.
-        overrides: ``--set`` pairs, dotted key -> YAML value, applied on top of file and environment.
-
-    Returns:
-        The validated config and the file's text exactly as given.
-
-    Raises:
-        ConfigError: the file is missing, not YAML, or breaks any rule; nothing has been created.
-    """
-    source = str(path)
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("no such sweep file" if not file.exists() else "not a file", source=source)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not a text (UTF-8) file: {e.reason} at byte {e.start}", source=source) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read the file: {e.strerror or e}", source=source) from None
-    try:
-        raw = _parse_yaml(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", source=source) from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a sweep file is a YAML mapping of fields, got {type(raw).__name__}", source=source)
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if env_uri:
-        raw["tracking_uri"] = env_uri
-    for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, value, source="--set")
-    try:
-        return validate(raw, source=source), text
-    except ConfigError as e:
-        if e.field is not None and any(e.field == k or e.field.startswith(k + ".") for k in overrides or {}):
-            raise ConfigError(e.message, source=f"{source} (--set {e.field})", field=e.field) from None
-        raise
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """Turn ``["a.b=1", ...]`` into ``{"a.b": "1"}``.
-
-    Raises:
-        ConfigError: a pair has no ``=`` or an empty key.
-    """
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"expected key=value, got {pair!r}", source="--set")
-        result[key.strip()] = value
-    return result
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: str, *, source: str) -> None:
-    try:
-        parsed = _parse_yaml(value) if value.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"value is not valid YAML: {value!r}", source=source, field=key) from e
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {key}: {part} holds {child!r}, not a mapping", source=source, field=key)
-        node = child
-    node[parts[-1]] = parsed
-
-
-def validate(raw: dict[str, Any], *, source: str = "<sweep>") -> SweepConfig:
-    """Validate a raw mapping into a ``SweepConfig``, including the trainer-specific rules.
-
-    Raises:
-        ConfigError: the first broken rule, naming field, given value and what is allowed.
-    """
-    try:
-        config = SweepConfig.model_validate(raw)
-    except ValidationError as e:
-        raise _first_error(e, raw, source) from None
-    from hpo import _checks  # the semantic rules: the space and the trainer's catalog
-
-    _checks.check(config, source=source)
-    return config
-
-
-def _first_error(error: ValidationError, raw: Mapping[str, Any], source: str) -> ConfigError:
-    errors = error.errors(include_url=False)
-    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    detail = (unknown or errors)[0]  # a misspelt key explains the "missing" errors that come with it
-    loc = [str(p) for p in detail["loc"] if p not in ("fixed", "choice", "range", "function-after")]
-    field = ".".join(loc) or None
-    kind = detail["type"]
-    if kind == "extra_forbidden" and loc:
-        allowed = _allowed_keys(loc[:-1], raw)
-        hint = _did_you_mean(loc[-1], allowed)
-        return ConfigError(
-            f"unknown key {loc[-1]!r}{hint}; allowed keys here: {', '.join(sorted(allowed))}",
-            source=source,
-            field=field,
-        )
-    if kind == "missing":
-        return ConfigError("this field is required", source=source, field=field)
-    message = detail["msg"].removeprefix("Value error, ")
-    if kind != "value_error" and "input" in detail and "got" not in message:
-        message = f"{message}; got {detail['input']!r}"
-    return ConfigError(message, source=source, field=field)
-
-
-def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
-    """The field names of the model that sits at ``loc``, for 'did you mean' hints."""
-    model: type[BaseModel] = SweepConfig
-    node: Any = raw
-    for i, part in enumerate(loc):
-        node = node.get(part) if isinstance(node, dict) else None
-        if model is SweepConfig and part == "parameters" and i + 1 < len(loc):
-            continue
-        if i >= 1 and loc[i - 1] == "parameters":
-            kind = _tag_param(node).get("kind", "fixed") if isinstance(node, dict) else "fixed"
-            return _PARAM_KEYS[kind] - {"kind"}
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-    return set(model.model_fields)
-
-
-def _did_you_mean(word: str, candidates: set[str]) -> str:
+def did_you_mean(word: str, candidates: set[str]) -> str:
+    """`` (did you mean 'x'?)`` for the one candidate close to ``word``, else an empty string."""
     prefixed = [c for c in sorted(candidates) if c.startswith(word) and len(word) >= 3]
     match = prefixed[:1] if len(prefixed) == 1 else difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-did_you_mean = _did_you_mean

@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
-from hpo.callbacks import TrialRecord
 from hpo.errors import ConfigError, TrackingError
+from hpo.results import TrialRecord
 from tracker import schema
 from tracker.diagnosis import Diagnosis, diagnose, summarize_sweep
 

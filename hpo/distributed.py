@@ -23,22 +23,9 @@ from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
-COORDINATOR_CPU = 0.01  # the Tune trial that launches the TorchTrainer; 0 is rejected by Ray
+from hpo.trial_keys import CHECKPOINT_FILE
+
 _DONE = "__hpo_ddp_done__"
-
-
-def trial_resources(workers: int, cpu: float, gpu: float) -> dict[str, float]:
-    """What Tune reserves for one trial: the trial itself with 1 worker; only its coordinator with more."""
-    if workers > 1:
-        return {"cpu": COORDINATOR_CPU}
-    return {"cpu": cpu, **({"gpu": gpu} if gpu else {})}
-
-
-def cluster_need(workers: int, cpu: float, gpu: float) -> tuple[float, float]:
-    """CPUs and GPUs one trial occupies in the whole cluster (coordinator included)."""
-    if workers > 1:
-        return workers * cpu + COORDINATOR_CPU, workers * gpu
-    return cpu, gpu
 
 
 def run_ddp_trial(
@@ -49,7 +36,7 @@ def run_ddp_trial(
     cpu: float,
     gpu: float,
     fit_kwargs: Mapping[str, Any],
-    byo: Mapping[str, str],
+    user_parts: Mapping[str, str],
     threads: int,
 ) -> None:
     """Train ``config`` with the built-in loop on ``workers`` DDP workers; report each epoch through ``reporter``.
@@ -66,7 +53,8 @@ def run_ddp_trial(
     per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"hp": dict(config), "fit": dict(fit_kwargs), "byo": dict(byo), "threads": threads},
+        train_loop_config={"config": dict(config), "fit": dict(fit_kwargs), "user_parts": dict(user_parts),
+                           "threads": threads},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu > 0, resources_per_worker=per_worker),
         run_config=RunConfig(
             name="ddp", storage_path=os.path.join(tune.get_context().get_trial_dir(), "train"),
@@ -109,15 +97,15 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     """Each DDP worker: the built-in ``fit`` over Ray Train's process group; rank 0 sends checkpoints."""
     import torch
 
-    from trainers.byo import own_parts
     from trainers.distributed import TorchDist
     from trainers.loop import fit
+    from trainers.user_parts import user_model_and_data
 
     torch.set_num_threads(max(1, int(loop_config["threads"])))
-    hp = loop_config["hp"]
+    config = loop_config["config"]
     dist = TorchDist()
-    data, build = own_parts(loop_config["byo"], hp)
-    fit(hp, _TrainReport(dist.rank), data=data, build=build, dist=dist, **loop_config["fit"])
+    data, build = user_model_and_data(loop_config["user_parts"], config)
+    fit(config, _TrainReport(dist.rank), data=data, build=build, dist=dist, **loop_config["fit"])
 
 
 class _TrainReport:
@@ -129,8 +117,6 @@ class _TrainReport:
     def __call__(self, metrics: Mapping[str, float], checkpoint: dict[str, Any] | None = None) -> None:
         import ray.train
         import torch
-
-        from hpo.trainable import CHECKPOINT_FILE
 
         if checkpoint is None or self.rank != 0:
             ray.train.report(dict(metrics))

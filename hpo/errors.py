@@ -33,7 +33,3 @@ class TrackingError(HpoError):
 
 class ClusterError(HpoError):
     """The Ray cluster named by ``ray.address`` / ``--ray-address`` cannot be reached. Exit code 2."""
-
-
-class TrialDiverged(HpoError):
-    """Training produced a NaN or infinite loss."""

@@ -7,7 +7,7 @@ see a trial. So the driver keeps its tracker and progress line, and sends the he
 :class:`RelayCallback` instead: it posts each trial event, as plain data, to a :class:`Mailbox` actor,
 and :class:`Relay` on the driver takes them from there and replays them into the real callbacks.
 The searcher's proposal numbers and the scheduler's early stops reach the driver the same way
-(:class:`RelayedDict`, :class:`RelayedSet`), ahead of the trial events that depend on them.
+(:class:`RelayedTrialBook`), ahead of the trial events that depend on them.
 
 Ray's storage (checkpoints, Tune's state) is the cluster's too: the head's ``$HPO_HOME/ray`` when the
 cluster sets ``HPO_HOME`` (the compose file does: a volume every node mounts), else Tune's default on
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import ray
 from ray.tune import Callback
 
 from hpo.callbacks import Progress, TrialTracker, _error_text
-from hpo.trainable import BEST_KEY, NODE_KEY, TIME_KEY
+from hpo.trial_book import TrialBook
+from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
 
 log = logging.getLogger(__name__)
 
@@ -62,40 +63,28 @@ class Mailbox:
         return items
 
 
-class RelayedSet(set):  # type: ignore[type-arg]
-    """The scheduler's set of early-stopped trial ids, each addition also posted to the mailbox."""
+class RelayedTrialBook(TrialBook):
+    """The trial book the head's searcher and scheduler write: each new entry is also posted to the mailbox.
 
-    def __init__(self, mailbox: Any, items: Iterable[str] = ()) -> None:
-        super().__init__(items)
+    The driver replays the posts into its own :class:`TrialBook`, the one its tracker reads.
+    """
+
+    def __init__(self, mailbox: Any, numbers: dict[str, int] | None = None, stopped: set[str] | None = None) -> None:
+        super().__init__(dict(numbers or {}), set(stopped or ()))
         self.mailbox = mailbox
 
-    def add(self, item: str) -> None:
-        if item not in self:
-            self.mailbox.put.remote(("stopped", item))
-        super().add(item)
+    def set_number(self, trial_id: str, number: int) -> None:
+        if trial_id not in self.numbers:
+            self.mailbox.put.remote(("number", trial_id, number))
+        super().set_number(trial_id, number)
+
+    def mark_stopped(self, trial_id: str) -> None:
+        if trial_id not in self.stopped:
+            self.mailbox.put.remote(("stopped", trial_id))
+        super().mark_stopped(trial_id)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RelayedSet, (self.mailbox, list(self)))
-
-
-class RelayedDict(dict):  # type: ignore[type-arg]
-    """The searcher's trial id -> proposal number map, each new entry also posted to the mailbox."""
-
-    def __init__(self, mailbox: Any, items: dict[str, int] | None = None) -> None:
-        super().__init__(items or {})
-        self.mailbox = mailbox
-
-    def __setitem__(self, key: str, value: int) -> None:
-        self.mailbox.put.remote(("number", key, value))
-        super().__setitem__(key, value)
-
-    def setdefault(self, key: str, default: int) -> int:  # type: ignore[override]
-        if key not in self:
-            self[key] = default
-        return int(self[key])
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RelayedDict, (self.mailbox, dict(self)))
+        return (RelayedTrialBook, (self.mailbox, self.numbers, self.stopped))
 
 
 class RelayCallback(Callback):  # type: ignore[misc]
@@ -143,13 +132,17 @@ class _Trial:
 
 
 class Relay:
-    """Driver side: the mailbox, the containers and callback the head gets, and the replay into ``tracker``."""
+    """Driver side: the mailbox, the trial book and callback the head gets, and the replay into ``tracker``.
 
-    def __init__(self, tracker: TrialTracker, progress: Progress, stopped: set[str]) -> None:
-        self.tracker, self.progress, self.driver_stopped = tracker, progress, stopped
+    Args:
+        tracker: the driver's tracker; posts of the head's book are replayed into ``tracker.book``.
+        progress: the driver's progress line.
+    """
+
+    def __init__(self, tracker: TrialTracker, progress: Progress) -> None:
+        self.tracker, self.progress = tracker, progress
         self.mailbox = _on_head(Mailbox).remote()
-        self.stopped = RelayedSet(self.mailbox)
-        self.numbers = RelayedDict(self.mailbox)
+        self.book = RelayedTrialBook(self.mailbox)  # for the head's searcher and scheduler
         self.callback = RelayCallback(self.mailbox)
         self.trials: dict[str, _Trial] = {}
 
@@ -189,10 +182,10 @@ class Relay:
     def _replay(self, event: tuple[Any, ...]) -> None:
         kind, rest = event[0], event[1:]
         if kind == "number":
-            self.tracker.numbers.setdefault(rest[0], rest[1])
+            self.tracker.book.set_number(rest[0], rest[1])
             return
         if kind == "stopped":
-            self.driver_stopped.add(rest[0])
+            self.tracker.book.mark_stopped(rest[0])
             return
         if kind == "start":
             self.tracker.on_trial_start(0, [], self.trials.setdefault(rest[0], _Trial(rest[0], rest[1])))

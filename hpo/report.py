@@ -6,9 +6,8 @@ import math
 import shlex
 from typing import Any
 
-from hpo.callbacks import TrialRecord, error_summary
 from hpo.errors import ConfigError, TrackingError
-from hpo.runner import SweepResult, leaderboard
+from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard
 from tracker import schema
 from tracker.mlflow_log import redact, sqlite_path
 

@@ -14,48 +14,21 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo import _checks, defaults
-from hpo.callbacks import Progress, TrialRecord, TrialTracker
-from hpo.cluster import RAY_CLIENT_SCHEME
-from hpo.config import Fixed, SweepConfig
-from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
+from hpo import defaults, rules
+from hpo.callbacks import Progress, TrialTracker
+from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
+from hpo.config import SweepConfig
+from hpo.errors import ClusterError, HpoError, TrackingError
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
+from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
+from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, TrackingUnavailable, open_client, redact, sqlite_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SweepResult:
-    """What a finished (or interrupted) sweep leaves: where it is stored and every trial's outcome."""
-
-    sweep: str
-    parent_run_id: str
-    experiment_id: str
-    tracking_uri: str
-    metric: str
-    goal: str
-    trials: list[TrialRecord]
-    best: TrialRecord | None
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-def fixed_settings(config: SweepConfig) -> dict[str, Any]:
-    """Settings every trial shares: trainer epochs and options, and unconditional fixed parameters."""
-    fixed: dict[str, Any] = {"epochs": config.trainer.epochs, **config.trainer.options}
-    for name, param in config.parameters.items():
-        if isinstance(param, Fixed) and not param.when:
-            fixed[name] = param.value
-    if "seed" not in fixed and "seed" not in config.parameters:
-        fixed["seed"] = config.seed
-    return fixed
 
 
 def run_sweep(
@@ -95,7 +68,7 @@ def run_sweep(
         client = open_client(uri)
     except TrackingUnavailable as e:
         raise TrackingError(str(e)) from e
-    trials = _checks.trials_planned(config)
+    trials = rules.trials_planned(config)
     cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
     try:
         return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
@@ -129,13 +102,13 @@ def _run_started(
     logger.log_text(logger.parent_run_id, sweep_text, schema.SWEEP_FILE_ARTIFACT)
     logger.log_json(logger.parent_run_id, config.model_dump(mode="json"), schema.RESOLVED_CONFIG_ARTIFACT)
 
-    stopped: set[str] = set()
+    book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
         base_tags={**_sweep_tags(config), **_trial_env_tags()},
         fixed=fixed_settings(config),
         metric=config.metric.name,
-        stopped=stopped,
+        book=book,
         stopped_by=config.early_stop.type,
         time_limit_s=config.budget.time_limit_s,
         on_finish=on_finish or _diagnose_on_finish(config),
@@ -144,7 +117,7 @@ def _run_started(
     interrupted = False
     status = "FAILED"
     try:
-        _fit(config, trials, tracker, progress, stopped, cluster_cpus)
+        _fit(config, trials, tracker, progress, cluster_cpus)
         status = "FINISHED"
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
@@ -199,13 +172,11 @@ def _fit(
     trials: int,
     tracker: TrialTracker,
     progress: Progress,
-    stopped: set[str],
     cluster_cpus: float,
 ) -> None:
     """Run the Tuner on the Ray session ``_start_ray`` opened."""
     from ray import tune
 
-    from hpo.distributed import cluster_need, trial_resources
     from hpo.search import make_scheduler, make_searcher
     from hpo.trainable import make_trainable
 
@@ -215,25 +186,26 @@ def _fit(
     fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
 
     relay = None
-    numbers: dict[str, int]
+    book: TrialBook
     callbacks: list[Any]
     if client_connected():  # the Tuner will run on the head: relay its events back to this process
-        relay = Relay(tracker, progress, stopped)
-        stopped, numbers, callbacks = relay.stopped, relay.numbers, [relay.callback]
+        relay = Relay(tracker, progress)
+        book, callbacks = relay.book, [relay.callback]
         storage = cluster_storage_path()
     else:
-        numbers, callbacks, storage = tracker.numbers, [tracker, progress], str(defaults.ray_storage())
+        book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
 
     trainable = make_trainable(
-        task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed, byo=config.trainer.byo,
+        task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
+        user_parts=config.trainer.user_parts,
         metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
         workers=config.workers, resources=config.resources.model_dump(),
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(config, trials, stopped, numbers),
-            scheduler=make_scheduler(config, stopped, fixed_epochs),
+            search_alg=make_searcher(config, trials, book),
+            scheduler=make_scheduler(config, book, fixed_epochs),
             num_samples=trials,
             max_concurrent_trials=concurrent,
             time_budget_s=config.budget.time_limit_s,
@@ -256,44 +228,6 @@ def _fit(
         tuner.fit()
 
 
-def check_cluster_fits(
-    config: SweepConfig, cluster: dict[str, float], nodes: list[dict[str, float]]
-) -> None:
-    """Refuse a sweep whose one trial can never be scheduled (Tune would wait for it forever).
-
-    Args:
-        config: the sweep (``workers``, ``resources``).
-        cluster: ``ray.cluster_resources()``.
-        nodes: each live node's resources (``ray.nodes()[i]["Resources"]``).
-
-    Raises:
-        ConfigError: the trial needs more CPUs or GPUs than the cluster has, or one process of it
-            (the trial, or one worker) more than any single node has.
-    """
-    from hpo.distributed import cluster_need
-
-    cpu, gpu = config.resources.cpu, config.resources.gpu
-    need_cpu, need_gpu = cluster_need(config.workers, cpu, gpu)
-    has_cpu, has_gpu = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
-    node_cpu = max((float(n.get("CPU", 0)) for n in nodes), default=0.0)
-    node_gpu = max((float(n.get("GPU", 0)) for n in nodes), default=0.0)
-    who = f"workers: {config.workers} x " if config.workers > 1 else ""
-    fix = "lower workers or resources, or add nodes to the Ray cluster"
-    if need_cpu > has_cpu + 1e-9 or need_gpu > has_gpu + 1e-9:
-        extra = f" + {need_cpu - config.workers * cpu:g} for the trial's coordinator" if config.workers > 1 else ""
-        raise ConfigError(
-            f"a trial needs {who}resources {{cpu: {cpu:g}, gpu: {gpu:g}}} = {need_cpu:g} CPUs{extra} and "
-            f"{need_gpu:g} GPUs, but the Ray cluster has {has_cpu:g} CPUs and {has_gpu:g} GPUs; {fix}",
-            field="resources",
-        )
-    if cpu > node_cpu + 1e-9 or gpu > node_gpu + 1e-9:
-        raise ConfigError(
-            f"one {'worker' if config.workers > 1 else 'trial'} needs resources {{cpu: {cpu:g}, gpu: {gpu:g}}}, "
-            f"but the largest Ray node has {node_cpu:g} CPUs and {node_gpu:g} GPUs; {fix}",
-            field="resources",
-        )
-
-
 def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:
     """Diagnose each trial as it ends; its verdict becomes tags (the JSON goes beside it as an artifact)."""
     from hpo.diagnose import diagnose_record, trial_tags
@@ -310,22 +244,6 @@ def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str
         return trial_tags(record.diagnosis) if record.diagnosis is not None else {}
 
     return on_finish
-
-
-def best_trial(records: list[TrialRecord], goal: str) -> TrialRecord | None:
-    """The trial with the best value of the sweep metric among those that did not fail."""
-    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
-    if not scored:
-        return None
-    return max(scored, key=lambda r: r.best) if goal == "maximize" else min(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
-
-
-def leaderboard(records: list[TrialRecord], goal: str) -> list[TrialRecord]:
-    """Trials best first; failed and unscored ones last, in start order."""
-    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
-    rest = [r for r in records if r not in scored]
-    scored.sort(key=lambda r: r.best, reverse=goal == "maximize")  # type: ignore[arg-type,return-value]
-    return scored + rest
 
 
 def _finish_parent(

@@ -18,7 +18,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hpo import space
 from hpo.config import SweepConfig
-from hpo.trainable import BEST_KEY
+from hpo.trial_book import TrialBook
+from hpo.trial_keys import BEST_KEY
 
 
 class GridIndexSampler(optuna.samplers.GridSampler):
@@ -58,10 +59,9 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
     Ray's own class tells COMPLETE with the last epoch's value in both cases.
     """
 
-    def __init__(self, *args: Any, stopped: set[str], numbers: dict[str, int] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, book: TrialBook, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stopped = stopped
-        self.numbers = numbers if numbers is not None else {}
+        self.book = book
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ray's suggestion, remembering the Optuna trial number (the order of proposal) of ``trial_id``.
@@ -72,25 +72,24 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
         config: dict[str, Any] | None = super().suggest(trial_id)
         proposed = self._ot_trials.get(trial_id)
         if proposed is not None:
-            self.numbers.setdefault(trial_id, proposed.number)
+            self.book.set_number(trial_id, proposed.number)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if error:
             result = None
-        elif trial_id in self.stopped and trial_id in self._ot_trials and self._ot_study is not None:
+        elif self.book.is_stopped(trial_id) and trial_id in self._ot_trials and self._ot_study is not None:
             self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_searcher(
-    config: SweepConfig, trials: int, stopped: set[str], numbers: dict[str, int] | None = None
-) -> PruningOptunaSearch:
+def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningOptunaSearch:
     """OptunaSearch over the sweep's space, optimising the running best of the sweep metric.
 
-    ``numbers`` (trial id -> order of proposal) is filled as configurations are proposed.
+    ``book`` gets each trial's number (its order of proposal) as configurations are proposed, and tells
+    which trials the scheduler stopped early (told to Optuna as PRUNED).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
@@ -99,38 +98,38 @@ def make_searcher(
     )
     return PruningOptunaSearch(
         space=space_fn, metric=BEST_KEY, mode=config.metric.mode, sampler=make_sampler(config, trials),
-        stopped=stopped, numbers=numbers,
+        book=book,
     )
 
 
 class _RecordStops:
     """Mixin: remember the trials the scheduler ends before their last epoch."""
 
-    stopped: set[str]
+    book: TrialBook
     fixed_epochs: int
 
     def on_trial_result(self, controller: Any, trial: Any, result: dict[str, Any]) -> str:
         decision: str = super().on_trial_result(controller, trial, result)  # type: ignore[misc]
         epochs = int(trial.config.get("epochs", self.fixed_epochs))
         if decision == TrialScheduler.STOP and result.get("training_iteration", 0) < epochs:
-            self.stopped.add(trial.trial_id)
+            self.book.mark_stopped(trial.trial_id)
         return decision
 
 
 class RecordingASHA(_RecordStops, ASHAScheduler):  # type: ignore[misc]
-    def __init__(self, *, stopped: set[str], fixed_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *, book: TrialBook, fixed_epochs: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.stopped, self.fixed_epochs = stopped, fixed_epochs
+        self.book, self.fixed_epochs = book, fixed_epochs
 
 
 class RecordingMedian(_RecordStops, MedianStoppingRule):  # type: ignore[misc]
-    def __init__(self, *, stopped: set[str], fixed_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *, book: TrialBook, fixed_epochs: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.stopped, self.fixed_epochs = stopped, fixed_epochs
+        self.book, self.fixed_epochs = book, fixed_epochs
 
 
-def make_scheduler(config: SweepConfig, stopped: set[str], fixed_epochs: int) -> TrialScheduler:
-    """The early-stopping scheduler; it adds to ``stopped`` the trial ids it ends early."""
+def make_scheduler(config: SweepConfig, book: TrialBook, fixed_epochs: int) -> TrialScheduler:
+    """The early-stopping scheduler; it marks in ``book`` the trials it ends early."""
     rule = config.early_stop
     metric, mode = config.metric.name, config.metric.mode
     max_t = config.max_epochs
@@ -138,12 +137,12 @@ def make_scheduler(config: SweepConfig, stopped: set[str], fixed_epochs: int) ->
         return FIFOScheduler()
     if rule.type in ("asha", "hyperband"):
         return RecordingASHA(
-            stopped=stopped, fixed_epochs=fixed_epochs,
+            book=book, fixed_epochs=fixed_epochs,
             time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
             grace_period=min(rule.grace_epochs, max_t), reduction_factor=rule.reduction_factor,
             brackets=rule.brackets if rule.type == "hyperband" else 1,
         )
     return RecordingMedian(
-        stopped=stopped, fixed_epochs=fixed_epochs, time_attr="training_iteration", metric=metric, mode=mode,
+        book=book, fixed_epochs=fixed_epochs, time_attr="training_iteration", metric=metric, mode=mode,
         grace_period=rule.grace_epochs, min_samples_required=3,
     )

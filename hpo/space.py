@@ -38,7 +38,7 @@ def ordered(parameters: Mapping[str, Fixed | Choice | Range]) -> list[str]:
                 done.append(name)
                 pending.remove(name)
                 progressed = True
-        if not progressed:  # a cycle: _checks reports it with the names; here keep going
+        if not progressed:  # a cycle: hpo.rules reports it with the names; here keep going
             done.extend(pending)
             break
     return done
@@ -100,7 +100,7 @@ def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
     """Every point of a grid sweep, each a complete trial config; conditional params only where active.
 
     Raises:
-        ValueError: a parameter is continuous (no step); ``_checks`` turns this into a ConfigError first.
+        ValueError: a parameter is continuous (no step); ``hpo.rules`` turns this into a ConfigError first.
     """
     return enumerate_points(config.parameters, _grid_choices)
 

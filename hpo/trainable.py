@@ -16,12 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hpo.space import GRID_INDEX
-from trainers.plugins import import_callable
-
-BEST_KEY = "hpo_best"  # running best of the sweep metric, what Optuna optimises
-TIME_KEY = "hpo_time"  # when the trainer reported the epoch, seconds since the epoch (float)
-NODE_KEY = "hpo_node_id"  # the Ray node the trial ran on (a string, in the first report only)
-CHECKPOINT_FILE = "model.pt"
+from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
+from trainers.imports import import_callable
 
 
 def trial_config(fixed: Mapping[str, Any], sampled: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,20 +33,20 @@ def make_trainable(
     metric: str,
     goal: str,
     threads: int,
-    byo: Mapping[str, str] | None = None,
+    user_parts: Mapping[str, str] | None = None,
     workers: int = 1,
     resources: Mapping[str, float] | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the Tune function trainable (closed over plain data only, so it pickles to any node).
 
-    ``byo``: your own ``model`` / ``data`` / ``data_file`` (+ ``target``) for the built-in loop.
+    ``user_parts``: your own ``model`` / ``data`` / ``data_file`` (+ ``target``) for the built-in loop.
     ``workers`` > 1: the built-in loop on that many DDP workers (``hpo.distributed``), each with
     ``resources`` (``{"cpu": ..., "gpu": ...}``).
     """
     fixed = dict(fixed)
-    byo = dict(byo or {})
-    if "data_file" in byo:  # trials may run elsewhere: pin the path to the folder hpo runs in
-        byo["data_file"] = os.path.abspath(byo["data_file"])
+    user_parts = dict(user_parts or {})
+    if "data_file" in user_parts:  # trials may run elsewhere: pin the path to the folder hpo runs in
+        user_parts["data_file"] = os.path.abspath(user_parts["data_file"])
 
     def trainable(sampled: dict[str, Any]) -> None:
         import ray
@@ -64,15 +60,15 @@ def make_trainable(
             from hpo.distributed import run_ddp_trial
 
             run_ddp_trial(config, reporter, workers=workers, cpu=float((resources or {}).get("cpu", 1.0)),
-                          gpu=float((resources or {}).get("gpu", 0.0)), byo=byo, threads=threads,
+                          gpu=float((resources or {}).get("gpu", 0.0)), user_parts=user_parts, threads=threads,
                           fit_kwargs={"task": task, "metric": metric, "goal": goal})
         elif function is not None:
             import_callable(function)(config, reporter)
         else:
-            from trainers.byo import own_parts
             from trainers.loop import fit
+            from trainers.user_parts import user_model_and_data
 
-            data, build = own_parts(byo, config)
+            data, build = user_model_and_data(user_parts, config)
             fit(config, reporter, task=task, metric=metric, goal=goal, data=data, build=build)
 
     return trainable

@@ -31,7 +31,6 @@ __all__ = [
     "HistoryFileError",
     "SweepSummary",
     "diagnose",
-    "format_diagnosis",
     "load_history_file",
     "summarize_sweep",
 ]
@@ -189,12 +188,3 @@ def summarize_sweep(trials: Sequence[tuple[Mapping[str, Any], Diagnosis]]) -> Sw
         "All 3 trials with lr >= 0.3 diverged (vs 0% of the other 9).", and their numbers in details.
     """
     return summarize(trials, (*VERDICTS, INSUFFICIENT_DATA))
-
-
-def format_diagnosis(d: Diagnosis) -> str:
-    """Plain-text report for a terminal: summary, confidence, findings and numbered advice."""
-    lines = [f"{d.verdict} (confidence {d.confidence:.2f})", d.summary]
-    if d.findings:
-        lines.append("findings: " + ", ".join(d.findings))
-    lines += [f"  {i}. {r}" for i, r in enumerate(d.recommendations, 1)]
-    return "\n".join(lines)

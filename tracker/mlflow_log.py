@@ -111,7 +111,7 @@ class _Buffer:
 
 
 class SweepLogger:
-    """Writes one sweep to MLflow. Create with ``start``; call ``close`` in a ``finally``.
+    """Writes one sweep to MLflow. Create with ``start``; call ``finish_sweep`` in a ``finally``.
 
     Args:
         client: an ``MlflowClient``.

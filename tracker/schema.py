@@ -22,7 +22,6 @@ VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow
 
 # -- MLflow's own tags -----------------------------------------------------------------------------
 PARENT_RUN_ID = "mlflow.parentRunId"
-RUN_NAME = "mlflow.runName"
 
 # -- parent (sweep) run ----------------------------------------------------------------------------
 SWEEP_STATE = "hpo.state"  # running | finished | failed | interrupted

@@ -82,8 +82,6 @@ INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaimi
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Optimizers whose step re-evaluates the loss through a closure (no GradScaler there).
 CLOSURE_OPTIMIZERS = ("lbfgs",)
-# Optimizers whose ``weight_decay`` is decoupled (AdamW-style) rather than an L2 term in the gradient.
-DECOUPLED_DECAY = ("adamw", "lamb")
 # torch's Rprop and LBFGS take no weight decay at all.
 NO_WEIGHT_DECAY = ("rprop", "lbfgs")
 # Schedules whose lr decays towards ``min_lr``.

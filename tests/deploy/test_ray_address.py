@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hpo.cluster import check_ray_address, split_host_port
-from hpo.config import validate
 from hpo.errors import ClusterError, ConfigError
+from hpo.loading import validate
 
 HPO = [sys.executable, "-m", "hpo.cli"]
 SWEEP = """\

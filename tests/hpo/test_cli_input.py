@@ -278,7 +278,7 @@ def test_exponent_floats_are_numbers(isolated_cwd: Path, capsys: pytest.CaptureF
     )
     assert main(["validate", str(sweep), "--set", "parameters.dropout=5e-1"]) == 0
     assert "3 trials" in capsys.readouterr().out
-    from hpo.config import load_sweep
+    from hpo.loading import load_sweep
 
     config, _ = load_sweep(sweep, {"parameters.lr.values": "[1e-4, 2e-4]"})
     assert config.parameters["lr"].values == [1e-4, 2e-4]  # type: ignore[union-attr]
@@ -343,7 +343,7 @@ def test_best_top_must_be_positive(top: str, capsys: pytest.CaptureFixture[str])
 
 
 def test_fixed_float_epochs_set_the_longest_trial() -> None:
-    from hpo.config import validate
+    from hpo.loading import validate
 
     raw = copy.deepcopy(BASE)
     raw["parameters"]["epochs"] = 6.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.config import load_sweep
+from hpo.loading import load_sweep
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # whole sweep files (a name and a trainer), not the fragments that show one field

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from sweep_reads import client, stored_trials
 
-from hpo.config import validate
+from hpo.cluster import check_cluster_fits
 from hpo.errors import ConfigError
-from hpo.runner import check_cluster_fits
+from hpo.loading import validate
 from tracker import schema
 
 DDP_YAML = """\

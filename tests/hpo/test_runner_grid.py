@@ -13,7 +13,7 @@ from sweep_reads import StoredTrial, all_runs, stored_trials
 
 from hpo import space
 from hpo.cli import main
-from hpo.config import load_sweep
+from hpo.loading import load_sweep
 from tracker import schema
 from trainers.tasks import TASKS
 

@@ -12,7 +12,7 @@ import pytest
 from sweep_reads import StoredTrial, all_runs, stored_trials
 
 from hpo import space
-from hpo.config import load_sweep
+from hpo.loading import load_sweep
 from hpo.search import make_sampler
 from tracker import schema
 from trainers.tasks import TASKS

@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from hpo import space
-from hpo.config import SweepConfig, validate
+from hpo.config import SweepConfig
+from hpo.loading import validate
 from hpo.search import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

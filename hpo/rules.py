@@ -1,7 +1,9 @@
-"""Rules a sweep must meet beyond its shape: the space's conditions and the trainer's catalog.
+"""Rules a sweep must meet beyond its shape: something to search, the space's conditions, the method,
+the trainer's catalog, the user's own functions and files, the metric.
 
-Every function raises ``ConfigError`` naming ``source``, the field path, the value given and what is
-allowed. Nothing here imports torch, Ray or MLflow.
+``hpo.loading.validate`` runs :func:`check` on every sweep file; the CLI and the runner ask
+:func:`trials_planned`. Every function raises ``ConfigError`` naming ``source``, the field path, the
+value given and what is allowed. Nothing here imports torch, Ray or MLflow.
 """
 
 from __future__ import annotations
@@ -19,16 +21,42 @@ DEFAULT_TRIALS = 10
 
 
 def check(config: SweepConfig, *, source: str) -> None:
-    """Run every rule; the first broken one raises."""
+    """Run every rule; the first broken one raises.
+
+    Raises:
+        ConfigError: naming ``source``, the field path, the value given and what is allowed.
+    """
+    _check_something_to_search(config, source)
     _check_conditions(config, source)
     _check_method(config, source)
     if config.trainer.function is None:
         _check_catalog(config, source)
-        _check_own_parts(config, source)
+        _check_user_parts(config, source)
     else:
         _check_function(config, source)
     _check_metric(config, source)
     _check_early_stop(config, source)
+
+
+# -- something to search --------------------------------------------------------------------------
+_FIX_NOTHING = (
+    "give at least one parameter values or a distribution, e.g. `lr: {values: [0.01, 0.1]}` or "
+    "`lr: {distribution: log_uniform, min: 1.0e-4, max: 0.1}`"
+)
+
+
+def _check_something_to_search(config: SweepConfig, source: str) -> None:
+    """A sweep whose every trial would get the same configuration runs the same training N times."""
+    if not config.parameters:
+        raise ConfigError(f"no parameters, so there is nothing to search; {_FIX_NOTHING}",
+                          source=source, field="parameters")
+    if all(isinstance(p, Fixed) for p in config.parameters.values()):
+        raise ConfigError(
+            f"every parameter is fixed ({', '.join(config.parameters)}), so every trial would train the same "
+            f"configuration and there is nothing to search; {_FIX_NOTHING} (fixed settings may also go in "
+            "trainer.options)",
+            source=source, field="parameters",
+        )
 
 
 # -- conditions ------------------------------------------------------------------------------------
@@ -264,11 +292,12 @@ def _cross_checks(config: SweepConfig, source: str) -> None:
     task = TASKS[config.trainer.task] if config.trainer.task else None
     points = space.grid_points(config) if config.method == "grid" else space.corner_points(config)
     for point in points[:4096]:
-        hp = {**base, **point}
-        problems = catalog.cross_check(hp)
-        if task is not None and task.n_samples and int(hp["batch_size"]) > task.train_size(hp):
+        trial_config = {**base, **point}
+        problems = catalog.cross_check(trial_config)
+        if task is not None and task.n_samples and int(trial_config["batch_size"]) > task.train_size(trial_config):
             problems.append(
-                f"batch_size ({hp['batch_size']}) is larger than the {task.train_size(hp)} training rows of task "
+                f"batch_size ({trial_config['batch_size']}) is larger than the {task.train_size(trial_config)} "
+                "training rows of task "
                 f"{task.name}; lower it"
             )
         if problems:
@@ -283,7 +312,7 @@ def _check_function(config: SweepConfig, source: str) -> None:
     _import_callable(config.trainer.function or "", ("config", "report"), source, "trainer.function")
 
 
-def _check_own_parts(config: SweepConfig, source: str) -> None:
+def _check_user_parts(config: SweepConfig, source: str) -> None:
     """Import ``trainer.model`` / ``trainer.data`` and look into ``trainer.data_file`` before any trial."""
     trainer = config.trainer
     if trainer.model is not None:
@@ -307,7 +336,7 @@ def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: 
     import sys
     from pathlib import Path
 
-    from trainers.plugins import import_callable
+    from trainers.imports import import_callable
 
     cwd = str(Path.cwd())
     if cwd not in sys.path:

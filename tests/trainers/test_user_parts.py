@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from hpo.cli import main
-from hpo.config import load_sweep
 from hpo.errors import ConfigError
-from trainers.byo import data_from_file, data_from_function, own_parts
+from hpo.loading import load_sweep
+from trainers.user_parts import data_from_file, data_from_function, user_model_and_data
 
 torch.set_num_threads(1)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "byo"
@@ -129,7 +129,7 @@ def test_data_file_sweep_with_cross_validation_reports_fold_spread(
     ('{function: "winelab.train:train", model: "winelab.models:build_model"}', "remove trainer.model"),
     ('{data: "winelab.data"}', "must look like 'package.module:function'"),
 ])
-def test_broken_own_parts_fail_before_any_trial(project: Path, trainer: str, match: str) -> None:
+def test_broken_user_parts_fail_before_any_trial(project: Path, trainer: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_sweep(_sweep(project, "broken", trainer))
 
@@ -200,7 +200,7 @@ def test_load_data_results_are_checked(project: Path) -> None:
         data_from_function(lambda config: (x, np.zeros(5, np.int64), x, np.zeros(4, np.int64)), {})
     with pytest.raises(ValueError, match="use one kind"):
         data_from_function(lambda config: (x, np.zeros(5, np.int64), x, np.zeros(5)), {})
-    data, build = own_parts({"data": "winelab.data:load_data", "model": "winelab.models:build_model"}, {})
+    data, build = user_model_and_data({"data": "winelab.data:load_data", "model": "winelab.models:build_model"}, {})
     assert data is not None and data.kind == "classification" and data.n_classes == 3 and build is not None
 
 

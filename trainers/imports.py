@@ -1,4 +1,4 @@
-"""User code named ``package.module:function``: imported here, torch-free, so that sweep validation can
+"""Importing user code named ``package.module:function``, torch-free, so that sweep validation can
 check it before anything runs and trials can call it on any node."""
 
 from __future__ import annotations

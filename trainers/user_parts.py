@@ -1,4 +1,4 @@
-"""Bring your own model or data to the built-in loop.
+"""Your own model or data in the built-in loop: ``trainer.model``, ``trainer.data``, ``trainer.data_file``.
 
 - ``build_model(config, input_shape, n_outputs) -> torch.nn.Module``: ``input_shape`` is one
   example's shape (without the batch dimension); ``n_outputs`` the number of classes
@@ -22,21 +22,30 @@ import torch
 
 from trainers import catalog
 from trainers.data import TaskData, from_arrays, infer_kind
-from trainers.plugins import import_callable
+from trainers.imports import import_callable
 
 NAME = "custom"
 
 
-def own_parts(byo: Mapping[str, str], config: Mapping[str, Any]) -> tuple[TaskData | None, Callable[..., Any] | None]:
-    """The data and model builder ``byo`` names (``model``, ``data``, ``data_file``, ``target``);
-    None for what it leaves to the built-in task."""
+def user_model_and_data(
+    user_parts: Mapping[str, str], config: Mapping[str, Any]
+) -> tuple[TaskData | None, Callable[..., Any] | None]:
+    """The data and the model builder that ``user_parts`` names.
+
+    Args:
+        user_parts: ``trainer.model`` / ``data`` / ``data_file`` / ``target`` as given (``Trainer.user_parts``).
+        config: the trial's configuration (``load_data`` gets it; ``val_fraction`` splits a data file).
+
+    Returns:
+        ``(data, build_model)``, each None where the built-in task provides it.
+    """
     data = None
-    if "data" in byo:
-        data = data_from_function(import_callable(byo["data"]), config)
-    elif "data_file" in byo:
+    if "data" in user_parts:
+        data = data_from_function(import_callable(user_parts["data"]), config)
+    elif "data_file" in user_parts:
         val_fraction = float(config.get("val_fraction", catalog.CATALOG["val_fraction"].default))
-        data = data_from_file(Path(byo["data_file"]), byo.get("target"), val_fraction)
-    build = import_callable(byo["model"]) if "model" in byo else None
+        data = data_from_file(Path(user_parts["data_file"]), user_parts.get("target"), val_fraction)
+    build = import_callable(user_parts["model"]) if "model" in user_parts else None
     return data, build
 
 

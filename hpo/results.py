@@ -1,0 +1,85 @@
+"""What a sweep leaves, as plain data: each trial's record, the sweep's result, and their ranking.
+
+No Ray, no torch: the driver's callbacks fill these records, and the report, the diagnosis and the
+light commands read them without importing what produced them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpo.config import Fixed, SweepConfig
+
+
+@dataclass
+class TrialRecord:
+    """What the driver knows of one trial; the leaderboard and the JSON summary read these."""
+
+    trial_id: str
+    number: int
+    run_id: str
+    params: dict[str, Any]  # the trial's configuration as logged: fixed settings and sampled values
+    status: str = "RUNNING"  # RUNNING | FINISHED | FAILED | KILLED
+    early_stopped: bool = False
+    best: float | None = None
+    final: float | None = None
+    epochs: int = 0
+    error: str | None = None
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    checkpoint: Any = None  # the trial's latest Ray checkpoint: its best epoch
+    diagnosis: Any = None  # tracker.diagnosis.Diagnosis once the trial has ended
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or interrupted) sweep leaves: where it is stored and every trial's outcome."""
+
+    sweep: str
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    metric: str
+    goal: str
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+
+def fixed_settings(config: SweepConfig) -> dict[str, Any]:
+    """Settings every trial shares: trainer epochs and options, and unconditional fixed parameters."""
+    fixed: dict[str, Any] = {"epochs": config.trainer.epochs, **config.trainer.options}
+    for name, param in config.parameters.items():
+        if isinstance(param, Fixed) and not param.when:
+            fixed[name] = param.value
+    if "seed" not in fixed and "seed" not in config.parameters:
+        fixed["seed"] = config.seed
+    return fixed
+
+
+def best_trial(records: list[TrialRecord], goal: str) -> TrialRecord | None:
+    """The trial with the best value of the sweep metric among those that did not fail."""
+    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: r.best) if goal == "maximize" else min(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+
+
+def leaderboard(records: list[TrialRecord], goal: str) -> list[TrialRecord]:
+    """Trials best first; failed and unscored ones last, in start order."""
+    scored = [r for r in records if r.best is not None and r.status != "FAILED"]
+    rest = [r for r in records if r not in scored]
+    scored.sort(key=lambda r: r.best, reverse=goal == "maximize")  # type: ignore[arg-type,return-value]
+    return scored + rest
+
+
+def error_summary(text: str | None) -> str:
+    """The one line of a traceback that says what went wrong."""
+    if not text:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line or "Diverged" in line:
+            return line
+    return lines[-1]
