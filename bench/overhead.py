@@ -73,7 +73,7 @@ def sweep_yaml(trials: int, epochs: int, hidden: int) -> str:
         f"name: overhead{trials}\nmethod: random\nmetric: {{name: val_loss, goal: minimize}}\n"
         f"budget: {{trials: {trials}, max_concurrent: 1}}\nseed: {SEED}\n"
         f"trainer: {{task: digits, epochs: {epochs}, options: {{hidden: {hidden}}}}}\n"
-        f"parameters:\n  optimizer: adam\n  lr: {LR}\n  batch_size: {BATCH_SIZE}\n"
+        f"parameters:\n  optimizer: {{values: [adam]}}\n  lr: {LR}\n  batch_size: {BATCH_SIZE}\n"
     )
 
 

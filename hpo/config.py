@@ -293,6 +293,8 @@ class SweepConfig(_Model):
     @field_validator("parameters", mode="before")
     @classmethod
     def _kinds(cls, raw: Any) -> Any:
+        if raw is None:  # `parameters:` with nothing under it: no parameters, which the rules refuse by name
+            return {}
         if not isinstance(raw, dict):
             return raw
         return {name: tag_param(value) for name, value in raw.items()}

@@ -45,6 +45,24 @@ def _rename(node: dict[str, Any], old: str, new: str) -> None:
 
 # id -> (sweep mapping, field path in the message, fragments the message must hold)
 CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
+    "no parameters": (
+        _edit(lambda r: r.pop("parameters")), "parameters",
+        ["no parameters, so there is nothing to search", "values", "distribution"],
+    ),
+    "empty parameters": (
+        _edit(lambda r: r.update(parameters={})), "parameters", ["no parameters, so there is nothing to search"],
+    ),
+    "parameters: with nothing under it": (
+        _edit(lambda r: r.update(parameters=None)), "parameters", ["no parameters, so there is nothing to search"],
+    ),
+    "no parameters in a grid": (
+        _edit(lambda r: (r.update(method="grid"), r.pop("budget"), r.pop("parameters"))), "parameters",
+        ["no parameters, so there is nothing to search"],
+    ),
+    "every parameter fixed": (
+        _edit(lambda r: r.update(parameters={"optimizer": "adam", "lr": {"value": 0.01}})), "parameters",
+        ["every parameter is fixed (lr, optimizer)", "nothing to search", "values", "distribution"],
+    ),
     "unknown top-level key": (
         _edit(lambda r: _rename(r, "metric", "metrc")), "metrc",
         ["unknown key 'metrc'", "did you mean 'metric'?"],
@@ -227,6 +245,48 @@ def test_yaml_that_is_not_a_mapping(isolated_cwd: Path, capsys: pytest.CaptureFi
     assert main(["validate", str(sweep)]) == 2
     assert capsys.readouterr().err == f"error: {sweep}: a sweep file is a YAML mapping of fields, got list\n"
     _nothing_created(isolated_cwd, sweep)
+
+
+DUPLICATES = {
+    "top level": ("name: a\nmethod: random\nname: b\n", "name", "key 'name' appears twice: lines 1 and 3"),
+    "nested": ("name: a\ntrainer:\n  task: digits\n  epochs: 2\n  epochs: 3\n", "trainer.epochs",
+               "key 'trainer.epochs' appears twice: lines 4 and 5"),
+    "a parameter": ("name: a\nparameters:\n  lr: {values: [0.1]}\n  dropout: 0.1\n  lr: {values: [0.2]}\n",
+                    "parameters.lr", "key 'parameters.lr' appears twice: lines 3 and 5"),
+    "inside a parameter": ("name: a\nparameters:\n  lr:\n    distribution: uniform\n    min: 0.1\n    max: 0.5\n"
+                           "    min: 0.2\n", "parameters.lr.min", "key 'parameters.lr.min' appears twice: lines 5 and 7"),
+}
+
+
+@pytest.mark.parametrize("case", list(DUPLICATES))
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_duplicate_keys_exit_2_naming_key_and_lines(
+    case: str, command: str, isolated_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PyYAML keeps the last of two equal keys without a word; a sweep file must not."""
+    text, field, message = DUPLICATES[case]
+    sweep = isolated_cwd / "sweep.yaml"
+    sweep.write_text(text + "trainer: {task: digits}\n" * ("trainer" not in text), encoding="utf-8")
+    assert main([command, str(sweep)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: {sweep}: {field}: {message}; keep one of them\n"
+    _nothing_created(isolated_cwd, sweep)
+
+
+def test_yaml_merge_keys_are_not_duplicates(isolated_cwd: Path) -> None:
+    """``<<: *anchor`` followed by a key of the anchor overrides it on purpose (YAML's merge)."""
+    from hpo.loading import load_sweep
+
+    sweep = isolated_cwd / "sweep.yaml"
+    sweep.write_text(
+        "name: m\ntrainer: {task: digits}\nparameters:\n"
+        "  lr: &range {distribution: uniform, min: 0.01, max: 0.1}\n"
+        "  dropout: {<<: *range, min: 0.0, max: 0.5}\n",
+        encoding="utf-8",
+    )
+    config, _ = load_sweep(sweep)
+    assert (config.parameters["dropout"].min, config.parameters["dropout"].max) == (0.0, 0.5)  # type: ignore[union-attr]
 
 
 def _write_base(folder: Path) -> Path:

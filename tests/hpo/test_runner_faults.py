@@ -169,7 +169,8 @@ def test_more_workers_than_cpus_exits_2_naming_the_numbers(sweep_runner, tmp_pat
 
 def test_a_trial_larger_than_this_machine_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     sweep = tmp_path / "big.yaml"
-    sweep.write_text("name: big\ntrainer: {task: digits, epochs: 1}\nresources: {cpu: 512}\n", encoding="utf-8")
+    sweep.write_text("name: big\ntrainer: {task: digits, epochs: 1}\nresources: {cpu: 512}\n"
+                     "parameters: {lr: {values: [0.01]}}\n", encoding="utf-8")
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run([sys.executable, "-m", "hpo.cli", "run", str(sweep)], cwd=tmp_path, capture_output=True,

@@ -37,7 +37,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _sweep(folder: Path, name: str, trainer: str, extra: str = "") -> Path:
+# A sweep needs a parameter to search; one seed, the sweep's own, keeps the trial what it was without it.
+ONE_SEED = "parameters: {seed: {values: [0]}}\n"
+
+
+def _sweep(folder: Path, name: str, trainer: str, extra: str = ONE_SEED) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(
         f"name: {name}\nmethod: random\nmetric: {{name: val_accuracy, goal: maximize}}\n"
@@ -150,9 +154,10 @@ def test_npz_needs_arrays_x_and_y(project: Path) -> None:
 def test_regression_metric_is_allowed_for_own_data_but_not_for_a_classification_task(project: Path) -> None:
     load_sweep(_sweep(project, "ok", "{data_file: wine.csv, target: target}").parent / "ok.yaml")
     path = project / "reg.yaml"
-    path.write_text("name: reg\nmetric: {name: val_r2, goal: maximize}\ntrainer: {data: 'winelab.data:load_data'}\n")
+    path.write_text("name: reg\nmetric: {name: val_r2, goal: maximize}\ntrainer: {data: 'winelab.data:load_data'}\n"
+                    + ONE_SEED)
     load_sweep(path)
-    path.write_text("name: reg\nmetric: {name: val_accuracy, goal: maximize}\ntrainer: {task: diabetes}\n")
+    path.write_text("name: reg\nmetric: {name: val_accuracy, goal: maximize}\ntrainer: {task: diabetes}\n" + ONE_SEED)
     with pytest.raises(ConfigError, match="metric 'val_accuracy' is not reported by task diabetes.*val_r2"):
         load_sweep(path)
 
