@@ -254,7 +254,8 @@ DUPLICATES = {
     "a parameter": ("name: a\nparameters:\n  lr: {values: [0.1]}\n  dropout: 0.1\n  lr: {values: [0.2]}\n",
                     "parameters.lr", "key 'parameters.lr' appears twice: lines 3 and 5"),
     "inside a parameter": ("name: a\nparameters:\n  lr:\n    distribution: uniform\n    min: 0.1\n    max: 0.5\n"
-                           "    min: 0.2\n", "parameters.lr.min", "key 'parameters.lr.min' appears twice: lines 5 and 7"),
+                           "    min: 0.2\n", "parameters.lr.min",
+                           "key 'parameters.lr.min' appears twice: lines 5 and 7"),
 }
 
 
