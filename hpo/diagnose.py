@@ -21,7 +21,7 @@ _DIVERGED_ERROR = re.compile(r"\bDiverged\b|\b(?:nan|inf)\b", re.IGNORECASE)
 
 def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
     """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing."""
-    return _diagnose_curves(record.history, record.status, record.error, record.params, n_classes,
+    return _diagnose_curves(record.history, record.status, record.error, record.config, n_classes,
                             record.early_stopped)
 
 
@@ -54,7 +54,7 @@ def summary_line(summary: Any) -> str:
 
 def sweep_summary(records: list[TrialRecord]) -> Any | None:
     """The sweep-level summary over the trials that got a diagnosis."""
-    pairs = [(r.params, r.diagnosis) for r in records if isinstance(r.diagnosis, Diagnosis)]
+    pairs = [(r.config, r.diagnosis) for r in records if isinstance(r.diagnosis, Diagnosis)]
     return summarize_sweep(pairs) if pairs else None
 
 

@@ -23,7 +23,7 @@ def result_json(result: SweepResult) -> dict[str, Any]:
             "trial_number": r.number,
             "status": r.status,
             "early_stopped": r.early_stopped,
-            "params": r.params,
+            "params": r.config,
             "metric": _finite(r.best),
             "final_metric": _finite(r.final),
             "epochs": r.epochs,
@@ -38,7 +38,7 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         "experiment_id": result.experiment_id,
         "tracking_uri": redact(result.tracking_uri),
         "metric": {"name": result.metric, "goal": result.goal},
-        "best": None if best is None else {"run_id": best.run_id, "params": best.params, "metric": _finite(best.best)},
+        "best": None if best is None else {"run_id": best.run_id, "params": best.config, "metric": _finite(best.best)},
         "trials": [trial(r) for r in result.trials],
         "interrupted": result.interrupted,
         "elapsed_s": round(result.elapsed_s, 2),
@@ -57,10 +57,10 @@ def varying_params(records: list[TrialRecord]) -> list[str]:
     """Parameter names whose value differs between trials (the ones worth a column)."""
     names: list[str] = []
     for record in records:
-        for name in record.params:
+        for name in record.config:
             if name not in names:
                 names.append(name)
-    return [n for n in names if len({repr(r.params.get(n)) for r in records}) > 1]
+    return [n for n in names if len({repr(r.config.get(n)) for r in records}) > 1]
 
 
 def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
@@ -79,7 +79,7 @@ def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
             status,
             _fmt(r.best),
             str(r.epochs),
-            *(_fmt(r.params.get(p)) for p in params),
+            *(_fmt(r.config.get(p)) for p in params),
             _verdict(r) or "" if r.status != "FAILED" else f"{_verdict(r) or 'failed'}: {error_summary(r.error)[:60]}",
         ])
     counts = _counts(result.trials)

@@ -19,7 +19,7 @@ class TrialRecord:
     trial_id: str
     number: int
     run_id: str
-    params: dict[str, Any]  # the trial's configuration as logged: fixed settings and sampled values
+    config: dict[str, Any]  # the trial's configuration: fixed settings and sampled values (its MLflow params)
     status: str = "RUNNING"  # RUNNING | FINISHED | FAILED | KILLED
     early_stopped: bool = False
     best: float | None = None

@@ -266,7 +266,7 @@ def _finish_parent(
         tags[schema.BEST_RUN_ID] = best.run_id
         tags[schema.BEST_TRIAL_ID] = best.trial_id
         metrics[schema.BEST_PREFIX + config.metric.name] = best.best
-        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.params.items()})
+        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
         _log_checkpoint(logger, best)
     logger.finish_sweep(status, tags, metrics)
 

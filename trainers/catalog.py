@@ -240,20 +240,20 @@ def defaults() -> dict[str, Any]:
     return {name: p.default for name, p in CATALOG.items() if not p.requires}
 
 
-def resolve(hp: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill every catalog setting ``hp`` lacks with its default, conditional ones included.
+def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill every catalog setting ``config`` lacks with its default, conditional ones included.
 
     Builders read the result so that a trial config holding only the active settings it sampled
     still finds e.g. ``momentum`` when the optimizer is sgd. Lists are copied, never shared.
 
     Args:
-        hp: a (partial) trial config.
+        config: a (partial) trial config.
 
     Returns:
-        A new dict: catalog defaults overlaid by ``hp``; keys unknown to the catalog are kept.
+        A new dict: catalog defaults overlaid by ``config``; keys unknown to the catalog are kept.
     """
     full = {name: _copy(p.default) for name, p in CATALOG.items()}
-    full.update({key: _copy(value) for key, value in hp.items()})
+    full.update({key: _copy(value) for key, value in config.items()})
     return full
 
 
@@ -261,24 +261,24 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def is_active(name: str, hp: Mapping[str, Any]) -> bool:
-    """Whether setting ``name`` is used by the config ``hp`` (its ``requires`` hold).
+def is_active(name: str, config: Mapping[str, Any]) -> bool:
+    """Whether setting ``name`` is used by the config ``config`` (its ``requires`` hold).
 
     Raises:
         KeyError: ``name`` is not in the catalog.
     """
-    full = resolve(hp)
+    full = resolve(config)
     return all(full.get(key) in allowed for key, allowed in CATALOG[name].requires.items())
 
 
-def scaled_lr(hp: Mapping[str, Any]) -> float:
+def scaled_lr(config: Mapping[str, Any]) -> float:
     """The lr after batch-size scaling: ``lr * r`` (linear) or ``lr * sqrt(r)`` (sqrt), ``r = batch_size /
     base_batch_size``; plain ``lr`` for ``lr_scaling: none``.
 
     Raises:
         ValueError: unknown ``lr_scaling``.
     """
-    full = resolve(hp)
+    full = resolve(config)
     lr, scaling = float(full["lr"]), full["lr_scaling"]
     if scaling == "none":
         return lr
@@ -290,7 +290,7 @@ def scaled_lr(hp: Mapping[str, Any]) -> float:
     raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {scaling!r}")
 
 
-def cross_check(hp: Mapping[str, Any]) -> list[str]:
+def cross_check(config: Mapping[str, Any]) -> list[str]:
     """Problems of one concrete, full trial config; empty when the built-in trainer can run it.
 
     Checks each known setting's type and bounds, settings given a non-default value for an
@@ -299,15 +299,15 @@ def cross_check(hp: Mapping[str, Any]) -> list[str]:
     to the catalog are left alone: custom trainers read their own.
 
     Args:
-        hp: the trial config (missing settings take their catalog defaults).
+        config: the trial config (missing settings take their catalog defaults).
 
     Returns:
         One sentence per problem, naming the fields, their values and the fix.
     """
-    problems = field_problems(hp)
+    problems = field_problems(config)
     if problems:  # the cross-field rules below assume well-typed values
         return problems
-    full = resolve(hp)
+    full = resolve(config)
     return optimizer_problems(full) + schedule_problems(full) + training_problems(full)
 
 
@@ -332,8 +332,8 @@ def group_problems(full: Mapping[str, Any], group: str, keys: tuple[str, ...]) -
     return problems
 
 
-def field_problems(hp: Mapping[str, Any]) -> list[str]:
-    """Type/bound problems of each known setting in ``hp``, and settings given a non-default value
+def field_problems(config: Mapping[str, Any]) -> list[str]:
+    """Type/bound problems of each known setting in ``config``, and settings given a non-default value
     although the config does not use them (momentum for adam). Default values of unused settings
     pass, so a config from ``resolve`` checks clean.
 
@@ -341,49 +341,49 @@ def field_problems(hp: Mapping[str, Any]) -> list[str]:
         One sentence per problem.
     """
     problems = []
-    for name, value in hp.items():
+    for name, value in config.items():
         param = CATALOG.get(name)
         if param is None:
             continue
         why = param.check(value)
         if why is not None:
             problems.append(f"{name}: {why} ({param.help})")
-        elif value != param.default and not is_active(name, hp):
-            problems.append(_inactive(param, hp))
+        elif value != param.default and not is_active(name, config):
+            problems.append(_inactive(param, config))
     return problems
 
 
-def _inactive(param: HParam, hp: Mapping[str, Any]) -> str:
-    full = resolve(hp)
+def _inactive(param: HParam, config: Mapping[str, Any]) -> str:
+    full = resolve(config)
     rules = [f"{key} is {' or '.join(map(str, allowed))}" for key, allowed in param.requires.items()]
     given = ", ".join(f"{key}={full.get(key)!r}" for key in param.requires)
     return f"{param.name} is only used when {' and '.join(rules)}, got {given}; remove {param.name}"
 
 
-def optimizer_problems(hp: Mapping[str, Any]) -> list[str]:
+def optimizer_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-field rules of the optimizer settings of a resolved config (see ``resolve``).
 
     Returns:
         One sentence per problem.
     """
-    opt, problems = hp["optimizer"], []
+    opt, problems = config["optimizer"], []
     if opt not in OPTIMIZERS:
         problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opt!r}")
-    if opt == "sgd" and hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+    if opt == "sgd" and config["nesterov"] and (config["momentum"] <= 0 or config["dampening"] != 0):
         problems.append(
-            f"nesterov needs momentum > 0 and dampening 0, got momentum={hp['momentum']}, "
-            f"dampening={hp['dampening']}; set nesterov false or change them"
+            f"nesterov needs momentum > 0 and dampening 0, got momentum={config['momentum']}, "
+            f"dampening={config['dampening']}; set nesterov false or change them"
         )
-    if opt in NO_WEIGHT_DECAY and hp["weight_decay"] != 0:
-        problems.append(f"weight_decay must be 0 for optimizer {opt} (it has none), got {hp['weight_decay']}")
-    if opt == "rprop" and hp["rprop_min_step"] > hp["rprop_max_step"]:
+    if opt in NO_WEIGHT_DECAY and config["weight_decay"] != 0:
+        problems.append(f"weight_decay must be 0 for optimizer {opt} (it has none), got {config['weight_decay']}")
+    if opt == "rprop" and config["rprop_min_step"] > config["rprop_max_step"]:
         problems.append(
-            f"rprop_min_step ({hp['rprop_min_step']}) must not exceed rprop_max_step ({hp['rprop_max_step']})"
+            f"rprop_min_step ({config['rprop_min_step']}) must not exceed rprop_max_step ({config['rprop_max_step']})"
         )
     return problems
 
 
-def schedule_problems(hp: Mapping[str, Any]) -> list[str]:
+def schedule_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-field rules of the lr schedule of a resolved config (see ``resolve``).
 
     The main schedule starts when warmup ends, so its epoch-valued settings must fit in the
@@ -392,40 +392,40 @@ def schedule_problems(hp: Mapping[str, Any]) -> list[str]:
     Returns:
         One sentence per problem.
     """
-    sched, epochs, warmup = hp["scheduler"], hp["epochs"], hp["warmup_epochs"]
+    sched, epochs, warmup = config["scheduler"], config["epochs"], config["warmup_epochs"]
     if sched not in SCHEDULERS:
         return [f"scheduler must be one of {', '.join(SCHEDULERS)}, got {sched!r}"]
     if warmup >= epochs:
         return [f"warmup_epochs ({warmup}) must be smaller than epochs ({epochs})"]
     span, problems = epochs - warmup, []
     after = f"epochs - warmup_epochs ({_num(span)})"
-    if sched == "step" and hp["step_size"] >= span:
-        problems.append(f"step_size ({hp['step_size']}) must be smaller than {after}, otherwise lr never "
+    if sched == "step" and config["step_size"] >= span:
+        problems.append(f"step_size ({config['step_size']}) must be smaller than {after}, otherwise lr never "
                         "decays; lower step_size or use scheduler constant")
     if sched == "multistep":
-        problems.extend(_milestone_problems(hp["milestones"], span, after))
-    if sched == "cosine_restarts" and hp["restart_epochs"] >= span:
-        problems.append(f"restart_epochs ({hp['restart_epochs']}) must be smaller than {after}, otherwise "
+        problems.extend(_milestone_problems(config["milestones"], span, after))
+    if sched == "cosine_restarts" and config["restart_epochs"] >= span:
+        problems.append(f"restart_epochs ({config['restart_epochs']}) must be smaller than {after}, otherwise "
                         "no restart happens; lower restart_epochs or use scheduler cosine")
-    if sched in MIN_LR_SCHEDULERS and hp["min_lr"] > scaled_lr(hp):
-        problems.append(f"min_lr ({hp['min_lr']}) must not exceed the (scaled) lr ({scaled_lr(hp):g})")
+    if sched in MIN_LR_SCHEDULERS and config["min_lr"] > scaled_lr(config):
+        problems.append(f"min_lr ({config['min_lr']}) must not exceed the (scaled) lr ({scaled_lr(config):g})")
     return problems
 
 
-def training_problems(hp: Mapping[str, Any]) -> list[str]:
+def training_problems(config: Mapping[str, Any]) -> list[str]:
     """Cross-field rules of the model, precision and validation settings of a resolved config.
 
     Returns:
         One sentence per problem.
     """
     problems = []
-    if hp["model"] == "transformer" and hp["hidden"] % hp["heads"]:
-        problems.append(f"hidden ({hp['hidden']}) must be divisible by heads ({hp['heads']}) for model "
+    if config["model"] == "transformer" and config["hidden"] % config["heads"]:
+        problems.append(f"hidden ({config['hidden']}) must be divisible by heads ({config['heads']}) for model "
                         "transformer; pick hidden as a multiple of heads")
-    if hp["precision"] == "fp16" and hp["optimizer"] in CLOSURE_OPTIMIZERS:
-        problems.append(f"precision fp16 needs a GradScaler, which cannot step optimizer {hp['optimizer']}; "
+    if config["precision"] == "fp16" and config["optimizer"] in CLOSURE_OPTIMIZERS:
+        problems.append(f"precision fp16 needs a GradScaler, which cannot step optimizer {config['optimizer']}; "
                         "use precision bf16 or fp32")
-    if hp["folds"] == 1:
+    if config["folds"] == 1:
         problems.append("folds must be 0 (hold-out with val_fraction) or at least 2, got 1")
     return problems
 

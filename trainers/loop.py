@@ -79,7 +79,7 @@ class FitResult:
 
 
 def fit(
-    hp: Mapping[str, Any],
+    config: Mapping[str, Any],
     report: Report,
     *,
     task: str | None = None,
@@ -89,10 +89,10 @@ def fit(
     build: ModelBuilder | None = None,
     dist: Dist | None = None,
 ) -> FitResult:
-    """Train a model on ``task`` (or ``data``) with the settings ``hp``; report every epoch.
+    """Train a model on ``task`` (or ``data``) with the settings ``config``; report every epoch.
 
     Args:
-        hp: trial config; missing settings take their catalog defaults.
+        config: trial config; missing settings take their catalog defaults.
         report: called after every epoch with the metrics (with ``folds``: the mean over folds and
             ``<name>_std``; ``stopped_early: 1.0`` on the last one when ``patience`` ended training);
             with a checkpoint (model state and config) when the epoch is the best so far on ``metric``.
@@ -112,18 +112,18 @@ def fit(
         Diverged: the training or validation loss became NaN or infinite.
         ValueError: neither ``task`` nor ``data`` given.
     """
-    hp = catalog.resolve(hp)
-    seed, epochs, k = int(hp["seed"]), int(hp["epochs"]), int(hp["folds"])
+    config = catalog.resolve(config)
+    seed, epochs, k = int(config["seed"]), int(config["epochs"]), int(config["folds"])
     torch.manual_seed(seed)
     device = pick_device()
     if data is None:
         if task is None:
             raise ValueError("fit needs a task name or data")
-        data = load_task(task, dict(hp))
-    data = data.subset(float(hp["train_fraction"]), seed)
+        data = load_task(task, dict(config))
+    data = data.subset(float(config["train_fraction"]), seed)
     dist = dist or SingleProcess()
-    runs = [_FoldRun(hp, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
-    stopper = _Patience(int(hp["patience"]), float(hp["min_delta"]), goal)
+    runs = [_FoldRun(config, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
+    stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
     better = _comparison(goal)
 
     best: FitResult | None = None
@@ -138,7 +138,7 @@ def fit(
         improved = best is None or better(metrics[metric], best.best_metrics[metric])
         if improved:
             best = FitResult(epoch, metrics, epoch)
-        report(metrics, _checkpoint(runs, hp, epoch, metrics) if improved else None)
+        report(metrics, _checkpoint(runs, config, epoch, metrics) if improved else None)
         if stop:
             break
     assert best is not None  # epochs >= 1 is validated; keeps type checkers honest
@@ -154,26 +154,28 @@ class _FoldRun:
     """One model with its optimizer, schedule and step machinery, trained on one split."""
 
     def __init__(
-        self, hp: Mapping[str, Any], data: TaskData, device: torch.device, build: ModelBuilder | None, dist: Dist
+        self, config: Mapping[str, Any], data: TaskData, device: torch.device, build: ModelBuilder | None, dist: Dist
     ):
-        seed = int(hp["seed"])
+        seed = int(config["seed"])
         self.data, self.device, self.dist = data, device, dist
         self.classify = data.kind == "classification"
         make = build or (lambda cfg, shape, n: build_model(str(cfg["model"]), shape, n, cfg))
-        self.module = make(dict(hp), data.input_shape, data.n_outputs).to(device)  # what checkpoints save
+        self.module = make(dict(config), data.input_shape, data.n_outputs).to(device)  # what checkpoints save
         self.model = dist.wrap_model(self.module)  # what trains: the module itself, or DDP around it
-        self.optimizer = build_optimizer(self.module.parameters(), hp)
-        self.batch_size, self.accumulate = int(hp["batch_size"]), int(hp["accumulate_steps"])
+        self.optimizer = build_optimizer(self.module.parameters(), config)
+        self.batch_size, self.accumulate = int(config["batch_size"]), int(config["accumulate_steps"])
         steps_per_epoch = math.ceil(math.ceil(len(data.y_train) / self.batch_size) / self.accumulate)
-        self.schedule = build_schedule(self.optimizer, hp, steps_per_epoch=steps_per_epoch, epochs=int(hp["epochs"]))
-        self.loss_fn = _loss(self.classify, float(hp["label_smoothing"]))
+        self.schedule = build_schedule(self.optimizer, config, steps_per_epoch=steps_per_epoch,
+                                       epochs=int(config["epochs"]))
+        self.loss_fn = _loss(self.classify, float(config["label_smoothing"]))
         self.eval_loss_fn = _loss(self.classify, 0.0)
-        self.penalty = _penalty(self.module, float(hp["l1"]), float(hp["l2"]))
-        self.clip = _clipper(float(hp["clip_norm"]), float(hp["clip_value"]))
-        self.autocast, self.scaler = _precision(str(hp["precision"]), device)
-        self.augment = Augment(float(hp["input_noise"]), int(hp["shift"]), torch.Generator().manual_seed(seed + 1))
+        self.penalty = _penalty(self.module, float(config["l1"]), float(config["l2"]))
+        self.clip = _clipper(float(config["clip_norm"]), float(config["clip_value"]))
+        self.autocast, self.scaler = _precision(str(config["precision"]), device)
+        self.augment = Augment(float(config["input_noise"]), int(config["shift"]),
+                               torch.Generator().manual_seed(seed + 1))
         self.shuffle = torch.Generator().manual_seed(seed)
-        self.closure_needed = needs_closure(hp)
+        self.closure_needed = needs_closure(config)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
@@ -357,8 +359,11 @@ def _combine(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     return combined
 
 
-def _checkpoint(runs: list[_FoldRun], hp: Mapping[str, Any], epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-    checkpoint = {"model_state": runs[0].module.state_dict(), "config": dict(hp), "epoch": epoch, "metrics": metrics}
+def _checkpoint(
+    runs: list[_FoldRun], config: Mapping[str, Any], epoch: int, metrics: dict[str, float]
+) -> dict[str, Any]:
+    checkpoint = {"model_state": runs[0].module.state_dict(), "config": dict(config), "epoch": epoch,
+                  "metrics": metrics}
     if len(runs) > 1:
         checkpoint["fold_states"] = [run.module.state_dict() for run in runs]
     return checkpoint

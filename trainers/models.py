@@ -12,18 +12,18 @@ import torch
 from torch import nn
 
 
-def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, hp: Mapping[str, Any]) -> nn.Module:
+def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, config: Mapping[str, Any]) -> nn.Module:
     """An MLP, a small CNN (1-D or 2-D, after ``input_shape``), a GRU or a transformer encoder (sequences
-    ``(C, L)``) ending in ``n_outputs`` values, initialised after ``hp["init"]``.
+    ``(C, L)``) ending in ``n_outputs`` values, initialised after ``config["init"]``.
 
     Raises:
         ValueError: unknown model name, or a sequence model given non-sequence inputs.
     """
-    hidden, layers, dropout = int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"])
+    hidden, layers, dropout = int(config["hidden"]), int(config["layers"]), float(config["dropout"])
     if name == "mlp":
-        model = _mlp(input_shape, n_outputs, hidden, layers, dropout, bool(hp.get("batch_norm", False)))
+        model = _mlp(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("batch_norm", False)))
     elif name == "cnn":
-        model = _cnn(input_shape, n_outputs, hidden, layers, dropout, bool(hp.get("conv_batch_norm", True)))
+        model = _cnn(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("conv_batch_norm", True)))
     elif name in ("gru", "transformer"):
         if len(input_shape) != 2:
             raise ValueError(f"model {name} needs sequence inputs (channels, length), got shape {input_shape}")
@@ -31,11 +31,11 @@ def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, hp: Map
         if name == "gru":
             model = _GRU(channels, n_outputs, hidden, layers, dropout)
         else:
-            model = _Transformer(channels, length, n_outputs, hidden, layers, int(hp.get("heads", 2)), dropout)
+            model = _Transformer(channels, length, n_outputs, hidden, layers, int(config.get("heads", 2)), dropout)
     else:
         raise ValueError(f"unknown model {name!r}; models: mlp, cnn, gru, transformer")
-    initialise(model, str(hp.get("init", "default")), float(hp.get("init_std", 0.02)),
-               float(hp.get("init_value", 0.0)))
+    initialise(model, str(config.get("init", "default")), float(config.get("init_std", 0.02)),
+               float(config.get("init_value", 0.0)))
     return model
 
 

@@ -112,11 +112,11 @@ class Lamb(Optimizer):
         p.add_(update * ratio, alpha=-group["lr"])
 
 
-def effective_lr(hp: Mapping[str, Any]) -> float:
+def effective_lr(config: Mapping[str, Any]) -> float:
     """The lr after batch-size scaling (``lr_scaling``, ``base_batch_size``).
 
     Args:
-        hp: trial config; missing settings take their catalog defaults.
+        config: trial config; missing settings take their catalog defaults.
 
     Returns:
         ``lr`` for none, ``lr * batch_size / base_batch_size`` for linear, its square root for sqrt.
@@ -124,30 +124,30 @@ def effective_lr(hp: Mapping[str, Any]) -> float:
     Raises:
         ValueError: unknown ``lr_scaling``.
     """
-    return catalog.scaled_lr(hp)
+    return catalog.scaled_lr(config)
 
 
-def needs_closure(hp: Mapping[str, Any]) -> bool:
+def needs_closure(config: Mapping[str, Any]) -> bool:
     """Whether the optimizer's ``step`` must be given a closure (LBFGS re-evaluates the loss).
 
     Args:
-        hp: trial config.
+        config: trial config.
 
     Returns:
         True for lbfgs.
     """
-    return catalog.resolve(hp)["optimizer"] == "lbfgs"
+    return catalog.resolve(config)["optimizer"] == "lbfgs"
 
 
-def build_optimizer(params: ParamsT, hp: Mapping[str, Any]) -> Optimizer:
-    """The optimizer named by ``hp["optimizer"]`` with its settings from ``hp``.
+def build_optimizer(params: ParamsT, config: Mapping[str, Any]) -> Optimizer:
+    """The optimizer named by ``config["optimizer"]`` with its settings from ``config``.
 
     The lr is scaled by ``lr_scaling``; param groups that carry their own ``lr`` are scaled by the
     same factor. Settings of other optimizers are ignored here (``catalog.cross_check`` reports them).
 
     Args:
         params: ``model.parameters()`` or a list of param-group dicts.
-        hp: trial config; missing settings take their catalog defaults.
+        config: trial config; missing settings take their catalog defaults.
 
     Returns:
         A ready torch optimizer.
@@ -155,7 +155,7 @@ def build_optimizer(params: ParamsT, hp: Mapping[str, Any]) -> Optimizer:
     Raises:
         ValueError: unknown optimizer, or settings that break the optimizer's own rules.
     """
-    full = catalog.resolve(hp)
+    full = catalog.resolve(config)
     name = full["optimizer"]
     builder = _BUILDERS.get(name)
     if builder is None:
@@ -176,41 +176,41 @@ def _scaled_groups(params: ParamsT, factor: float) -> list[Any]:
     return [{**g, "lr": g["lr"] * factor} if "lr" in g else dict(g) for g in items]
 
 
-def _betas(hp: Mapping[str, Any]) -> tuple[float, float]:
-    return (hp["beta1"], hp["beta2"])
+def _betas(config: Mapping[str, Any]) -> tuple[float, float]:
+    return (config["beta1"], config["beta2"])
 
 
-def _adam_kw(hp: Mapping[str, Any]) -> dict[str, Any]:
-    return {"betas": _betas(hp), "eps": hp["eps"], "weight_decay": hp["weight_decay"]}
+def _adam_kw(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"betas": _betas(config), "eps": config["eps"], "weight_decay": config["weight_decay"]}
 
 
 _BUILDERS: dict[str, _Builder] = {
-    "sgd": lambda ps, hp, lr: torch.optim.SGD(
-        ps, lr=lr, momentum=hp["momentum"], dampening=hp["dampening"], nesterov=hp["nesterov"],
-        weight_decay=hp["weight_decay"]),
-    "adam": lambda ps, hp, lr: torch.optim.Adam(
-        ps, lr=lr, amsgrad=hp["amsgrad"], decoupled_weight_decay=hp["decoupled_weight_decay"],
-        **_adam_kw(hp)),
-    "adamw": lambda ps, hp, lr: torch.optim.AdamW(ps, lr=lr, amsgrad=hp["amsgrad"], **_adam_kw(hp)),
-    "rmsprop": lambda ps, hp, lr: torch.optim.RMSprop(
-        ps, lr=lr, alpha=hp["alpha"], eps=hp["eps"], momentum=hp["momentum"], centered=hp["centered"],
-        weight_decay=hp["weight_decay"]),
-    "adagrad": lambda ps, hp, lr: torch.optim.Adagrad(
-        ps, lr=lr, lr_decay=hp["lr_decay"], weight_decay=hp["weight_decay"]),
-    "adadelta": lambda ps, hp, lr: torch.optim.Adadelta(
-        ps, lr=lr, rho=hp["rho"], weight_decay=hp["weight_decay"]),
-    "adamax": lambda ps, hp, lr: torch.optim.Adamax(ps, lr=lr, **_adam_kw(hp)),
-    "nadam": lambda ps, hp, lr: torch.optim.NAdam(
-        ps, lr=lr, decoupled_weight_decay=hp["decoupled_weight_decay"], **_adam_kw(hp)),
-    "radam": lambda ps, hp, lr: torch.optim.RAdam(
-        ps, lr=lr, decoupled_weight_decay=hp["decoupled_weight_decay"], **_adam_kw(hp)),
-    "rprop": lambda ps, hp, lr: torch.optim.Rprop(
-        ps, lr=lr, etas=(hp["eta_minus"], hp["eta_plus"]),
-        step_sizes=(hp["rprop_min_step"], hp["rprop_max_step"])),
-    "asgd": lambda ps, hp, lr: torch.optim.ASGD(
-        ps, lr=lr, lambd=hp["lambd"], t0=hp["t0"], weight_decay=hp["weight_decay"]),
-    "lbfgs": lambda ps, hp, lr: torch.optim.LBFGS(
-        ps, lr=lr, max_iter=hp["max_iter"], history_size=hp["history_size"],
-        line_search_fn=None if hp["line_search"] == "none" else hp["line_search"]),
-    "lamb": lambda ps, hp, lr: Lamb(ps, lr=lr, **_adam_kw(hp)),
+    "sgd": lambda ps, config, lr: torch.optim.SGD(
+        ps, lr=lr, momentum=config["momentum"], dampening=config["dampening"], nesterov=config["nesterov"],
+        weight_decay=config["weight_decay"]),
+    "adam": lambda ps, config, lr: torch.optim.Adam(
+        ps, lr=lr, amsgrad=config["amsgrad"], decoupled_weight_decay=config["decoupled_weight_decay"],
+        **_adam_kw(config)),
+    "adamw": lambda ps, config, lr: torch.optim.AdamW(ps, lr=lr, amsgrad=config["amsgrad"], **_adam_kw(config)),
+    "rmsprop": lambda ps, config, lr: torch.optim.RMSprop(
+        ps, lr=lr, alpha=config["alpha"], eps=config["eps"], momentum=config["momentum"], centered=config["centered"],
+        weight_decay=config["weight_decay"]),
+    "adagrad": lambda ps, config, lr: torch.optim.Adagrad(
+        ps, lr=lr, lr_decay=config["lr_decay"], weight_decay=config["weight_decay"]),
+    "adadelta": lambda ps, config, lr: torch.optim.Adadelta(
+        ps, lr=lr, rho=config["rho"], weight_decay=config["weight_decay"]),
+    "adamax": lambda ps, config, lr: torch.optim.Adamax(ps, lr=lr, **_adam_kw(config)),
+    "nadam": lambda ps, config, lr: torch.optim.NAdam(
+        ps, lr=lr, decoupled_weight_decay=config["decoupled_weight_decay"], **_adam_kw(config)),
+    "radam": lambda ps, config, lr: torch.optim.RAdam(
+        ps, lr=lr, decoupled_weight_decay=config["decoupled_weight_decay"], **_adam_kw(config)),
+    "rprop": lambda ps, config, lr: torch.optim.Rprop(
+        ps, lr=lr, etas=(config["eta_minus"], config["eta_plus"]),
+        step_sizes=(config["rprop_min_step"], config["rprop_max_step"])),
+    "asgd": lambda ps, config, lr: torch.optim.ASGD(
+        ps, lr=lr, lambd=config["lambd"], t0=config["t0"], weight_decay=config["weight_decay"]),
+    "lbfgs": lambda ps, config, lr: torch.optim.LBFGS(
+        ps, lr=lr, max_iter=config["max_iter"], history_size=config["history_size"],
+        line_search_fn=None if config["line_search"] == "none" else config["line_search"]),
+    "lamb": lambda ps, config, lr: Lamb(ps, lr=lr, **_adam_kw(config)),
 }

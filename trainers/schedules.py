@@ -153,15 +153,15 @@ class LrSchedule:
         return self._main(base, (steps - self._warmup_steps) / self._steps_per_epoch)
 
 
-def build_schedule(optimizer: Optimizer, hp: Mapping[str, Any], *, steps_per_epoch: int,
+def build_schedule(optimizer: Optimizer, config: Mapping[str, Any], *, steps_per_epoch: int,
                    epochs: int) -> LrSchedule:
-    """The schedule ``hp`` asks for (``scheduler``, ``warmup_epochs`` and their settings).
+    """The schedule ``config`` asks for (``scheduler``, ``warmup_epochs`` and their settings).
 
     Args:
         optimizer: built by ``trainers.optim.build_optimizer`` (its lr is already scaled).
-        hp: trial config; missing settings take their catalog defaults.
+        config: trial config; missing settings take their catalog defaults.
         steps_per_epoch: optimizer steps per epoch (batches / gradient-accumulation steps).
-        epochs: training length; overrides ``hp["epochs"]``.
+        epochs: training length; overrides ``config["epochs"]``.
 
     Returns:
         An ``LrSchedule`` whose lr is already set for the first step.
@@ -172,10 +172,10 @@ def build_schedule(optimizer: Optimizer, hp: Mapping[str, Any], *, steps_per_epo
     """
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-    # the schedule scales the optimizer's actual lr: check min_lr against that, not hp["lr"]
+    # the schedule scales the optimizer's actual lr: check min_lr against that, not config["lr"]
     group = optimizer.param_groups[0]
     actual = {"epochs": epochs, "lr": group.get("initial_lr", group["lr"]), "lr_scaling": "none"}
-    full = {**catalog.resolve(hp), **actual}
+    full = {**catalog.resolve(config), **actual}
     problems = catalog.group_problems(full, "scheduler", ("scheduler", "warmup_epochs", "epochs"))
     problems = problems or catalog.schedule_problems(full)
     if problems:
@@ -188,9 +188,9 @@ def build_schedule(optimizer: Optimizer, hp: Mapping[str, Any], *, steps_per_epo
     return LrSchedule(optimizer, main, steps_per_epoch=steps_per_epoch, warmup_steps=warmup_steps)
 
 
-def _closed_form(hp: Mapping[str, Any], span: float) -> LrFn:
+def _closed_form(config: Mapping[str, Any], span: float) -> LrFn:
     """The main schedule's formula; ``tau`` is clamped to ``[0, span]``."""
-    name, low = hp["scheduler"], hp["min_lr"]
+    name, low = config["scheduler"], config["min_lr"]
 
     def frac(tau: float) -> float:  # fraction of the main schedule done
         return min(max(tau / span, 0.0), 1.0)
@@ -201,22 +201,22 @@ def _closed_form(hp: Mapping[str, Any], span: float) -> LrFn:
     if name == "constant":
         return lambda base, tau: base
     if name == "step":
-        return lambda base, tau: base * hp["gamma"] ** math.floor(tau / hp["step_size"] + _TOL)
+        return lambda base, tau: base * config["gamma"] ** math.floor(tau / config["step_size"] + _TOL)
     if name == "multistep":
-        return lambda base, tau: base * hp["gamma"] ** sum(m <= tau + _TOL for m in hp["milestones"])
+        return lambda base, tau: base * config["gamma"] ** sum(m <= tau + _TOL for m in config["milestones"])
     if name == "exponential":
-        return lambda base, tau: base * hp["exp_gamma"] ** math.floor(tau + _TOL)
+        return lambda base, tau: base * config["exp_gamma"] ** math.floor(tau + _TOL)
     if name == "cosine":
         return lambda base, tau: decay(base, _half_cosine(frac(tau)))
     if name == "cosine_restarts":
-        restarts = _restarts(hp["restart_epochs"], hp["restart_mult"])
+        restarts = _restarts(config["restart_epochs"], config["restart_mult"])
         return lambda base, tau: decay(base, _half_cosine(restarts(tau)))
     if name == "linear":
         return lambda base, tau: decay(base, 1 - frac(tau))
     if name == "polynomial":
-        return lambda base, tau: decay(base, (1 - frac(tau)) ** hp["power"])
+        return lambda base, tau: decay(base, (1 - frac(tau)) ** config["power"])
     if name == "onecycle":
-        return _one_cycle(hp["pct_start"], hp["div_factor"], low, frac)
+        return _one_cycle(config["pct_start"], config["div_factor"], low, frac)
     raise ValueError(f"scheduler must be one of {', '.join(catalog.SCHEDULERS)}, got {name!r}")
 
 

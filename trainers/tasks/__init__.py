@@ -40,16 +40,16 @@ class TaskInfo:
     n_samples: int = 0  # rows before any split
     fixed_train: int | None = None  # an official split's training size (val_fraction does not apply)
 
-    def train_size(self, hp: Mapping[str, Any]) -> int:
-        """Rows a trial trains on under the settings ``hp`` (hold-out or k-fold, then train_fraction)."""
-        folds = int(hp.get("folds") or 0)
+    def train_size(self, config: Mapping[str, Any]) -> int:
+        """Rows a trial trains on under the settings ``config`` (hold-out or k-fold, then train_fraction)."""
+        folds = int(config.get("folds") or 0)
         if folds >= 2:
             rows = self.n_samples * (folds - 1) // folds
         elif self.fixed_train is not None:
             rows = self.fixed_train
         else:
-            rows = int(self.n_samples * (1 - float(hp.get("val_fraction", 0.2))))
-        return max(1, int(round(rows * float(hp.get("train_fraction", 1.0)))))
+            rows = int(self.n_samples * (1 - float(config.get("val_fraction", 0.2))))
+        return max(1, int(round(rows * float(config.get("train_fraction", 1.0)))))
 
 
 TASKS: dict[str, TaskInfo] = {
