@@ -110,19 +110,17 @@ def _missing(value: Any) -> bool:
 
 
 # -- diagnosis fallbacks ------------------------------------------------------------------------------
-def _diagnosis_module() -> Any | None:
-    try:
-        from tracker import diagnosis
-    except ImportError:  # the diagnosis engine is optional for reading verdicts that were logged
-        return None
+def _diagnosis_module() -> Any:
+    from tracker import diagnosis  # on first use: pages that only read logged verdicts never load it
+
     return diagnosis
 
 
 def diagnose_curves(curves: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """``tracker.diagnosis.diagnose`` on one run's curves as a dict, or ``None`` if unavailable."""
-    module = _diagnosis_module()
-    if module is None or not curves:
+    """``tracker.diagnosis.diagnose`` on one run's curves as a dict; ``None`` without curves or when it raises."""
+    if not curves:
         return None
+    module = _diagnosis_module()
     try:
         return dict(module.diagnose(curves, params=dict(params or {})).to_dict())
     except Exception as e:  # a diagnosis bug must not take the page down; the curves still show
@@ -152,7 +150,7 @@ def sweep_summary(sweep: SweepData, trials: pd.DataFrame, logged: Mapping[str, A
     summary: dict[str, Any] = dict(logged or {})
     module = _diagnosis_module()
     judged = trials[trials["verdict"].notna()]
-    if not logged and module is not None and not judged.empty:
+    if not logged and not judged.empty:
         # summarize_sweep reads only each trial's verdict and params: rebuild light Diagnosis objects
         # from the verdicts we already have instead of re-diagnosing every curve.
         pairs = [
