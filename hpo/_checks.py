@@ -152,10 +152,11 @@ def finite_space_note(config: SweepConfig) -> str | None:
         return None
     points = space.distinct_points(config)
     budget = f"budget.trials is {trials}" if config.budget.trials else f"budget.trials defaults to {trials}"
-    found = (f"only {points} distinct configuration{'s' if points != 1 else ''} but {budget}" if points != trials
-             else f"exactly {points} distinct configurations and {budget}")
-    return (f"note: parameters have {found}; method: grid runs each exactly once, and so will this {config.method} "
-            f"sweep: {points} trial{'s' if points != 1 else ''}, no repeats")
+    s = "" if points == 1 else "s"
+    found = f"only {points}" if points != trials else f"exactly {points}"
+    joint = "but" if points != trials else "and"
+    return (f"note: parameters have {found} distinct configuration{s} {joint} {budget}; method: grid runs each "
+            f"exactly once, and so will this {config.method} sweep: {points} trial{s}, no repeats")
 
 
 # -- the built-in trainer's catalog ----------------------------------------------------------------
