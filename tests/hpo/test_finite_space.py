@@ -207,3 +207,18 @@ def test_bayes_sweep_over_two_points_runs_two_trials(sweep_runner: Any, tmp_path
     assert all(space.GRID_INDEX not in t["params"] for t in doc["trials"])
     parent = client(done.tracking_uri).get_run(doc["parent_run_id"])
     assert parent.data.tags[schema.TRIALS_TOTAL] == "2"
+
+
+def test_searcher_samples_a_larger_finite_space_without_repeats() -> None:
+    """Through Ray's OptunaSearch (as ``hpo run`` wires it): 30 of 72 points, each trial a new one, and the
+    Optuna trial numbers run 0..29 with none skipped."""
+    config = _config(CONDITIONAL_72, trials=30)
+    numbers: dict[str, int] = {}
+    searcher = make_searcher(config, _checks.trials_planned(config), stopped=set(), numbers=numbers)
+    proposed = []
+    for i in range(30):
+        suggested = searcher.suggest(f"t{i}")
+        proposed.append(repr(sorted(suggested.items())))
+        searcher.on_trial_complete(f"t{i}", {BEST_KEY: -abs(suggested["lr"] - 0.01), "training_iteration": 1})
+    assert len(set(proposed)) == 30
+    assert sorted(numbers.values()) == list(range(30))
