@@ -79,6 +79,7 @@ class UnvisitedSampler(optuna.samplers.BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         joint = self._joint.get(trial.number, {})
+        # the test Optuna's Trial applies to a relative value before using it (_is_relative_param)
         if param_name in joint and param_distribution._contains(param_distribution.to_internal_repr(joint[param_name])):
             value = joint[param_name]
         else:
