@@ -106,6 +106,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from hpo.runner import run_sweep
 
     uri = defaults.tracking_uri(config.tracking_uri)
+    if note := rules.finite_space_note(config):  # a remark, not an error: the sweep still runs
+        print(note, file=sys.stderr)
     print(
         f"sweep {config.name}: {config.method} ({config.sampler_name}) over {len(config.parameters)} parameters, "
         f"{rules.trials_planned(config)} trials, {config.metric.goal} {config.metric.name}",
@@ -136,6 +138,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from hpo import rules
 
     trials = rules.trials_planned(config)
+    if note := rules.finite_space_note(config):  # a remark, not an error: the sweep still runs
+        print(note, file=sys.stderr)
     print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
           f"up to {config.max_epochs} epochs, {config.metric.goal} {config.metric.name}")
     return EXIT_OK

@@ -165,10 +165,26 @@ def _check_grid(config: SweepConfig, source: str) -> None:
 
 
 def trials_planned(config: SweepConfig) -> int:
-    """How many trials the sweep will run."""
+    """How many trials the sweep will run (a finite space smaller than the budget runs each point once)."""
     if config.method == "grid":
         return space.grid_size(config)
-    return config.budget.trials or DEFAULT_TRIALS
+    trials = config.budget.trials or DEFAULT_TRIALS
+    points = space.distinct_points(config)
+    return trials if points is None else min(points, trials)
+
+
+def finite_space_note(config: SweepConfig) -> str | None:
+    """The line to print before a random or bayes sweep whose space has no more points than its budget."""
+    trials = config.budget.trials or DEFAULT_TRIALS
+    if config.method == "grid" or not space.runs_every_point(config, trials):
+        return None
+    points = space.distinct_points(config)
+    budget = f"budget.trials is {trials}" if config.budget.trials else f"budget.trials defaults to {trials}"
+    s = "" if points == 1 else "s"
+    found = f"only {points}" if points != trials else f"exactly {points}"
+    joint = "but" if points != trials else "and"
+    return (f"note: parameters have {found} distinct configuration{s} {joint} {budget}; method: grid runs each "
+            f"exactly once, and so will this {config.method} sweep: {points} trial{s}, no repeats")
 
 
 # -- the built-in trainer's catalog ----------------------------------------------------------------

@@ -16,7 +16,7 @@ import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from hpo import space
+from hpo import space, unvisited
 from hpo.config import SweepConfig
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY
@@ -35,12 +35,20 @@ class GridIndexSampler(optuna.samplers.GridSampler):
 
 
 def make_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for the sweep's method, seeded with ``config.seed``."""
+    """The Optuna sampler for the sweep's method, seeded with ``config.seed``.
+
+    A finite space with no more points than ``trials`` runs as a grid; a larger finite one is sampled
+    without exact repeats (``unvisited.avoid_repeats``).
+    """
+    if space.runs_every_point(config, trials):
+        points = space.grid_points(config)
+        return GridIndexSampler({space.GRID_INDEX: list(range(len(points)))}, seed=config.seed)
+    return unvisited.avoid_repeats(config, _method_sampler(config, trials))
+
+
+def _method_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
     seed = config.seed
     name = config.sampler_name
-    if name == "grid":
-        points = space.grid_points(config)
-        return GridIndexSampler({space.GRID_INDEX: list(range(len(points)))}, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     startup = min(10, max(3, trials // 4))  # the default 10 would make short sweeps pure random
@@ -94,7 +102,8 @@ def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningO
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
     space_fn = (
-        space.grid_space(space.grid_points(config)) if config.method == "grid" else space.define_by_run(config)
+        space.grid_space(space.grid_points(config)) if space.runs_every_point(config, trials)
+        else space.define_by_run(config)
     )
     return PruningOptunaSearch(
         space=space_fn, metric=BEST_KEY, mode=config.metric.mode, sampler=make_sampler(config, trials),

@@ -105,6 +105,45 @@ def grid_points(config: SweepConfig) -> list[dict[str, Any]]:
     return enumerate_points(config.parameters, _grid_choices)
 
 
+MAX_DISTINCT_POINTS = 10_000  # as many as a grid may have: past it a space counts as too large to enumerate
+
+
+def distinct_points(config: SweepConfig, cap: int = MAX_DISTINCT_POINTS) -> int | None:
+    """How many distinct configurations the sweep's parameters allow, whatever its method.
+
+    A space is finite when every parameter is a fixed value, a choice, an int range or a range with a
+    step; conditional parameters count only where their ``when`` holds (the points of ``grid_points``).
+
+    Returns:
+        The number of points, or None when a parameter is continuous or the space has more than ``cap``.
+    """
+    upper = 1
+    for name, param in config.parameters.items():
+        if isinstance(param, Range):
+            if not param.is_int and param.step is None:
+                return None
+            # measured before grid_values() lists them: an int range over 0..2**31 is finite but not listable
+            if (param.max - param.min) / (param.step or 1) >= cap * 10:
+                return None
+        upper *= len(_grid_choices(name, param))
+        if upper > cap * 10:  # the grid's own bound: conditions rarely prune 10x, and listing more costs seconds
+            return None
+    count = len(grid_points(config))
+    return count if count <= cap else None
+
+
+def runs_every_point(config: SweepConfig, trials: int) -> bool:
+    """Whether the sweep runs each point of its space exactly once (the grid machinery) instead of sampling.
+
+    True for ``method: grid``, and for a random or bayes sweep whose finite space has no more points than
+    ``trials``: sampling would only repeat configurations, and the whole space is the best any search finds.
+    """
+    if config.method == "grid":
+        return True
+    points = distinct_points(config)
+    return points is not None and points <= trials
+
+
 def corner_points(config: SweepConfig, limit: int = 4096) -> list[dict[str, Any]]:
     """The extremes of the space: each range at its min and max, each choice at every value.
 
@@ -211,4 +250,6 @@ __all__ = [
     "sample",
     "corner_points",
     "enumerate_points",
+    "distinct_points",
+    "runs_every_point",
 ]
