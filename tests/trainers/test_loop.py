@@ -114,7 +114,7 @@ def _one_sgd_step(hp: dict[str, Any], data: TaskData) -> torch.Tensor:
     minus the gradient as the loop applied it, clipped or not."""
     built: list[tuple[nn.Module, torch.Tensor]] = []
 
-    def build(config: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    def build(config: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
         model = _loud(config, input_shape, n_outputs)
         built.append((model, nn.utils.parameters_to_vector(model.parameters()).detach().clone()))
         return model
@@ -142,7 +142,7 @@ def test_precision_sets_the_forward_dtype_and_still_trains(cancer: TaskData, pre
                                                            dtype: torch.dtype) -> None:
     seen: set[torch.dtype] = set()
 
-    def build(config: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    def build(config: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
         model = nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, n_outputs))
         model.register_forward_hook(lambda module, inputs, out: seen.add(out.dtype))
         return model
