@@ -13,7 +13,7 @@ from waiting import WaitTimeout, http_body, wait_until
 
 
 def test_returns_the_first_truthy_result() -> None:
-    results = iter([None, 0, "", [], 3, 4])
+    results: Iterator[object] = iter([None, 0, "", [], 3, 4])
     assert wait_until(lambda: next(results), 60, interval_s=0) == 3
 
 
