@@ -92,7 +92,7 @@ class _Cdp:
         call_id = next(self.ids)
         self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:  # events (Page.*) arrive between the answers; skip them
-            message = json.loads(self.ws.recv())
+            message = json.loads(self.ws.recv(timeout=60))  # a browser that stopped answering fails the test
             if message.get("id") == call_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
