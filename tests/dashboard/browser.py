@@ -1,12 +1,12 @@
 """Headless Chromium driven over its DevTools protocol, and a real ``streamlit run`` to point it at.
 
 Chromium's own ``--screenshot`` fires before Streamlit's websocket has filled the page, so we
-navigate over CDP, poll the DOM until the wanted elements exist, then ``Page.captureScreenshot``.
+navigate over CDP, poll the DOM until the wanted elements exist, let the browser paint them, then
+``Page.captureScreenshot``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import itertools
@@ -17,11 +17,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from waiting import WaitTimeout, http_body, wait_until
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -51,18 +52,8 @@ def free_port() -> int:
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bytes:
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bytes(response.read())
-        except OSError as e:
-            last = e
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout_s} s: {last}")
+    """The body ``url`` answers with, once it does; fails when ``proc`` (its server) exits first."""
+    return wait_until(lambda: http_body(url), timeout_s, process=proc, message=f"{url} answers")
 
 
 @contextlib.contextmanager
@@ -91,45 +82,52 @@ class Capture:
 
 
 class _Cdp:
-    def __init__(self, ws: object) -> None:
+    """Chrome DevTools Protocol calls over one page's websocket, answered in order."""
+
+    def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.ids = itertools.count(1)
 
-    async def call(self, method: str, **params: object) -> dict[str, object]:
+    def call(self, method: str, **params: object) -> dict[str, Any]:
         call_id = next(self.ids)
-        await self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))  # type: ignore[attr-defined]
-        while True:
-            message = json.loads(await self.ws.recv())  # type: ignore[attr-defined]
+        self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:  # events (Page.*) arrive between the answers; skip them
+            message = json.loads(self.ws.recv(timeout=60))  # a browser that stopped answering fails the test
             if message.get("id") == call_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return dict(message.get("result", {}))
 
+    def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
+        return result.get("result", {}).get("value")
 
-async def _capture(
-    ws_url: str, url: str, ready_js: str, timeout_s: float, width: int, height: int, text_js: str
-) -> Capture:
-    import websockets
 
-    async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
+# Resolves after two animation frames: the first lays out and paints what the DOM holds now, the
+# second starts only once that paint is done.
+_PAINTED_JS = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+
+
+def _capture(ws_url: str, url: str, ready_js: str, timeout_s: float, width: int, height: int, text_js: str) -> Capture:
+    from websockets.sync.client import connect
+
+    with connect(ws_url, max_size=64 * 1024 * 1024) as ws:
         cdp = _Cdp(ws)
-        await cdp.call("Page.enable")
-        await cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                       mobile=False)  # fmt: skip
-        await cdp.call("Page.navigate", url=url)
-        deadline = time.monotonic() + timeout_s
-        ready = False
-        while time.monotonic() < deadline:
-            result = await cdp.call("Runtime.evaluate", expression=f"Boolean({ready_js})", returnByValue=True)
-            if result.get("result", {}).get("value") is True:  # type: ignore[union-attr]
-                ready = True
-                break
-            await asyncio.sleep(0.25)
-        if ready:
-            await asyncio.sleep(1.5)  # let plotly finish drawing after its node exists
-        text = await cdp.call("Runtime.evaluate", expression=text_js, returnByValue=True)
-        shot = await cdp.call("Page.captureScreenshot", format="png")
-        return Capture(ready, str(text["result"].get("value", "")), base64.b64decode(str(shot["data"])))  # type: ignore[union-attr]
+        cdp.call("Page.enable")
+        cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                 mobile=False)  # fmt: skip
+        cdp.call("Page.navigate", url=url)
+        try:
+            wait_until(lambda: cdp.evaluate(f"Boolean({ready_js})") is True, timeout_s, interval_s=0.25,
+                       message=f"the page shows {ready_js}")
+            ready = True
+            cdp.evaluate(_PAINTED_JS, await_promise=True)
+        except WaitTimeout:
+            ready = False  # capture anyway: the picture and the page text say what is missing
+        text = cdp.evaluate(text_js)
+        shot = cdp.call("Page.captureScreenshot", format="png")
+        return Capture(ready, str(text or ""), base64.b64decode(str(shot["data"])))
 
 
 def screenshot(
@@ -156,7 +154,7 @@ def screenshot(
             _wait_http(f"http://127.0.0.1:{port}/json/version", 30, proc)
             targets = json.loads(_wait_http(f"http://127.0.0.1:{port}/json/list", 10))
             page = next(t for t in targets if t.get("type") == "page")
-            return asyncio.run(_capture(page["webSocketDebuggerUrl"], url, ready_js, timeout_s, width, height, text_js))
+            return _capture(page["webSocketDebuggerUrl"], url, ready_js, timeout_s, width, height, text_js)
         finally:
             _stop_group(proc)
 

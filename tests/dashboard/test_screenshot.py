@@ -5,13 +5,18 @@ Skips (with the reason) when no Chromium is installed; CI installs Debian's ``ch
 
 from __future__ import annotations
 
+import io
 import os
-import struct
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from browser import chromium_binary, free_port, screenshot, streamlit_server
+from PIL import Image  # streamlit's own dependency
+from sweep_store import DEMO_TRIALS
 
+from dashboard._charts import VERDICT_COLORS
 from dashboard.server import command
 
 pytestmark = pytest.mark.skipif(
@@ -19,17 +24,22 @@ pytestmark = pytest.mark.skipif(
     reason="chromium is not installed (apt-get install -y chromium); CI installs it",
 )
 
-# Ready when the leaderboard grid and a drawn plotly chart exist and the script run has ended.
+VERDICT_BARS = len({verdict or "no verdict" for *_, verdict in DEMO_TRIALS})
+# Ready when the leaderboard grid, a drawn plotly chart and every bar of the verdict chart exist and
+# the script run has ended.
 READY_JS = (
     'document.querySelector(\'[data-testid="stDataFrame"] canvas, [data-testid="stDataFrame"] table\')'
     " && document.querySelector('.js-plotly-plot .main-svg .cartesianlayer .trace')"
+    f" && document.querySelectorAll('.js-plotly-plot .barlayer .point').length >= {VERDICT_BARS}"
     " && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 )
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
+def _painted(png: bytes) -> Callable[[str], int]:
+    """For the picture ``png``: how many of its pixels have exactly the colour "#rrggbb"."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    counts = {rgb: n for n, rgb in image.getcolors(maxcolors=image.width * image.height) or []}
+    return lambda hex_color: counts.get(tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5)), 0)
 
 
 def test_sweep_page_screenshot(sweep_store, tmp_path):
@@ -44,6 +54,10 @@ def test_sweep_page_screenshot(sweep_store, tmp_path):
     assert "Sweep demo" in capture.text and "Leaderboard" in capture.text
     assert f"{sweep_store.best_value:.4f}" in capture.text
     assert "Best so far" in capture.text  # the chart's title, drawn by plotly into the DOM
-    width, height = _png_size(capture.png)
-    assert (width, height) == (1400, 1800)
-    assert len(capture.png) > 50_000  # a blank page compresses to a few kB
+    # The verdict chart was painted, not only put in the DOM: each verdict's bar, in its colour, covers
+    # an area in proportion to its number of trials (equal widths, heights from 0).
+    counts = Counter(verdict for *_, verdict in DEMO_TRIALS if verdict)
+    painted = _painted(capture.png)
+    area_per_trial = {v: painted(VERDICT_COLORS[v]) / n for v, n in counts.items()}
+    assert min(area_per_trial.values()) > 1000, area_per_trial  # a bar for one trial is ~60 x 70 px
+    assert max(area_per_trial.values()) < 1.15 * min(area_per_trial.values()), area_per_trial

@@ -11,14 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from waiting import http_body, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/test"
@@ -105,32 +104,27 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real ``mlflow server`` over a temporary SQLite store, shared by this module's tests (the last one
-    stops it); stopped (and waited for) afterwards."""
+    """A real ``mlflow server`` over a temporary SQLite store, for one test (the server-gone test stops its
+    own, so no test depends on which ran first); stopped (and waited for) afterwards."""
     tmp_path = tmp_path_factory.mktemp("mlflow_server")
     port = _free_port()
     folder = tmp_path / "server"
     folder.mkdir()
     env = {**_env(tmp_path), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "mlartifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    log = folder / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+             "--artifacts-destination", str(folder / "mlartifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.communicate()[1][-2000:]
-                assert time.monotonic() < deadline, "mlflow server did not answer /health within 60 s"
-                time.sleep(0.3)
+        wait_until(lambda: http_body(url + "/health"), 60, interval_s=0.3, process=server,
+                   message=lambda: f"mlflow server answers /health; its log:\n{log.read_text()[-2000:]}")
         yield Server(url, server)
     finally:
         if server.poll() is None:
@@ -151,7 +145,7 @@ def test_a_server_that_goes_away_is_said_at_the_next_read(mlflow_server: Server,
 
     monkeypatch.setattr(_mlflow_reads, "PROBE_EVERY_S", 0.0)
     store = Store(mlflow_server.url)
-    assert "sweep" in store.list_sweeps().columns  # the server answers (the sweep test may have filled it)
+    assert "sweep" in store.list_sweeps().columns  # the server answers
     _stop(mlflow_server.process)
     with pytest.raises(StoreUnavailable, match=f"the MLflow server at {mlflow_server.url} does not answer"):
         store.list_sweeps()

@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from sweep_reads import SMALL_SWEEP_YAML, stored_trials
+from waiting import wait_until
 
 from tracker import schema
 
@@ -42,19 +42,28 @@ parameters:
   lr: {values: [0.001, 0.01, 0.03, 0.1]}
 """
 WAIT_FOR_NODES = """\
-import sys, time, ray
+import sys, ray
+from waiting import wait_until
 ray.init(address=sys.argv[1], log_to_driver=False)
-deadline = time.monotonic() + 60
-while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
-    time.sleep(0.5)
-print(sum(n["Alive"] for n in ray.nodes()))
+alive = lambda: sum(n["Alive"] for n in ray.nodes())
+wait_until(lambda: alive() >= 2, 60, interval_s=0.5, message="both nodes alive")
+print(alive())
 """
+TESTS = Path(__file__).resolve().parents[1]  # where ``waiting`` lives, for the script above
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -99,16 +108,11 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                      "--resources", '{"node_a": 1}', "--include-dashboard=false", "--temp-dir", temp_dir, *common],
                     node_env, tmp_path / "head.log")]
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until(lambda: _accepts(port), 60, interval_s=0.5, process=nodes[0], message="the head's GCS port opens")
         nodes.append(_start(["--address", f"127.0.0.1:{port}", "--resources", '{"node_b": 1}', *common], node_env,
                             tmp_path / "node_b.log"))
-        alive = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, f"127.0.0.1:{port}"], env=env,
+        script_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))}
+        alive = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, f"127.0.0.1:{port}"], env=script_env,
                                capture_output=True, text=True, timeout=120)
         logs = "".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log"))
         assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:] + logs

@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from hpo import ui
 
@@ -49,11 +49,12 @@ def test_ui_serves_both_and_stops_on_sigint(tmp_path: Path) -> None:
     )
     try:
         urls = (f"http://127.0.0.1:{mlflow_port}/health", f"http://127.0.0.1:{dashboard_port}/_stcore/health")
-        deadline = time.monotonic() + 60
-        while not all(answers(u) for u in urls):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "hpo ui did not answer on both ports within 60 s"
-            time.sleep(0.5)
+
+        def both_answer() -> bool:
+            assert process.poll() is None, process.communicate()  # it exited: say what it printed
+            return all(answers(u) for u in urls)
+
+        wait_until(both_answer, 60, interval_s=0.5, message="hpo ui answers on both ports")
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     finally:

@@ -1,4 +1,4 @@
-"""End to end: random and bayes sweeps run ``budget.trials``; 4 concurrent trials lose no metric point;
+"""End to end: random and bayes sweeps run ``budget.trials``; concurrent trials lose no metric point;
 the random sweep proposes exactly what its seeded sampler proposes in-process.
 """
 
@@ -83,8 +83,10 @@ def _max_overlap(trials: list[StoredTrial], uri: str) -> int:
     return peak
 
 
-def test_four_concurrent_trials_lose_no_metric_point(random_run: SweepRun, random_trials: list[StoredTrial]) -> None:
-    assert _max_overlap(random_trials, random_run.tracking_uri) == 4
+def test_concurrent_trials_lose_no_metric_point(random_run: SweepRun, random_trials: list[StoredTrial]) -> None:
+    # how many overlap at the peak depends on timing: never more than max_concurrent (4); with 4 slots
+    # for 8 trials of 4 epochs, more than one
+    assert 1 < _max_overlap(random_trials, random_run.tracking_uri) <= 4
     reported = set(TASKS["digits"].metrics)
     for trial in random_trials:
         assert int(trial.metrics[schema.EPOCHS_RUN]) == 4

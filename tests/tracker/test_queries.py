@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from waiting import http_body, wait_until
 
 from tracker import schema
 from tracker.queries import RunNotFound, Store, StoreUnavailable, parse_param, resolve_tracking_uri
@@ -161,15 +160,8 @@ def test_mlflow_server_store_reads_the_same(built, tmp_path):
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-                time.sleep(0.3)
+        wait_until(lambda: http_body(f"http://127.0.0.1:{port}/health"), 60, interval_s=0.3, process=server,
+                   message=lambda: "mlflow server answers: " + (tmp_path / "server.log").read_text()[-2000:])
         http = Store(f"http://127.0.0.1:{port}")
         sql = Store(built.uri)
         a, b = http.list_sweeps(), sql.list_sweeps()

@@ -12,6 +12,7 @@ from trainers.catalog import (
     CATALOG,
     OPTIMIZERS,
     SCHEDULERS,
+    HParam,
     cross_check,
     defaults,
     is_active,
@@ -29,17 +30,43 @@ def test_catalog_import_stays_torch_free() -> None:
 
 
 def test_original_names_are_kept() -> None:
+    # sweep files written for the first trainer name these settings; they must keep validating
     assert set(_ORIGINAL) <= set(CATALOG)
-    assert CATALOG["momentum"].requires == {"optimizer": ("sgd", "rmsprop")}
 
 
-def test_every_optimizer_and_scheduler_is_offered() -> None:
-    assert set(CATALOG["optimizer"].choices or ()) == set(OPTIMIZERS) == {
-        "sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam", "rprop", "asgd",
-        "lbfgs", "lamb"}
-    assert set(CATALOG["scheduler"].choices or ()) == set(SCHEDULERS) == {
-        "constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "linear", "polynomial",
-        "onecycle", "plateau"}
+def _other_value(param: HParam, config: dict[str, Any]) -> Any:
+    """A value of ``param`` other than its default that ``config`` (where it applies) accepts."""
+    if param.kind == "bool":
+        candidates: list[Any] = [not param.default]
+    elif param.kind == "int_list":
+        candidates = [[1], [2, 3]]
+    elif param.choices is not None:
+        candidates = [c for c in param.choices if c != param.default]
+    else:
+        d = param.default
+        steps = [2 * d, d + 1, d - 1] if param.kind == "int" else [d / 2, 2 * d, d + 0.1, d + 1e-3]
+        candidates = [v for v in steps if v != d]
+    fits = [v for v in candidates if param.check(v) is None and cross_check({**config, param.name: v}) == []]
+    assert fits, (param.name, candidates)
+    return fits[0]
+
+
+_CONDITIONAL = sorted(name for name, param in CATALOG.items() if param.requires)
+
+
+@pytest.mark.parametrize("name", _CONDITIONAL)
+def test_a_conditional_setting_is_accepted_only_where_it_applies(name: str) -> None:
+    param = CATALOG[name]
+    applies = {key: allowed[0] for key, allowed in param.requires.items()}
+    value = _other_value(param, applies)
+    for key, allowed in param.requires.items():
+        for each in allowed:  # accepted wherever it applies
+            assert cross_check({**applies, key: each, name: value}) == [], (key, each, value)
+        elsewhere = next(c for c in CATALOG[key].choices or () if c not in allowed)
+        problems = cross_check({**applies, key: elsewhere, name: value})
+        assert problems == [f"{name} is only used when {key} is {' or '.join(map(str, allowed))}, "
+                            f"got {key}={elsewhere!r}; remove {name}"], problems
+        assert cross_check({**applies, key: elsewhere, name: param.default}) == []  # the default is no choice
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))
@@ -53,17 +80,17 @@ def test_each_entry_is_documented_and_its_default_is_valid(name: str) -> None:
 
 def test_defaults_hold_only_unconditional_settings() -> None:
     values = defaults()
-    assert "momentum" not in values and "step_size" not in values
-    assert values["scheduler"] == "constant" and values["warmup_epochs"] == 0.0
-    assert values["lr_scaling"] == "none"
+    assert set(values) == {name for name in CATALOG if not CATALOG[name].requires}
     assert cross_check(values) == []
 
 
 def test_resolve_fills_conditional_defaults_and_copies_lists() -> None:
     full = resolve({"optimizer": "sgd", "custom": 1})
-    assert full["momentum"] == 0.9 and full["custom"] == 1 and full["optimizer"] == "sgd"
+    assert set(full) == set(CATALOG) | {"custom"}
+    assert full["momentum"] == CATALOG["momentum"].default and full["custom"] == 1 and full["optimizer"] == "sgd"
+    milestones = list(CATALOG["milestones"].default)
     full["milestones"].append(99)
-    assert resolve({})["milestones"] == CATALOG["milestones"].default == [5, 8]
+    assert resolve({})["milestones"] == CATALOG["milestones"].default == milestones  # nothing shared
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
