@@ -214,7 +214,7 @@ def test_sweep_without_trials_reads_as_empty(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("cut", artifact_location=(tmp_path / "artifacts").as_uri())
-    tags = {schema.ROLE: schema.ROLE_SWEEP, schema.SWEEP: "cut", schema.METRIC: "val_loss",
+    tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "cut", schema.METRIC: "val_loss",
             schema.GOAL: "minimize", schema.SWEEP_STATE: "interrupted"}
     parent = client.create_run(exp, run_name="cut", tags=tags).info.run_id
     client.set_terminated(parent, status="KILLED")
