@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -26,6 +26,7 @@ KeyValueTable = Literal["tags", "params"]
 RUN_COLUMNS = ["run_id", "name", "status", "start_time", "end_time", "artifact_uri", "experiment_id", "experiment"]
 
 
+@runtime_checkable
 class ReadBackend(Protocol):
     """Bulk reads of one tracking store; active runs only (MLflow's trash is left out, as in its UI).
 

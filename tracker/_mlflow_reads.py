@@ -9,12 +9,13 @@ instead of ``get_metric_history`` per run and key.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 
@@ -31,6 +32,20 @@ _BULK_MAX_RESULTS = 25_000
 _PAGE = 10_000
 PROBE_EVERY_S = 5.0
 PROBE_TIMEOUT_S = 3.0  # a page waits at most this long to learn that the server went away
+
+
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def _in_session(method: _Read) -> _Read:
+    """A read called outside :meth:`ClientReads.session` gets one of its own: it keeps nothing afterwards."""
+
+    @functools.wraps(method)
+    def read(self: ClientReads, *args: Any, **kwargs: Any) -> Any:
+        with self.session():
+            return method(self, *args, **kwargs)
+
+    return cast(_Read, read)
 
 
 class ClientReads:
@@ -71,13 +86,10 @@ class ClientReads:
 
     @property
     def _runs(self) -> dict[str, Any]:
-        if not hasattr(self._local, "runs"):  # a call outside any session keeps nothing beyond itself
-            self._local.runs, self._local.experiments = {}, {}
-        return self._local.runs  # type: ignore[no-any-return]
+        return self._local.runs  # type: ignore[no-any-return]  # set by session(), which every read enters
 
     @property
     def _experiments(self) -> dict[str, str]:
-        self._runs  # noqa: B018 - creates this thread's caches
         return self._local.experiments  # type: ignore[no-any-return]
 
     def check(self) -> None:
@@ -149,9 +161,11 @@ class ClientReads:
             rows.append(row)
         return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "parent_id"] if with_parent else RUN_COLUMNS)
 
+    @_in_session
     def sweep_runs(self) -> pd.DataFrame:
         return self._frame(self._of_kind("", schema.KIND_SWEEP))
 
+    @_in_session
     def runs_by_id(self, run_ids: Sequence[str]) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
 
@@ -166,6 +180,7 @@ class ClientReads:
                 runs.append(run)
         return self._frame(runs)
 
+    @_in_session
     def child_runs(self, parent_ids: Sequence[str], kind: RunKind) -> pd.DataFrame:
         wanted = set(parent_ids)
         self._ensure(parent_ids)
@@ -178,6 +193,7 @@ class ClientReads:
         return self._frame([r for r in found if r.data.tags.get(schema.PARENT_RUN_ID) in wanted], True)
 
     # -- tags, params, metrics --------------------------------------------------------------------
+    @_in_session
     def key_values(
         self, table: KeyValueTable, run_ids: Sequence[str], keys: Sequence[str] | None = None
     ) -> pd.DataFrame:
@@ -191,6 +207,7 @@ class ClientReads:
             rows.extend((run_id, k, v) for k, v in values.items() if keys is None or k in keys)
         return pd.DataFrame(rows, columns=["run_id", "key", "value"])
 
+    @_in_session
     def latest_metrics(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
         self._ensure(run_ids)
         rows: list[tuple[Any, ...]] = []
@@ -201,6 +218,7 @@ class ClientReads:
             rows.extend((run_id, k, float(v), None) for k, v in run.data.metrics.items() if keys is None or k in keys)
         return pd.DataFrame(rows, columns=["run_id", "key", "value", "step"])
 
+    @_in_session
     def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
         if keys is None:
             self._ensure(run_ids)
@@ -226,6 +244,7 @@ class ClientReads:
         return rows
 
     # -- artifacts: through the server (it may proxy them) -------------------------------------------
+    @_in_session
     def list_artifacts(self, run_id: str, artifact_uri: str, max_files: int) -> list[str]:
         files: list[str] = []
         todo: list[str | None] = [None]
@@ -234,6 +253,7 @@ class ClientReads:
                 (todo.append(entry.path) if entry.is_dir else files.append(entry.path))
         return sorted(files)
 
+    @_in_session
     def download_artifact(self, run_id: str, path: str, dst: str, artifact_uri: str) -> str:
         return str(self.client.download_artifacts(run_id, path, dst))
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from tracker import schema
-from tracker.queries import RunNotFound, Store, StoreUnavailable, parse_param, resolve_tracking_uri
+from tracker.errors import StoreUnavailable
+from tracker.queries import RunNotFound, Store, parse_param
 
 _BUILDER = Path(__file__).resolve().parents[1] / "dashboard" / "sweep_store.py"
 
@@ -30,16 +31,6 @@ def _builder():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     return _builder().build_store(tmp_path_factory.mktemp("queries-store"))
-
-
-def test_resolve_tracking_uri(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / '.hpo' / 'mlflow.db'}"
-    assert resolve_tracking_uri("sqlite:///rel/x.db") == f"sqlite:///{tmp_path / 'rel' / 'x.db'}"
-    assert resolve_tracking_uri("http://h:5000") == "http://h:5000"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u@h/db")
-    assert resolve_tracking_uri() == "postgresql://u@h/db"
 
 
 @pytest.mark.parametrize(
