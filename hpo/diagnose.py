@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpo.callbacks import TrialRecord
 from hpo.diagnosis import (
     Diagnosis,
     diagnose,
@@ -17,6 +16,9 @@ from hpo.diagnosis import (
 from hpo.errors import ConfigError, tracking_errors
 from tracker import schema
 from tracker.params import present
+
+if TYPE_CHECKING:  # a type only: `hpo diagnose` must not load Ray through hpo.callbacks
+    from hpo.callbacks import TrialRecord
 
 
 def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:

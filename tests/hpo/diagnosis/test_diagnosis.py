@@ -335,3 +335,15 @@ def test_import_pulls_in_no_heavy_frameworks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "[]"
+
+
+def test_diagnose_history_command_loads_no_ray_torch_or_pandas(tmp_path):
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps({"train_loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.1, 0.8, 0.7, 0.7]}))
+    code = ("import sys; from hpo.cli import main; rc = main(['diagnose', '--history', sys.argv[1], '--json']); "
+            "print([m for m in ('torch', 'ray', 'mlflow', 'pandas', 'streamlit') if m in sys.modules], rc, "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(history)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert json.loads(out.stdout)["verdict"] in VERDICTS
+    assert out.stderr.strip().splitlines()[-1] == "[] 0"
