@@ -123,8 +123,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _fmt(value: Any) -> str:
-    """A cell: ``-`` for a missing value (None, NaN), 4 significant digits for floats."""
-    if not present(value):
+    """A cell: ``-`` for None, 4 significant digits for floats (a NaN metric shows as nan)."""
+    if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
