@@ -42,7 +42,7 @@ def fill(uri: str, trials: int, epochs: int, seed: int = 0) -> str:
     client = MlflowClient(uri)
     exp = client.create_experiment("scale", artifact_location=str(Path(uri[len("sqlite:///") :]).parent / "art"))
     parent = client.create_run(exp, run_name="scale", tags={
-        schema.ROLE: schema.ROLE_SWEEP, schema.SWEEP: "scale", schema.METHOD: "bayes", schema.SAMPLER: "tpe",
+        **schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "scale", schema.METHOD: "bayes", schema.SAMPLER: "tpe",
         schema.METRIC: "val_accuracy", schema.GOAL: "maximize", schema.SWEEP_STATE: "finished",
         schema.TRIALS_TOTAL: str(trials)}).info.run_id  # fmt: skip
     engine = sa.create_engine(uri)
@@ -61,7 +61,7 @@ def fill(uri: str, trials: int, epochs: int, seed: int = 0) -> str:
                      "end_time": start + 55_000, "source_version": "", "lifecycle_stage": "active",
                      "artifact_uri": f"/tmp/none/{run_id}", "experiment_id": int(exp)})  # fmt: skip
         verdict = rng.choice(VERDICTS)
-        for key, value in {schema.PARENT_RUN_ID: parent, schema.ROLE: schema.ROLE_TRIAL,
+        for key, value in {schema.PARENT_RUN_ID: parent, **schema.kind_tags(schema.KIND_TRIAL),
                            schema.TRIAL_NUMBER: str(n), schema.TRIAL_ID: f"t{n:05d}",
                            schema.DIAGNOSIS: verdict, schema.DIAGNOSIS_CONFIDENCE: "0.7"}.items():  # fmt: skip
             tags.append({"key": key, "value": value, "run_uuid": run_id})

@@ -1,4 +1,5 @@
-"""Analyses the sweep page runs over a sweep's trials: Optuna importance and contour, diagnosis fallbacks.
+"""Analyses the sweep page runs over a sweep's trials: Optuna importance and contour, diagnosis fallbacks
+(through ``hpo.diagnosis``, the path ``hpo diagnose`` takes).
 
 Pure functions (no Streamlit); ``dashboard/_data.py`` caches them.
 """
@@ -6,14 +7,14 @@ Pure functions (no Streamlit); ``dashboard/_data.py`` caches them.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from hpo.diagnosis import Diagnosis, diagnose_stored_trial, diagnose_trial_row, summarize_sweep
 from tracker import schema
-from tracker.queries import PARAM_PREFIX, SweepData, history_dict
+from tracker.queries import PARAM_PREFIX, SweepData, TrialData, history_dict, present
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +51,24 @@ def build_study(trials: pd.DataFrame, maximize: bool) -> tuple[Any, list[str]]:
         )
     distributions: dict[str, Any] = {}
     for col in (c for c in scored.columns if c.startswith(PARAM_PREFIX)):
-        present = [v for v in scored[col] if not _missing(v)]
-        if not present:
+        seen = [v for v in scored[col] if present(v)]
+        if not seen:
             continue
         name = col[len(PARAM_PREFIX) :]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            distributions[name] = IntDistribution(int(min(present)), int(max(present)))
-        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-            low, high = float(min(present)), float(max(present))
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in seen):
+            distributions[name] = IntDistribution(int(min(seen)), int(max(seen)))
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen):
+            low, high = float(min(seen)), float(max(seen))
             distributions[name] = FloatDistribution(low, high, log=low > 0 and high / low >= 100)
         else:
-            distributions[name] = CategoricalDistribution(sorted({str(v) for v in present}))
+            distributions[name] = CategoricalDistribution(sorted({str(v) for v in seen}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     for _, row in scored.iterrows():
         params, dists = {}, {}
         for name, dist in distributions.items():
             value = row[f"{PARAM_PREFIX}{name}"]
-            if _missing(value):
+            if not present(value):
                 continue  # a conditional parameter that was inactive in this trial
             params[name] = str(value) if isinstance(dist, CategoricalDistribution) else value
             if isinstance(dist, IntDistribution):
@@ -105,39 +106,31 @@ def contour(study: Any, x: str, y: str, metric: str) -> Any:
     return fig
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-# -- diagnosis fallbacks ------------------------------------------------------------------------------
-def _diagnosis_module() -> Any:
-    from tracker import diagnosis  # on first use: pages that only read logged verdicts never load it
-
-    return diagnosis
-
-
-def diagnose_curves(curves: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """``tracker.diagnosis.diagnose`` on one run's curves as a dict; ``None`` without curves or when it raises."""
-    if not curves:
-        return None
-    module = _diagnosis_module()
+# -- diagnosis fallbacks: the one path (hpo.diagnosis) for trials that logged none -------------------------
+def diagnose_stored(trial: TrialData) -> dict[str, Any] | None:
+    """``hpo.diagnosis.diagnose_stored_trial`` as a dict (what ``hpo diagnose RUN_ID`` prints), or ``None``."""
     try:
-        return dict(module.diagnose(curves, params=dict(params or {})).to_dict())
+        found = diagnose_stored_trial(trial)
     except Exception as e:  # a diagnosis bug must not take the page down; the curves still show
-        logger.warning("diagnose() failed: %s", e)
+        logger.warning("diagnosis of run %s failed: %s", trial.run_id, e)
         return None
+    return None if found is None else found.to_dict()
 
 
 def fill_verdicts(sweep: SweepData) -> pd.DataFrame:
-    """The trials frame with ``verdict``/``confidence`` computed for trials that have curves but no tag."""
+    """The trials frame with ``verdict``/``confidence`` computed for trials that logged none."""
     trials = sweep.trials.copy()
-    missing = trials["verdict"].isna() & (trials["state"] != "failed") & (trials["epochs_run"].fillna(0) > 0)
-    for idx in trials.index[missing]:
-        params = {c[len(PARAM_PREFIX) :]: v for c, v in trials.loc[idx].items() if c.startswith(PARAM_PREFIX)}
-        found = diagnose_curves(history_dict(sweep.histories, trials.at[idx, "run_id"]), params)
-        if found:
-            trials.at[idx, "verdict"] = found.get("verdict")
-            trials.at[idx, "confidence"] = found.get("confidence")
+    for idx in trials.index[trials["verdict"].isna()]:
+        row = trials.loc[idx].to_dict()
+        params = {c[len(PARAM_PREFIX) :]: v for c, v in row.items() if c.startswith(PARAM_PREFIX) and present(v)}
+        try:
+            found = diagnose_trial_row(row, history_dict(sweep.histories, row["run_id"]), params, sweep.tags)
+        except Exception as e:  # as above: the table still shows without this verdict
+            logger.warning("diagnosis of run %s failed: %s", row["run_id"], e)
+            continue
+        if found is not None:
+            trials.at[idx, "verdict"] = found.verdict
+            trials.at[idx, "confidence"] = found.confidence
     return trials
 
 
@@ -148,20 +141,19 @@ def sweep_summary(sweep: SweepData, trials: pd.DataFrame, logged: Mapping[str, A
     one-line summary tag when logged.
     """
     summary: dict[str, Any] = dict(logged or {})
-    module = _diagnosis_module()
     judged = trials[trials["verdict"].notna()]
     if not logged and not judged.empty:
         # summarize_sweep reads only each trial's verdict and params: rebuild light Diagnosis objects
         # from the verdicts we already have instead of re-diagnosing every curve.
         pairs = [
             (
-                {c[len(PARAM_PREFIX) :]: v for c, v in row.items() if c.startswith(PARAM_PREFIX) and not _missing(v)},
-                module.Diagnosis(verdict=str(row["verdict"]), confidence=0.0, evidence={}, recommendations=[]),
+                {c[len(PARAM_PREFIX) :]: v for c, v in row.items() if c.startswith(PARAM_PREFIX) and present(v)},
+                Diagnosis(verdict=str(row["verdict"]), confidence=0.0, evidence={}, recommendations=[]),
             )
             for _, row in judged.iterrows()
         ]
         try:
-            summary = dict(module.summarize_sweep(pairs).to_dict())
+            summary = dict(summarize_sweep(pairs).to_dict())
         except Exception as e:  # the summary is an extra: never take the page down for it
             logger.warning("summarize_sweep() failed: %s", e)
     counts = trials["verdict"].dropna().value_counts()

@@ -21,7 +21,9 @@ from streamlit.errors import StreamlitAPIException
 
 from dashboard import _analysis
 from tracker import schema
-from tracker.queries import RunNotFound, Store, StoreUnavailable, SweepData, TrialData, resolve_tracking_uri
+from tracker.errors import StoreUnavailable
+from tracker.queries import RunNotFound, Store, SweepData, TrialData
+from tracker.uri import resolve_tracking_uri
 
 LIVE_REFRESH_S = 5.0
 _MAX_SWEEPS_CACHED = 4
@@ -29,7 +31,8 @@ _MAX_SWEEPS_CACHED = 4
 
 def tracking_uri() -> str:
     """``--tracking-uri`` after ``--`` on the ``streamlit run`` line, else ``HPO_TRACKING_URI``, else
-    ``MLFLOW_TRACKING_URI``, else ``./.hpo/mlflow.db``."""
+    what every command resolves (``tracker.uri``: ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in
+    ``$HPO_HOME`` or ``./.hpo``)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--tracking-uri")
     known, _ = parser.parse_known_args(sys.argv[1:])
@@ -144,10 +147,11 @@ def load_trial(uri: str, run_id: str) -> TrialData:
 
 
 def trial_diagnosis(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
-    """The trial's diagnosis and where it came from: the logged diagnosis.json, or computed now."""
+    """The trial's diagnosis and where it came from: the logged diagnosis.json, or computed now by the
+    path the sweep and ``hpo diagnose RUN_ID`` use."""
     if trial.diagnosis:
         return trial.diagnosis, "logged by the sweep"
-    computed = _analysis.diagnose_curves(trial.curves(), trial.params)
+    computed = _analysis.diagnose_stored(trial)
     if computed:
         return computed, "computed now from the curves"
     verdict = trial.tags.get(schema.DIAGNOSIS)

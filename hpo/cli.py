@@ -168,7 +168,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if (args.history is None) == (args.target is None):
         raise ConfigError("give either a run id / sweep name or --history FILE", source="hpo diagnose")
     if args.history is not None:
-        from tracker.diagnosis import HistoryFileError, diagnose, load_history_file
+        from hpo.diagnosis import HistoryFileError, diagnose, load_history_file
 
         try:
             history = load_history_file(args.history)

@@ -1,29 +1,24 @@
-"""The one place that decides defaults: where results go, ports, concurrency."""
+"""The one place that decides defaults: where results go, ports, concurrency.
+
+The tracking URI and the embedded home folder are decided in ``tracker.uri`` (the tracker's readers and
+writer need them and must not import ``hpo``); this module re-exports them so the rest of ``hpo`` asks here.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from tracker.uri import HOME_ENV, home
+from tracker.uri import resolve_tracking_uri as tracking_uri
 from trainers.tasks import TASKS
 
-__all__ = ["TASKS", "home", "tracking_uri", "artifact_root", "ray_storage", "MLFLOW_UI_PORT", "DASHBOARD_PORT"]
+__all__ = [
+    "TASKS", "HOME_ENV", "home", "tracking_uri", "artifact_root", "ray_storage", "MLFLOW_UI_PORT", "DASHBOARD_PORT",
+]  # fmt: skip
 
-HOME_ENV = "HPO_HOME"  # overrides ./.hpo
 MLFLOW_UI_PORT = 5000
 DASHBOARD_PORT = 8501
 HOST = "127.0.0.1"
-
-
-def home() -> Path:
-    """Folder of the embedded store: ``$HPO_HOME`` or ``./.hpo`` (absolute)."""
-    return Path(os.environ.get(HOME_ENV) or ".hpo").resolve()
-
-
-def tracking_uri(explicit: str | None = None) -> str:
-    """The MLflow store to use: ``explicit``, else ``$MLFLOW_TRACKING_URI``, else SQLite in ``home()``."""
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{home() / 'mlflow.db'}"
 
 
 def artifact_root() -> Path:

@@ -1,43 +1,28 @@
-"""Glue between sweeps and ``tracker.diagnosis``: diagnose trials as they end, and runs read from a store."""
+"""Glue between sweeps and ``hpo.diagnosis``: diagnose trials as they end, and runs read from a store."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from hpo.errors import ConfigError, TrackingError
+from hpo.diagnosis import (
+    Diagnosis,
+    diagnose,
+    diagnose_stored_trial,
+    diagnose_trial,
+    diagnose_trial_row,
+    summarize_sweep,
+)
+from hpo.errors import ConfigError, tracking_errors
 from hpo.results import TrialRecord
 from tracker import schema
-from tracker.diagnosis import Diagnosis, diagnose, summarize_sweep
-
-# Histories the diagnosis reads; the rest of a trial's metrics do not describe a learning curve.
-CURVE_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr")
-
-
-# The trainer's own exception, or a non-finite value named as a word (not "nan" inside "maintenance").
-_DIVERGED_ERROR = re.compile(r"\bDiverged\b|\b(?:nan|inf)\b", re.IGNORECASE)
+from tracker.params import present
 
 
 def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
     """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing."""
-    return _diagnose_curves(record.history, record.status, record.error, record.config, n_classes,
-                            record.early_stopped)
-
-
-def _diagnose_curves(
-    history: dict[str, list[float | None]], status: str | None, error: str | None, params: dict[str, Any],
-    n_classes: int | None, stopped_early: bool = False,
-) -> Diagnosis | None:
-    """A trial that failed because its loss became NaN/inf gets a NaN appended to its training loss:
-    the epoch that diverged never reached a report (nor the store), but it is the strongest evidence there is.
-    """
-    curves = {k: list(v) for k, v in history.items() if k in CURVE_KEYS}
-    if status == "FAILED" and isinstance(error, str) and _DIVERGED_ERROR.search(error):
-        curves.setdefault("train_loss", []).append(float("nan"))
-    if not curves:
-        return None
-    return diagnose(curves, params=params, n_classes=n_classes, stopped_early=stopped_early)
+    return diagnose_trial(record.history, status=record.status, error=record.error, params=record.config,
+                          n_classes=n_classes, stopped_early=record.early_stopped)
 
 
 def trial_tags(result: Diagnosis) -> dict[str, str]:
@@ -70,10 +55,10 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
         TrackingError: the store cannot be read.
     """
     from hpo import defaults
-    from tracker.queries import RunNotFound, Store, StoreUnavailable, history_dict
+    from tracker.queries import PARAM_PREFIX, RunNotFound, Store, history_dict
 
     uri = defaults.tracking_uri(tracking_uri)
-    try:
+    with tracking_errors():
         store = Store(uri)
         parent = store.find_sweep(target)
         if parent is None:
@@ -83,49 +68,31 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
                 raise ConfigError(
                     f"no trial run, sweep run or sweep named {target!r} in {store.display_uri}"
                 ) from None
-            if trial.tags.get(schema.ROLE) != schema.ROLE_SWEEP:
-                # the same inputs the sweep diagnosed at trial end, so the answer matches the run's tags
-                result = _diagnose_curves(trial.curves(), trial.status, trial.tags.get(schema.ERROR),
-                                          trial.params, _n_classes(trial.tags),
-                                          trial.tags.get(schema.EARLY_STOPPED) == "true")
+            if trial.kind != schema.KIND_SWEEP:
+                # the one path the sweep diagnosed with at trial end, so the answer matches the run's tags
+                result = diagnose_stored_trial(trial)
                 if result is None:
                     result = diagnose({}, params=trial.params)  # says there is nothing to judge
                 return {"kind": "trial", "run_id": trial.run_id, **result.to_dict()}
             parent = target
-        data = store.sweep(parent)
-    except StoreUnavailable as e:
-        raise TrackingError(str(e)) from e
-    except RunNotFound as e:
-        raise ConfigError(str(e)) from None
+        try:
+            data = store.sweep(parent)
+        except RunNotFound as e:
+            raise ConfigError(str(e)) from None
     trials = []
     pairs = []
-    for _, row in data.trials.iterrows():
-        params = {c[2:]: row[c] for c in data.trials.columns if c.startswith("p.") and _present(row[c])}
-        error = row["error"] if isinstance(row["error"], str) else None
-        result = _diagnose_curves(history_dict(data.histories, row["run_id"]), row["status"], error, params,
-                                  _n_classes(data.tags), bool(row["early_stopped"]))
+    for row in data.trials.to_dict("records"):
+        params = {c[len(PARAM_PREFIX):]: v for c, v in row.items() if c.startswith(PARAM_PREFIX) and present(v)}
+        result = diagnose_trial_row(row, history_dict(data.histories, row["run_id"]), params, data.tags)
         if result is None:
             continue
         pairs.append((params, result))
-        trials.append({"run_id": row["run_id"], "trial_number": _int(row["trial_number"]), "status": row["status"],
-                       "verdict": result.verdict, "confidence": result.confidence, "summary": result.summary})
+        number = row["trial_number"]
+        trials.append({"run_id": row["run_id"], "trial_number": int(number) if present(number) else None,
+                       "status": row["status"], "verdict": result.verdict, "confidence": result.confidence,
+                       "summary": result.summary})
     summary = summarize_sweep(pairs).to_dict() if pairs else None
     return {"kind": "sweep", "sweep": data.name, "parent_run_id": data.run_id, "summary": summary, "trials": trials}
-
-
-def _n_classes(tags: dict[str, str]) -> int | None:
-    from trainers.tasks import TASKS
-
-    task = tags.get(schema.TASK)
-    return TASKS[task].n_classes if isinstance(task, str) and task in TASKS else None
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and value != value)
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if _present(value) else None
 
 
 def render(doc: dict[str, Any]) -> str:

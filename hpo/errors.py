@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from tracker.errors import StoreUnavailable
+
 
 class HpoError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -29,6 +34,19 @@ class ConfigError(HpoError):
 
 class TrackingError(HpoError):
     """The tracking store cannot be reached or written."""
+
+
+@contextlib.contextmanager
+def tracking_errors() -> Iterator[None]:
+    """Re-raise the tracker's ``StoreUnavailable`` as our ``TrackingError``: the one place the two meet.
+
+    Raises:
+        TrackingError: the store cannot be reached, opened or read; the message is the tracker's.
+    """
+    try:
+        yield
+    except StoreUnavailable as e:
+        raise TrackingError(str(e)) from e
 
 
 class ClusterError(HpoError):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
-from hpo.errors import ConfigError, TrackingError
+from hpo.errors import ConfigError, tracking_errors
 from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard
 from tracker import schema
 from tracker.mlflow_log import redact, sqlite_path
+from tracker.params import present
 
 MAX_PARAM_COLUMNS = 8
 
@@ -69,19 +71,14 @@ def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
     if top is not None:
         ordered = ordered[:top]
     params = varying_params(result.trials)[:MAX_PARAM_COLUMNS]
-    header = ["rank", "trial", "status", result.metric, "epochs", *params, "diagnosis"]
+    header = leaderboard_header(result.metric, params)
     rows = []
     for rank, r in enumerate(ordered, 1):
-        status = "STOPPED" if r.early_stopped else r.status
-        rows.append([
-            str(rank) if r.best is not None and r.status != "FAILED" else "-",
-            str(r.number),
-            status,
-            _fmt(r.best),
-            str(r.epochs),
-            *(_fmt(r.config.get(p)) for p in params),
-            _verdict(r) or "" if r.status != "FAILED" else f"{_verdict(r) or 'failed'}: {error_summary(r.error)[:60]}",
-        ])
+        failed = f"{_verdict(r) or 'failed'}: {error_summary(r.error)[:60]}"
+        verdict = _verdict(r) or "" if r.status != "FAILED" else failed
+        rows.append(leaderboard_row(rank if r.best is not None and r.status != "FAILED" else None, r.number,
+                                    "STOPPED" if r.early_stopped else r.status, r.best, r.epochs, r.config, params,
+                                    verdict))
     counts = _counts(result.trials)
     title = f"sweep {result.sweep}: {counts} in {result.elapsed_s:.1f}s"
     title += " (interrupted)" if result.interrupted else ""
@@ -101,6 +98,20 @@ def _counts(records: list[TrialRecord]) -> str:
     return ", ".join(parts)
 
 
+def leaderboard_header(metric: str | None, params: list[str]) -> list[str]:
+    """The columns of every leaderboard we print (``hpo run``'s and ``hpo best``'s)."""
+    return ["rank", "trial", "status", str(metric), "epochs", *params, "diagnosis"]
+
+
+def leaderboard_row(
+    rank: int | None, number: int | None, status: str, metric: float | None, epochs: int | None,
+    values: Mapping[str, Any], params: list[str], verdict: str,
+) -> list[str]:  # fmt: skip
+    """One leaderboard line as text, in the columns of :func:`leaderboard_header` (``-`` for no rank)."""
+    return [_fmt(rank), _fmt(number), status, _fmt(metric), _fmt(epochs), *(_fmt(values.get(p)) for p in params),
+            verdict]
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A left-aligned plain-text table."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -111,6 +122,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A cell: ``-`` for None, 4 significant digits for floats (a NaN metric shows as nan)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -147,10 +159,10 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
         ConfigError: no sweep of that name exists there.
     """
     from hpo import defaults
-    from tracker.queries import RunNotFound, Store, StoreUnavailable
+    from tracker.queries import PARAM_PREFIX, RunNotFound, Store
 
     uri = defaults.tracking_uri(tracking_uri)
-    try:
+    with tracking_errors():
         store = Store(uri)
         run_id = store.find_sweep(name)
         if run_id is None:
@@ -163,38 +175,31 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
                 ) from None
         else:
             data = store.sweep(run_id)
-    except StoreUnavailable as e:
-        raise TrackingError(str(e)) from e
-    trials = data.trials
+    trials = data.trials  # the sweep's trial runs only: other kinds of child run are not trials
     scored = trials[trials["best"].notna() & (trials["state"] != "failed")]
     scored = scored.sort_values("best", ascending=not data.maximize).head(top)
-    params = [c for c in trials.columns if c.startswith("p.")]
-    varying = [c for c in params if trials[c].astype(str).nunique() > 1][:MAX_PARAM_COLUMNS]
+    columns = [c for c in trials.columns if c.startswith(PARAM_PREFIX)]
+    varying = [c[len(PARAM_PREFIX):] for c in columns if trials[c].astype(str).nunique() > 1][:MAX_PARAM_COLUMNS]
     rows = []
-    for _, row in scored.iterrows():
+    for row in scored.to_dict("records"):
         rows.append({
             "run_id": row["run_id"],
-            "trial_number": int(row["trial_number"]) if row["trial_number"] == row["trial_number"] else None,
+            "trial_number": int(row["trial_number"]) if present(row["trial_number"]) else None,
             "status": row["status"],
             "metric": float(row["best"]),
-            "epochs": int(row["epochs_run"]) if row["epochs_run"] == row["epochs_run"] else None,
+            "epochs": int(row["epochs_run"]) if present(row["epochs_run"]) else None,
             "diagnosis": row.get("verdict") if isinstance(row.get("verdict"), str) else None,
-            "params": {c[2:]: _plain(row[c]) for c in params if _present(row[c])},
+            "params": {c[len(PARAM_PREFIX):]: _plain(row[c]) for c in columns if present(row[c])},
         })
     doc = {"sweep": data.name, "parent_run_id": data.run_id, "metric": {"name": data.metric, "goal": data.goal},
            "state": data.state, "top": rows}
-    header = ["rank", "trial", "status", str(data.metric), "epochs", *(c[2:] for c in varying), "diagnosis"]
     body = [
-        [str(i), str(r["trial_number"]), r["status"], _fmt(r["metric"]), str(r["epochs"]),
-         *(_fmt(r["params"].get(c[2:])) for c in varying), r["diagnosis"] or ""]
+        leaderboard_row(i, r["trial_number"], r["status"], r["metric"], r["epochs"], r["params"], varying,
+                        r["diagnosis"] or "")
         for i, r in enumerate(rows, 1)
     ]
     title = f"sweep {data.name} ({data.state}), run {data.run_id}: top {len(rows)} by {data.goal} {data.metric}"
-    return doc, title + "\n" + table(header, body)
-
-
-def _present(value: Any) -> bool:
-    return not (isinstance(value, float) and math.isnan(value)) and value is not None
+    return doc, title + "\n" + table(leaderboard_header(data.metric, varying), body)
 
 
 def _plain(value: Any) -> Any:

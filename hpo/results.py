@@ -28,7 +28,7 @@ class TrialRecord:
     error: str | None = None
     history: dict[str, list[float | None]] = field(default_factory=dict)
     checkpoint: Any = None  # the trial's latest Ray checkpoint: its best epoch
-    diagnosis: Any = None  # tracker.diagnosis.Diagnosis once the trial has ended
+    diagnosis: Any = None  # hpo.diagnosis.Diagnosis once the trial has ended
 
 
 @dataclass

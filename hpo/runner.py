@@ -21,12 +21,12 @@ from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
-from hpo.errors import ClusterError, HpoError, TrackingError
+from hpo.errors import ClusterError, HpoError, tracking_errors
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.trial_book import TrialBook
 from tracker import schema
-from tracker.mlflow_log import SweepLogger, TrackingUnavailable, open_client, redact, sqlite_path
+from tracker.mlflow_log import SweepLogger, open_client, redact, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,8 @@ def run_sweep(
         gpus = config.workers * config.resources.gpu  # GPUs are checked once Ray has detected them
         check_cluster_fits(config, {"CPU": cores, "GPU": gpus}, [{"CPU": cores, "GPU": gpus}])
     uri = defaults.tracking_uri(config.tracking_uri)
-    try:
+    with tracking_errors():
         client = open_client(uri)
-    except TrackingUnavailable as e:
-        raise TrackingError(str(e)) from e
     trials = rules.trials_planned(config)
     cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
     try:

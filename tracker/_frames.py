@@ -7,7 +7,6 @@ per-trial curves ``diagnose()`` takes, and the learning-curve points without sum
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -16,32 +15,12 @@ import numpy as np
 import pandas as pd
 
 from tracker import schema
+from tracker.params import parse_param
 
 TrialState = Literal["finished", "failed", "stopped", "running"]
 TRIAL_STATES: tuple[TrialState, ...] = ("finished", "failed", "stopped", "running")
 PARAM_PREFIX = "p."  # trials frame column for hyperparameter <name> is "p.<name>"
 _SUMMARY_METRIC = (schema.BEST_PREFIX, schema.FINAL_PREFIX, schema.EPOCHS_RUN)
-
-
-def parse_param(value: str | None) -> Any:
-    """MLflow stores params as strings; give back the bool, int, float or None they were logged from."""
-    if value is None:
-        return None
-    text = value.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return value
-    return number if math.isfinite(number) or lowered in ("inf", "-inf", "nan") else value
 
 
 def history_dict(histories: pd.DataFrame, run_id: str) -> dict[str, list[float | None]]:

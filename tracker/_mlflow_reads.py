@@ -8,15 +8,21 @@ instead of ``get_metric_history`` per run and key.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 
 from tracker import schema
-from tracker._sql_reads import RUN_COLUMNS
+from tracker._backend import RUN_COLUMNS, KeyValueTable
+from tracker.schema import RunKind
+from tracker.uri import is_server_uri, probe_server, redact
 
 logger = logging.getLogger(__name__)
 
@@ -25,49 +31,89 @@ _BULK_MAX_RUNS = 100  # the server refuses more run ids per bulk request
 _BULK_MAX_RESULTS = 25_000
 _PAGE = 10_000
 PROBE_EVERY_S = 5.0
+PROBE_TIMEOUT_S = 3.0  # a page waits at most this long to learn that the server went away
 
 
-class ClientUnavailable(Exception):
-    """The tracking server does not answer; the message says why."""
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def _in_session(method: _Read) -> _Read:
+    """A read called outside :meth:`ClientReads.session` gets one of its own: it keeps nothing afterwards."""
+
+    @functools.wraps(method)
+    def read(self: ClientReads, *args: Any, **kwargs: Any) -> Any:
+        with self.session():
+            return method(self, *args, **kwargs)
+
+    return cast(_Read, read)
 
 
 class ClientReads:
-    """Reads through ``MlflowClient``; remembers the runs its searches returned."""
+    """:class:`tracker._backend.ReadBackend` through ``MlflowClient`` (an MLflow tracking server).
+
+    The runs a search returned are kept for the rest of one :meth:`session` (their tags, params and
+    latest metrics came with them), per thread, and dropped when it ends: a later read fetches afresh,
+    so no answer depends on what was read before.
+
+    Raises:
+        StoreUnavailable: the server does not answer ``/health``.
+    """
 
     def __init__(self, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient  # heavy import, only for server stores
 
         self.tracking_uri = tracking_uri
-        self._server = tracking_uri.startswith(("http://", "https://"))
+        self.display_uri = redact(tracking_uri)
+        self._server = is_server_uri(tracking_uri)
         if self._server:
-            _probe(tracking_uri)
+            probe_server(tracking_uri, PROBE_TIMEOUT_S)
         self._probed = time.monotonic()
         self.client = MlflowClient(tracking_uri)
-        self._runs: dict[str, Any] = {}
-        self._experiments: dict[str, str] = {}
+        self._local = threading.local()  # the dashboard shares one Store between its sessions' threads
 
-    def ensure_reachable(self) -> None:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._local.runs, self._local.experiments = {}, {}
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                self._local.runs, self._local.experiments = {}, {}
+
+    @property
+    def _runs(self) -> dict[str, Any]:
+        return self._local.runs  # type: ignore[no-any-return]  # set by session(), which every read enters
+
+    @property
+    def _experiments(self) -> dict[str, str]:
+        return self._local.experiments  # type: ignore[no-any-return]
+
+    def check(self) -> None:
         """Fail in milliseconds when the server went away, not after MLflow's minutes of retries.
 
         Raises:
-            ClientUnavailable: the server does not answer ``/health`` (checked at most every few seconds).
+            StoreUnavailable: the server does not answer ``/health`` (checked at most every few seconds).
         """
         if self._server and time.monotonic() - self._probed >= PROBE_EVERY_S:
-            _probe(self.tracking_uri)
+            probe_server(self.tracking_uri, PROBE_TIMEOUT_S)
             self._probed = time.monotonic()
 
     # -- runs ----------------------------------------------------------------------------------------
     def _experiment_ids(self) -> list[str]:
         experiments = self.client.search_experiments(max_results=50_000)
-        self._experiments = {e.experiment_id: e.name for e in experiments}
-        return list(self._experiments)
+        self._experiments.update({e.experiment_id: e.name for e in experiments})
+        return [e.experiment_id for e in experiments]
 
     def _search(self, filter_string: str, experiment_ids: list[str] | None = None) -> list[Any]:
         ids = experiment_ids if experiment_ids is not None else self._experiment_ids()
         runs: list[Any] = []
-        token = None
         # search_runs takes at most 100 experiments per call
         for start in range(0, len(ids), 100):
+            token = None
             while True:
                 page = self.client.search_runs(
                     ids[start : start + 100], filter_string, max_results=_PAGE, page_token=token
@@ -79,6 +125,20 @@ class ClientReads:
         for run in runs:
             self._runs[run.info.run_id] = run
         return runs
+
+    def _of_kind(self, filter_string: str, kind: RunKind, experiment_ids: list[str] | None = None) -> list[Any]:
+        """Runs of ``kind`` matching ``filter_string``: by ``hpo.run_kind``, or schema 1's ``hpo.role``."""
+        found: dict[str, Any] = {}
+        for tag in (schema.RUN_KIND, schema.LEGACY_ROLE):
+            query = " and ".join(f for f in (filter_string, f"tags.`{tag}` = '{kind}'") if f)
+            found.update((r.info.run_id, r) for r in self._search(query, experiment_ids))
+        return [r for r in found.values() if schema.run_kind(r.data.tags) == kind]
+
+    def _ensure(self, run_ids: Sequence[str]) -> None:
+        """Fetch the runs this session has not seen (a parent read for its tags, say)."""
+        missing = [r for r in run_ids if r not in self._runs]
+        if missing:
+            self.runs_by_id(missing)
 
     def _frame(self, runs: Iterable[Any], with_parent: bool = False) -> pd.DataFrame:
         rows = []
@@ -101,9 +161,11 @@ class ClientReads:
             rows.append(row)
         return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "parent_id"] if with_parent else RUN_COLUMNS)
 
+    @_in_session
     def sweep_runs(self) -> pd.DataFrame:
-        return self._frame(self._search(f"tags.`{schema.ROLE}` = '{schema.ROLE_SWEEP}'"))
+        return self._frame(self._of_kind("", schema.KIND_SWEEP))
 
+    @_in_session
     def runs_by_id(self, run_ids: Sequence[str]) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
 
@@ -118,17 +180,24 @@ class ClientReads:
                 runs.append(run)
         return self._frame(runs)
 
-    def child_runs(self, parent_ids: Sequence[str]) -> pd.DataFrame:
+    @_in_session
+    def child_runs(self, parent_ids: Sequence[str], kind: RunKind) -> pd.DataFrame:
         wanted = set(parent_ids)
+        self._ensure(parent_ids)
         experiment_ids = sorted({self._runs[p].info.experiment_id for p in parent_ids if p in self._runs})
         if len(parent_ids) == 1:
             found = self._search(f"tags.`{schema.PARENT_RUN_ID}` = '{parent_ids[0]}'", experiment_ids or None)
+            found = [r for r in found if schema.run_kind(r.data.tags) == kind]
         else:
-            found = self._search(f"tags.`{schema.ROLE}` = '{schema.ROLE_TRIAL}'", experiment_ids or None)
+            found = self._of_kind("", kind, experiment_ids or None)
         return self._frame([r for r in found if r.data.tags.get(schema.PARENT_RUN_ID) in wanted], True)
 
     # -- tags, params, metrics --------------------------------------------------------------------
-    def key_values(self, table: str, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+    @_in_session
+    def key_values(
+        self, table: KeyValueTable, run_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        self._ensure(run_ids)
         rows: list[tuple[Any, ...]] = []
         for run_id in run_ids:
             run = self._runs.get(run_id)
@@ -138,7 +207,9 @@ class ClientReads:
             rows.extend((run_id, k, v) for k, v in values.items() if keys is None or k in keys)
         return pd.DataFrame(rows, columns=["run_id", "key", "value"])
 
+    @_in_session
     def latest_metrics(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        self._ensure(run_ids)
         rows: list[tuple[Any, ...]] = []
         for run_id in run_ids:
             run = self._runs.get(run_id)
@@ -147,8 +218,10 @@ class ClientReads:
             rows.extend((run_id, k, float(v), None) for k, v in run.data.metrics.items() if keys is None or k in keys)
         return pd.DataFrame(rows, columns=["run_id", "key", "value", "step"])
 
+    @_in_session
     def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
         if keys is None:
+            self._ensure(run_ids)
             keys = sorted({k for r in run_ids if r in self._runs for k in self._runs[r].data.metrics})
         rows: list[tuple[str, str, int, float]] = []
         for key in keys:
@@ -170,26 +243,22 @@ class ClientReads:
                 rows.append((run_id, key, int(m.step), float(m.value)))
         return rows
 
-    # -- artifacts ---------------------------------------------------------------------------------
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
-        return list(self.client.list_artifacts(run_id, path))
+    # -- artifacts: through the server (it may proxy them) -------------------------------------------
+    @_in_session
+    def list_artifacts(self, run_id: str, artifact_uri: str, max_files: int) -> list[str]:
+        files: list[str] = []
+        todo: list[str | None] = [None]
+        while todo and len(files) < max_files:
+            for entry in self.client.list_artifacts(run_id, todo.pop(0)):
+                (todo.append(entry.path) if entry.is_dir else files.append(entry.path))
+        return sorted(files)
 
-    def download_artifact(self, run_id: str, path: str, dst: str) -> str:
+    @_in_session
+    def download_artifact(self, run_id: str, path: str, dst: str, artifact_uri: str) -> str:
         return str(self.client.download_artifacts(run_id, path, dst))
 
-
-def _probe(uri: str) -> None:
-    import requests
-
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=3)
-    except requests.RequestException as e:
-        from tracker.mlflow_log import redact
-
-        raise ClientUnavailable(
-            f"the MLflow server at {redact(uri)} does not answer ({type(e).__name__}). Start it "
-            "(`mlflow server --backend-store-uri ...`) or pass another --tracking-uri."
-        ) from e
+    def local_artifact_dir(self, artifact_uri: str | None) -> Path | None:
+        return None  # the server's artifact location is the server's, even when it names a local path
 
 
 def _bulk_request(uri: str, run_ids: list[str], key: str) -> list[tuple[str, str, int, float]]:

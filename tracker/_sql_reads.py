@@ -5,12 +5,14 @@ would cost 6,000 round trips. Reading the tables MLflow itself writes (``runs``,
 ``params``, ``latest_metrics``, ``metrics``, ``experiments``; schema of MLflow 3.17,
 ``mlflow/store/tracking/dbmodels/models.py``) costs one query per table instead.
 
-Every function here returns long pandas frames; :mod:`tracker.queries` shapes them. Runs and
-experiments in MLflow's trash (``lifecycle_stage = 'deleted'``) are left out, as in MLflow's UI.
+:class:`SqlReads` implements :class:`tracker._backend.ReadBackend`; every method returns long pandas
+frames that :mod:`tracker.queries` shapes. Runs and experiments in MLflow's trash
+(``lifecycle_stage = 'deleted'``) are left out, as in MLflow's UI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tracker import schema
+from tracker._backend import RUN_COLUMNS, KeyValueTable
+from tracker.errors import StoreUnavailable
+from tracker.schema import RunKind
 
 _runs = sa.table(
     "runs",
@@ -54,29 +59,15 @@ _metrics = sa.table(
     sa.column("run_uuid"),
 )
 
-RUN_COLUMNS = [
-    "run_id",
-    "name",
-    "status",
-    "start_time",
-    "end_time",
-    "artifact_uri",
-    "experiment_id",
-    "experiment",
-]
 # SQLite's default cap on bound parameters is 32,766; PostgreSQL's is 65,535. Chunk well below both.
 _IN_CHUNK = 5_000
-
-
-class SqlUnavailable(Exception):
-    """The database cannot be opened or does not hold MLflow's tables; the message says why."""
 
 
 def create_engine(tracking_uri: str) -> sa.Engine:
     """Open ``tracking_uri`` read-only where the driver allows it and check MLflow's tables exist.
 
     Raises:
-        SqlUnavailable: the file is missing, the server is unreachable, the driver is not
+        StoreUnavailable: the file is missing, the server is unreachable, the driver is not
             installed, or the database has no ``runs`` table.
     """
     url = sa.engine.make_url(tracking_uri)
@@ -84,7 +75,7 @@ def create_engine(tracking_uri: str) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "")
         if not url.database or not path.is_file():
-            raise SqlUnavailable(
+            raise StoreUnavailable(
                 f"no MLflow store at {path}: the file does not exist. Run `hpo run <sweep.yaml>` "
                 "first, or point --tracking-uri (or MLFLOW_TRACKING_URI) at an existing store."
             )
@@ -95,7 +86,7 @@ def create_engine(tracking_uri: str) -> sa.Engine:
         try:
             engine = sa.create_engine(url, pool_pre_ping=True)
         except ModuleNotFoundError as e:
-            raise SqlUnavailable(
+            raise StoreUnavailable(
                 f"cannot open {shown}: the database driver is not installed ({e}). "
                 "For PostgreSQL: pip install psycopg2-binary."
             ) from e
@@ -104,8 +95,8 @@ def create_engine(tracking_uri: str) -> sa.Engine:
             conn.execute(sa.select(_runs.c.run_uuid).limit(1)).all()
     except sa.exc.DatabaseError as e:
         if isinstance(e, sa.exc.OperationalError) and "no such table" not in str(e):
-            raise SqlUnavailable(f"cannot read {shown}: {_first_line(e)}") from e
-        raise SqlUnavailable(
+            raise StoreUnavailable(f"cannot read {shown}: {_first_line(e)}") from e
+        raise StoreUnavailable(
             f"{shown} is not an MLflow tracking store (no readable `runs` table: {_first_line(e)}). "
             "Point --tracking-uri at the database `hpo run` or `mlflow server` writes."
         ) from e
@@ -149,78 +140,127 @@ def _runs_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def sweep_runs(engine: sa.Engine) -> pd.DataFrame:
-    """Every active run tagged ``hpo.role = sweep``: one row per run, columns ``RUN_COLUMNS``."""
-    query = _active_runs_query().join(_tags, _tags.c.run_uuid == _runs.c.run_uuid)
-    query = query.where(_tags.c.key == schema.ROLE, _tags.c.value == schema.ROLE_SWEEP)
-    with engine.connect() as conn:
-        return _runs_frame(_frame(conn, query, RUN_COLUMNS))
+def _kind_of_run() -> tuple[Any, Any, Any]:
+    """Outer joins for a run's kind: ``hpo.run_kind``, else schema 1's ``hpo.role`` (stores written before)."""
+    kind, role = _tags.alias("kind"), _tags.alias("role")
+    return kind, role, sa.func.coalesce(kind.c.value, role.c.value)
 
 
-def runs_by_id(engine: sa.Engine, run_ids: Sequence[str]) -> pd.DataFrame:
-    """The active runs among ``run_ids`` (missing or deleted ones are simply absent)."""
-    frames = []
-    with engine.connect() as conn:
-        for chunk in _chunks(run_ids):
-            frames.append(_frame(conn, _active_runs_query().where(_runs.c.run_uuid.in_(chunk)), RUN_COLUMNS))
-    return _runs_frame(pd.concat(frames, ignore_index=True))
+def _of_kind(query: sa.Select[Any], kind_name: RunKind) -> sa.Select[Any]:
+    kind, role, value = _kind_of_run()
+    query = query.outerjoin(kind, (kind.c.run_uuid == _runs.c.run_uuid) & (kind.c.key == schema.RUN_KIND))
+    query = query.outerjoin(role, (role.c.run_uuid == _runs.c.run_uuid) & (role.c.key == schema.LEGACY_ROLE))
+    return query.where(value == kind_name)
 
 
-def child_runs(engine: sa.Engine, parent_ids: Sequence[str]) -> pd.DataFrame:
-    """Active children of ``parent_ids`` (through ``mlflow.parentRunId``), plus a ``parent_id`` column."""
-    parent = _tags.alias("parent")
-    query = _active_runs_query().add_columns(parent.c.value.label("parent_id"))
-    query = query.join(parent, parent.c.run_uuid == _runs.c.run_uuid).where(parent.c.key == schema.PARENT_RUN_ID)
-    frames = []
-    with engine.connect() as conn:
-        for chunk in _chunks(parent_ids):
-            frames.append(_frame(conn, query.where(parent.c.value.in_(chunk)), [*RUN_COLUMNS, "parent_id"]))
-    return _runs_frame(pd.concat(frames, ignore_index=True))
+class SqlReads:
+    """:class:`tracker._backend.ReadBackend` on MLflow's SQL tables.
 
+    Args:
+        tracking_uri: a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``).
 
-def key_values(
-    engine: sa.Engine, table: str, run_ids: Sequence[str], keys: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Long frame ``run_id, key, value`` of ``tags`` or ``params`` for ``run_ids`` (or only ``keys``)."""
-    t = {"tags": _tags, "params": _params}[table]
-    query = sa.select(t.c.run_uuid, t.c.key, t.c.value)
-    if keys is not None:
-        query = query.where(t.c.key.in_(list(keys)))
-    frames = []
-    with engine.connect() as conn:
-        for chunk in _chunks(run_ids):
-            frames.append(_frame(conn, query.where(t.c.run_uuid.in_(chunk)), ["run_id", "key", "value"]))
-    return pd.concat(frames, ignore_index=True)
-
-
-def latest_metrics(engine: sa.Engine, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long frame ``run_id, key, value, step`` of each run's last logged value per metric key."""
-    query = sa.select(_latest.c.run_uuid, _latest.c.key, _latest.c.value, _latest.c.step, _latest.c.is_nan)
-    if keys is not None:
-        query = query.where(_latest.c.key.in_(list(keys)))
-    frames = []
-    with engine.connect() as conn:
-        for chunk in _chunks(run_ids):
-            cols = ["run_id", "key", "value", "step", "is_nan"]
-            frames.append(_frame(conn, query.where(_latest.c.run_uuid.in_(chunk)), cols))
-    return _nan_fixed(pd.concat(frames, ignore_index=True))
-
-
-def metric_histories(engine: sa.Engine, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """Long frame ``run_id, key, step, value``: every logged point of every run, one query per 5,000 runs.
-
-    Where a step was logged twice (a retried write), the later timestamp wins, as in MLflow's UI.
+    Raises:
+        StoreUnavailable: see :func:`create_engine`.
     """
-    m = _metrics.c
-    query = sa.select(m.run_uuid, m.key, m.step, m.value, m.is_nan, m.timestamp)
-    if keys is not None:
-        query = query.where(m.key.in_(list(keys)))
-    cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
-    frames = []
-    with engine.connect() as conn:
-        for chunk in _chunks(list(run_ids)):
-            frames.append(_frame(conn, query.where(m.run_uuid.in_(chunk)), cols))
-    frame = _nan_fixed(pd.concat(frames, ignore_index=True))
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.engine = create_engine(tracking_uri)
+        url = sa.engine.make_url(tracking_uri)
+        # a SQLite engine opens through a creator (read-only mode), so its own URL names no file
+        self.display_uri = tracking_uri if url.get_backend_name() == "sqlite" else url.render_as_string(True)
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # every read is one query on the live tables: nothing to keep
+
+    def check(self) -> None:
+        pass  # a lost database raises on the next query; Store turns that into StoreUnavailable
+
+    def sweep_runs(self) -> pd.DataFrame:
+        query = _of_kind(_active_runs_query(), schema.KIND_SWEEP)
+        with self.engine.connect() as conn:
+            return _runs_frame(_frame(conn, query, RUN_COLUMNS))
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        frames = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(run_ids):
+                frames.append(_frame(conn, _active_runs_query().where(_runs.c.run_uuid.in_(chunk)), RUN_COLUMNS))
+        return _runs_frame(pd.concat(frames, ignore_index=True))
+
+    def child_runs(self, parent_ids: Sequence[str], kind: RunKind) -> pd.DataFrame:
+        parent = _tags.alias("parent")
+        query = _active_runs_query().add_columns(parent.c.value.label("parent_id"))
+        query = query.join(parent, parent.c.run_uuid == _runs.c.run_uuid).where(parent.c.key == schema.PARENT_RUN_ID)
+        query = _of_kind(query, kind)
+        frames = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(parent_ids):
+                frames.append(_frame(conn, query.where(parent.c.value.in_(chunk)), [*RUN_COLUMNS, "parent_id"]))
+        return _runs_frame(pd.concat(frames, ignore_index=True))
+
+    def key_values(
+        self, table: KeyValueTable, run_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        t = {"tags": _tags, "params": _params}[table]
+        query = sa.select(t.c.run_uuid, t.c.key, t.c.value)
+        if keys is not None:
+            query = query.where(t.c.key.in_(list(keys)))
+        frames = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(run_ids):
+                frames.append(_frame(conn, query.where(t.c.run_uuid.in_(chunk)), ["run_id", "key", "value"]))
+        return pd.concat(frames, ignore_index=True)
+
+    def latest_metrics(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        query = sa.select(_latest.c.run_uuid, _latest.c.key, _latest.c.value, _latest.c.step, _latest.c.is_nan)
+        if keys is not None:
+            query = query.where(_latest.c.key.in_(list(keys)))
+        frames = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(run_ids):
+                cols = ["run_id", "key", "value", "step", "is_nan"]
+                frames.append(_frame(conn, query.where(_latest.c.run_uuid.in_(chunk)), cols))
+        return _nan_fixed(pd.concat(frames, ignore_index=True))
+
+    def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
+        # One query per 5,000 runs; sorted and de-duplicated on category codes below.
+        m = _metrics.c
+        query = sa.select(m.run_uuid, m.key, m.step, m.value, m.is_nan, m.timestamp)
+        if keys is not None:
+            query = query.where(m.key.in_(list(keys)))
+        cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
+        frames = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(run_ids)):
+                frames.append(_frame(conn, query.where(m.run_uuid.in_(chunk)), cols))
+        return _last_writes(_nan_fixed(pd.concat(frames, ignore_index=True)))
+
+    # -- artifacts: where the store's own artifact location says ----------------------------------------
+    def list_artifacts(self, run_id: str, artifact_uri: str, max_files: int) -> list[str]:
+        local = local_dir(artifact_uri)
+        if local is not None:  # the embedded default: read the folder, no MLflow import
+            found = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+            return found[:max_files]
+        repo = _artifact_repo(artifact_uri)
+        files: list[str] = []
+        todo: list[str | None] = [None]
+        while todo and len(files) < max_files:
+            for entry in repo.list_artifacts(todo.pop(0)):
+                (todo.append(entry.path) if entry.is_dir else files.append(entry.path))
+        return sorted(files)
+
+    def download_artifact(self, run_id: str, path: str, dst: str, artifact_uri: str) -> str:
+        local = local_dir(artifact_uri)
+        if local is not None:
+            return str(local / path)
+        return str(_artifact_repo(artifact_uri).download_artifacts(path, dst))
+
+    def local_artifact_dir(self, artifact_uri: str | None) -> Path | None:
+        return local_dir(artifact_uri)
+
+
+def _last_writes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where a step was logged twice (a retried write), the later timestamp wins, as in MLflow's UI."""
     # numpy lexsort on category codes: sorting 600k Python strings would cost ~0.5 s
     run = pd.Categorical(frame["run_id"])
     key = pd.Categorical(frame["key"])
@@ -238,6 +278,23 @@ def metric_histories(engine: sa.Engine, run_ids: Sequence[str], keys: Sequence[s
             "value": frame["value"].to_numpy(dtype=np.float64)[keep],
         }
     )
+
+
+def local_dir(artifact_uri: str | None) -> Path | None:
+    """The folder of a local artifact location (a path or ``file://`` URI), else ``None``."""
+    if not artifact_uri:
+        return None
+    if artifact_uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(artifact_uri).path))
+    return Path(artifact_uri) if "://" not in artifact_uri and ":/" not in artifact_uri else None
+
+
+def _artifact_repo(artifact_uri: str) -> Any:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(artifact_uri)
 
 
 def _nan_fixed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tracker import schema
+from tracker.errors import StoreUnavailable
+from tracker.uri import is_server_uri, probe_server, redact, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,8 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 FLUSH_POINTS = 500  # flush when this many points wait ...
 FLUSH_SECONDS = 2.0  # ... or this long after the last flush
-SERVER_PROBE_TIMEOUT_S = 5.0
 
 RunStatus = str  # "FINISHED" | "FAILED" | "KILLED" (MLflow's RunStatus names)
-
-
-class TrackingUnavailable(Exception):
-    """The tracking store cannot be opened or written."""
 
 
 def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
@@ -45,10 +42,10 @@ def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     processes hit on a fresh database; WAL lets the dashboard read while the sweep writes.
 
     Raises:
-        TrackingUnavailable: the store cannot be reached.
+        StoreUnavailable: the store cannot be reached.
     """
-    if tracking_uri.startswith(("http://", "https://")):
-        _probe_server(tracking_uri)
+    if is_server_uri(tracking_uri):
+        probe_server(tracking_uri)
     from mlflow.tracking import MlflowClient
 
     db = sqlite_path(tracking_uri)
@@ -60,48 +57,8 @@ def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     try:
         client.search_experiments(max_results=1)  # forces schema creation / a round trip to a server
     except Exception as e:  # noqa: BLE001 - any driver or HTTP error means the same to the user
-        raise TrackingUnavailable(f"cannot reach the MLflow store {redact(tracking_uri)}: {e}") from e
+        raise StoreUnavailable(f"cannot reach the MLflow store {redact(tracking_uri)}: {e}") from e
     return client
-
-
-def _probe_server(tracking_uri: str, timeout_s: float = SERVER_PROBE_TIMEOUT_S) -> None:
-    """One GET of the server's ``/health``: MLflow's own client retries a dead server for minutes
-    (measured: 250 s for ``hpo run`` against http://127.0.0.1:1 before this probe)."""
-    import urllib.error
-    import urllib.request
-
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) only, checked above
-            response.read(64)
-    except urllib.error.HTTPError as e:
-        raise TrackingUnavailable(
-            f"the MLflow server {redact(tracking_uri)} answered {e.code} on /health; check the URI "
-            "(an MLflow tracking server's address, e.g. http://127.0.0.1:5000)"
-        ) from e
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        raise TrackingUnavailable(
-            f"cannot reach the MLflow server {redact(tracking_uri)}: {reason}; start it (`docker compose up -d`, "
-            "or `mlflow server ...`), correct tracking_uri / MLFLOW_TRACKING_URI, or leave both unset for the "
-            "local store in ./.hpo"
-        ) from e
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
-    prefix = "sqlite:///"
-    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
-
-
-def redact(uri: str) -> str:
-    """``uri`` without a password, for messages and logs."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest:
-        return uri
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 @dataclass
@@ -137,7 +94,7 @@ class SweepLogger:
         params: Mapping[str, Any],
         artifact_location: str | None,
     ) -> SweepLogger:
-        """Create (or reuse) the experiment and open the sweep's parent run."""
+        """Create (or reuse) the experiment and open the sweep's parent run (run kind ``sweep``)."""
         found = client.get_experiment_by_name(experiment)
         if found is None:
             experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
@@ -146,7 +103,7 @@ class SweepLogger:
             experiment_id = found.experiment_id
         else:
             experiment_id = found.experiment_id
-        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, schema.ROLE: schema.ROLE_SWEEP})
+        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, **schema.kind_tags(schema.KIND_SWEEP)})
         logger = cls(client, experiment_id, run.info.run_id)
         logger.log_params(run.info.run_id, params)
         return logger
@@ -169,11 +126,11 @@ class SweepLogger:
 
     # -- trials --------------------------------------------------------------------------------------
     def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open a child run nested under the sweep; returns its run id."""
+        """Open a child run of kind ``trial`` nested under the sweep; returns its run id."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=run_name,
-            tags={**tags, schema.PARENT_RUN_ID: self.parent_run_id, schema.ROLE: schema.ROLE_TRIAL},
+            tags={**tags, schema.PARENT_RUN_ID: self.parent_run_id, **schema.kind_tags(schema.KIND_TRIAL)},
         )
         self.log_params(run.info.run_id, params)
         return run.info.run_id

@@ -1,9 +1,11 @@
 """Bulk reads of sweeps, trials and metric histories from the MLflow store ``hpo run`` writes.
 
-One :class:`Store` per tracking URI. SQL stores (SQLite, PostgreSQL) are read with SQLAlchemy on
-MLflow's own tables, one query per table for a whole sweep; server stores (``http://``) through
-MlflowClient's search APIs and the server's bulk history endpoint. Nothing here imports
-Streamlit: the CLI (``hpo best``, ``hpo diagnose``) uses the same reads as the dashboard.
+One :class:`Store` per tracking URI, over one :class:`tracker._backend.ReadBackend`: SQL stores
+(SQLite, PostgreSQL) are read with SQLAlchemy on MLflow's own tables, one query per table for a whole
+sweep; server stores (``http://``) through MlflowClient's search APIs and the server's bulk history
+endpoint. Runs are selected by their run kind (``tracker.schema``): a sweep's trial tables hold its
+``trial`` children only. Nothing here imports Streamlit: the CLI (``hpo best``, ``hpo diagnose``) uses
+the same reads as the dashboard.
 
 Example:
     >>> store = Store("sqlite:////abs/.hpo/mlflow.db")
@@ -13,17 +15,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tracker import _sql_reads, schema
+from tracker import schema
+from tracker._backend import ReadBackend
 from tracker._frames import (
     PARAM_PREFIX,
     TRIAL_STATES,
@@ -34,7 +38,6 @@ from tracker._frames import (
     empty_histories,
     epoch_points,
     history_dict,
-    parse_param,
     sweep_best,
     sweep_state,
     timestamp,
@@ -43,6 +46,9 @@ from tracker._frames import (
     trial_state,
     trials_frame,
 )
+from tracker.errors import StoreUnavailable
+from tracker.params import parse_param, present
+from tracker.uri import resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ __all__ = [
     "TrialData",
     "history_dict",
     "parse_param",
+    "present",
     "resolve_tracking_uri",
 ]
 
@@ -68,12 +75,7 @@ _TRIAL_TAGS = (
     schema.ERROR,
     schema.DIAGNOSIS,
     schema.DIAGNOSIS_CONFIDENCE,
-    schema.ROLE,
 )
-
-
-class StoreUnavailable(Exception):
-    """The tracking store cannot be reached or is not an MLflow store; the message says what to do."""
 
 
 class RunNotFound(KeyError):
@@ -81,22 +83,6 @@ class RunNotFound(KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else "run not found"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI to read: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``./.hpo/mlflow.db``.
-
-    Relative SQLite paths become absolute (relative to the current directory), so a cached
-    :class:`Store` keeps pointing at the same file.
-    """
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / '.hpo' / 'mlflow.db'}"
-    if uri.startswith("sqlite:///"):
-        path, sep, query = uri[len("sqlite:///") :].partition("?")
-        if path and path != ":memory:" and not os.path.isabs(path):
-            uri = f"sqlite:///{(Path.cwd() / path).resolve()}{sep}{query}"
-    elif "://" not in uri:  # a bare path to a database file
-        uri = f"sqlite:///{Path(uri).resolve()}"
-    return uri
 
 
 @dataclass
@@ -169,6 +155,11 @@ class TrialData:
     artifacts: list[str] = field(default_factory=list)
     diagnosis: dict[str, Any] | None = None  # diagnosis.json as logged, when present
 
+    @property
+    def kind(self) -> str | None:
+        """The run kind (``trial``, ``sweep``, ...; ``tracker.schema``), ``None`` for a run we did not write."""
+        return schema.run_kind(self.tags)
+
     def curves(self) -> dict[str, list[float | None]]:
         """Per-epoch values by key, indexed epoch 1..N (``None`` where an epoch lacks the key)."""
         return history_dict(self.histories, self.run_id)
@@ -188,34 +179,23 @@ class Store:
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         scheme = self.tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
-        self._engine = None
-        self._client = None
+        self._backend: ReadBackend
         if scheme in _SQL_SCHEMES:
-            try:
-                self._engine = _sql_reads.create_engine(self.tracking_uri)
-            except _sql_reads.SqlUnavailable as e:
-                raise StoreUnavailable(str(e)) from e
+            from tracker._sql_reads import SqlReads
+
+            self._backend = SqlReads(self.tracking_uri)
         else:
-            from tracker._mlflow_reads import ClientReads, ClientUnavailable
+            from tracker._mlflow_reads import ClientReads
 
-            try:
-                self._client = ClientReads(self.tracking_uri)
-            except ClientUnavailable as e:
-                raise StoreUnavailable(str(e)) from e
+            self._backend = ClientReads(self.tracking_uri)
 
-    # -- backend dispatch: the SQL functions and ClientReads share names and signatures ----------------
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        from tracker._mlflow_reads import ClientUnavailable
-
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[ReadBackend]:
+        """One consistent read; a store lost on the way raises :class:`StoreUnavailable`, not a driver error."""
         try:
-            if self._engine is not None:
-                return getattr(_sql_reads, name)(self._engine, *args, **kwargs)
-            client = self._client
-            assert client is not None  # one of engine and client is set by __init__
-            client.ensure_reachable()
-            return getattr(client, name)(*args, **kwargs)
-        except ClientUnavailable as e:
-            raise StoreUnavailable(str(e)) from e
+            with self._backend.session():
+                self._backend.check()
+                yield self._backend
         except StoreUnavailable:
             raise
         except Exception as e:
@@ -226,9 +206,7 @@ class Store:
     @property
     def display_uri(self) -> str:
         """The URI without any password, for messages."""
-        if self._engine is not None and not self.tracking_uri.startswith("sqlite"):
-            return self._engine.url.render_as_string(hide_password=True)
-        return self.tracking_uri
+        return self._backend.display_uri
 
     # -- sweeps --------------------------------------------------------------------------------------
     def list_sweeps(self) -> pd.DataFrame:
@@ -238,48 +216,49 @@ class Store:
         trials_total (planned), trials_finished, trials_failed, trials_stopped, trials_running,
         best_metric, start_time, duration_s.
         """
-        parents = self._call("sweep_runs")
-        columns = [
-            "run_id", "experiment_id", "experiment", "sweep", "method", "sampler", "metric", "goal", "state",
-            "trials_total", *(f"trials_{s}" for s in TRIAL_STATES), "best_metric", "start_time", "duration_s",
-        ]  # fmt: skip
-        if parents.empty:
-            return pd.DataFrame(columns=columns)
-        ids = parents["run_id"].tolist()
-        tags = to_wide(self._call("key_values", "tags", ids), ids)
-        latest = to_wide(self._call("latest_metrics", ids), ids, "value")
-        children = self._call("child_runs", ids)
-        child_ids = children["run_id"].tolist()
-        child_tags = to_wide(self._call("key_values", "tags", child_ids, [schema.EARLY_STOPPED]), child_ids)
-        metrics = {f"{schema.BEST_PREFIX}{m}" for m in column(tags, schema.METRIC).dropna()}
-        child_best = to_wide(self._call("latest_metrics", child_ids, sorted(metrics)), child_ids, "value")
-        children = children.set_index("run_id")
-        children["state"] = [
-            trial_state(s, e == "true")
-            for s, e in zip(children["status"], column(child_tags, schema.EARLY_STOPPED), strict=True)
-        ]
-        out = pd.DataFrame({"run_id": ids})
-        out["experiment_id"] = parents["experiment_id"].to_numpy()
-        out["experiment"] = parents["experiment"].to_numpy()
-        out["sweep"] = column(tags, schema.SWEEP).fillna(parents.set_index("run_id")["name"]).to_numpy()
-        for name, key in (("method", schema.METHOD), ("sampler", schema.SAMPLER), ("metric", schema.METRIC),
-                          ("goal", schema.GOAL)):  # fmt: skip
-            out[name] = column(tags, key).to_numpy()
-        out["state"] = [
-            sweep_state(t, s) for t, s in zip(column(tags, schema.SWEEP_STATE), parents["status"], strict=True)
-        ]
-        out["trials_total"] = pd.to_numeric(column(tags, schema.TRIALS_TOTAL), errors="coerce").to_numpy()
-        counts = children.groupby(["parent_id", "state"]).size().unstack(fill_value=0)
-        for state in TRIAL_STATES:
-            col = counts[state] if state in counts else pd.Series(dtype="int64")
-            out[f"trials_{state}"] = col.reindex(ids).fillna(0).astype("int64").to_numpy()
-        out["best_metric"] = [
-            sweep_best(pid, metric, goal, latest, child_best, children)
-            for pid, metric, goal in zip(ids, out["metric"], out["goal"], strict=True)
-        ]
-        out["start_time"] = timestamps(parents["start_time"]).to_numpy()
-        out["duration_s"] = durations(parents["start_time"], parents["end_time"], out["state"]).to_numpy()
-        return out[columns].sort_values("start_time", ascending=False, ignore_index=True)
+        with self._reading() as db:
+            parents = db.sweep_runs()
+            columns = [
+                "run_id", "experiment_id", "experiment", "sweep", "method", "sampler", "metric", "goal", "state",
+                "trials_total", *(f"trials_{s}" for s in TRIAL_STATES), "best_metric", "start_time", "duration_s",
+            ]  # fmt: skip
+            if parents.empty:
+                return pd.DataFrame(columns=columns)
+            ids = parents["run_id"].tolist()
+            tags = to_wide(db.key_values("tags", ids), ids)
+            latest = to_wide(db.latest_metrics(ids), ids, "value")
+            children = db.child_runs(ids, schema.KIND_TRIAL)
+            child_ids = children["run_id"].tolist()
+            child_tags = to_wide(db.key_values("tags", child_ids, [schema.EARLY_STOPPED]), child_ids)
+            metrics = {f"{schema.BEST_PREFIX}{m}" for m in column(tags, schema.METRIC).dropna()}
+            child_best = to_wide(db.latest_metrics(child_ids, sorted(metrics)), child_ids, "value")
+            children = children.set_index("run_id")
+            children["state"] = [
+                trial_state(s, e == "true")
+                for s, e in zip(children["status"], column(child_tags, schema.EARLY_STOPPED), strict=True)
+            ]
+            out = pd.DataFrame({"run_id": ids})
+            out["experiment_id"] = parents["experiment_id"].to_numpy()
+            out["experiment"] = parents["experiment"].to_numpy()
+            out["sweep"] = column(tags, schema.SWEEP).fillna(parents.set_index("run_id")["name"]).to_numpy()
+            for name, key in (("method", schema.METHOD), ("sampler", schema.SAMPLER), ("metric", schema.METRIC),
+                              ("goal", schema.GOAL)):  # fmt: skip
+                out[name] = column(tags, key).to_numpy()
+            out["state"] = [
+                sweep_state(t, s) for t, s in zip(column(tags, schema.SWEEP_STATE), parents["status"], strict=True)
+            ]
+            out["trials_total"] = pd.to_numeric(column(tags, schema.TRIALS_TOTAL), errors="coerce").to_numpy()
+            counts = children.groupby(["parent_id", "state"]).size().unstack(fill_value=0)
+            for state in TRIAL_STATES:
+                col = counts[state] if state in counts else pd.Series(dtype="int64")
+                out[f"trials_{state}"] = col.reindex(ids).fillna(0).astype("int64").to_numpy()
+            out["best_metric"] = [
+                sweep_best(pid, metric, goal, latest, child_best, children)
+                for pid, metric, goal in zip(ids, out["metric"], out["goal"], strict=True)
+            ]
+            out["start_time"] = timestamps(parents["start_time"]).to_numpy()
+            out["duration_s"] = durations(parents["start_time"], parents["end_time"], out["state"]).to_numpy()
+            return out[columns].sort_values("start_time", ascending=False, ignore_index=True)
 
     def find_sweep(self, name: str) -> str | None:
         """The parent run id of the latest sweep called ``name`` (tag hpo.sweep), or ``None``."""
@@ -293,69 +272,72 @@ class Store:
         Raises:
             RunNotFound: no active run ``parent_run_id``, or it is not a sweep parent run.
         """
-        parent = self._run(parent_run_id)
-        ptags = as_dict(self._call("key_values", "tags", [parent_run_id]))
-        if ptags.get(schema.ROLE) != schema.ROLE_SWEEP:
-            raise RunNotFound(
-                f"run {parent_run_id} is not a sweep (tag {schema.ROLE}={ptags.get(schema.ROLE)!r}, "
-                f"expected {schema.ROLE_SWEEP!r}); open trials on the Trial page."
+        with self._reading() as db:
+            parent = self._run(db, parent_run_id)
+            ptags = as_dict(db.key_values("tags", [parent_run_id]))
+            kind = schema.run_kind(ptags)
+            if kind != schema.KIND_SWEEP:
+                raise RunNotFound(
+                    f"run {parent_run_id} is not a sweep (tag {schema.RUN_KIND}={kind!r}, "
+                    f"expected {schema.KIND_SWEEP!r}); open trials on the Trial page."
+                )
+            children = db.child_runs([parent_run_id], schema.KIND_TRIAL)
+            ids = children["run_id"].tolist()
+            histories = db.metric_histories(ids) if ids else empty_histories()
+            histories = epoch_points(histories)
+            metric, goal = ptags.get(schema.METRIC), ptags.get(schema.GOAL)
+            trials = trials_frame(
+                children,
+                to_wide(db.key_values("tags", ids, list(_TRIAL_TAGS)), ids),
+                db.key_values("params", ids),
+                to_wide(db.latest_metrics(ids), ids, "value"),
+                histories,
+                metric,
+                goal,
             )
-        children = self._call("child_runs", [parent_run_id])
-        ids = children["run_id"].tolist()
-        histories = self._call("metric_histories", ids) if ids else empty_histories()
-        histories = epoch_points(histories)
-        metric, goal = ptags.get(schema.METRIC), ptags.get(schema.GOAL)
-        trials = trials_frame(
-            children,
-            to_wide(self._call("key_values", "tags", ids, list(_TRIAL_TAGS)), ids),
-            self._call("key_values", "params", ids),
-            to_wide(self._call("latest_metrics", ids), ids, "value"),
-            histories,
-            metric,
-            goal,
-        )
-        return SweepData(
-            run_id=parent_run_id,
-            experiment_id=str(parent["experiment_id"]),
-            experiment=str(parent["experiment"]),
-            name=ptags.get(schema.SWEEP) or str(parent["name"]),
-            method=ptags.get(schema.METHOD),
-            sampler=ptags.get(schema.SAMPLER),
-            metric=metric,
-            goal=goal,
-            state=sweep_state(ptags.get(schema.SWEEP_STATE), parent["status"]),
-            status=str(parent["status"]),
-            start_time=timestamp(parent["start_time"]),
-            end_time=timestamp(parent["end_time"]),
-            artifact_uri=parent["artifact_uri"],
-            tags=ptags,
-            params=as_dict(self._call("key_values", "params", [parent_run_id])),
-            metrics=as_dict(self._call("latest_metrics", [parent_run_id])),
-            trials=trials,
-            histories=histories,
-        )
+            return SweepData(
+                run_id=parent_run_id,
+                experiment_id=str(parent["experiment_id"]),
+                experiment=str(parent["experiment"]),
+                name=ptags.get(schema.SWEEP) or str(parent["name"]),
+                method=ptags.get(schema.METHOD),
+                sampler=ptags.get(schema.SAMPLER),
+                metric=metric,
+                goal=goal,
+                state=sweep_state(ptags.get(schema.SWEEP_STATE), parent["status"]),
+                status=str(parent["status"]),
+                start_time=timestamp(parent["start_time"]),
+                end_time=timestamp(parent["end_time"]),
+                artifact_uri=parent["artifact_uri"],
+                tags=ptags,
+                params=as_dict(db.key_values("params", [parent_run_id])),
+                metrics=as_dict(db.latest_metrics([parent_run_id])),
+                trials=trials,
+                histories=histories,
+            )
 
     def sweep_fingerprint(self, parent_run_id: str) -> str:
         """A cheap token that changes whenever the sweep does (state, trials, epochs logged, deletions)."""
-        tags = self._call("key_values", "tags", [parent_run_id], [schema.SWEEP_STATE, schema.METRIC])
-        tag = dict(zip(tags["key"], tags["value"], strict=True))
-        children = self._call("child_runs", [parent_run_id])
-        ids = sorted(children["run_id"])
-        # the sweep metric too: a custom trainer may report none of the usual epoch metrics
-        keys = sorted({*schema.EPOCH_METRICS, *([tag[schema.METRIC]] if tag.get(schema.METRIC) else [])})
-        latest = self._call("latest_metrics", ids, keys) if ids else None
-        if latest is None:
-            epochs = ""
-        else:  # a server's latest metrics carry no step, but their values move with every epoch
-            values = pd.to_numeric(latest["value"], errors="coerce").fillna(0)
-            steps = pd.to_numeric(latest["step"], errors="coerce").fillna(0)
-            epochs = f"{len(latest)}:{steps.sum():g}:{values.sum():.12g}"
-        parts = [
-            tag.get(schema.SWEEP_STATE, ""),
-            ",".join(f"{r}:{s}" for r, s in sorted(zip(children["run_id"], children["status"], strict=True))),
-            epochs,
-        ]
-        return "|".join(parts)
+        with self._reading() as db:
+            tags = db.key_values("tags", [parent_run_id], [schema.SWEEP_STATE, schema.METRIC])
+            tag = dict(zip(tags["key"], tags["value"], strict=True))
+            children = db.child_runs([parent_run_id], schema.KIND_TRIAL)
+            ids = sorted(children["run_id"])
+            # the sweep metric too: a custom trainer may report none of the usual epoch metrics
+            keys = sorted({*schema.EPOCH_METRICS, *([tag[schema.METRIC]] if tag.get(schema.METRIC) else [])})
+            latest = db.latest_metrics(ids, keys) if ids else None
+            if latest is None:
+                epochs = ""
+            else:  # a server's latest metrics carry no step, but their values move with every epoch
+                values = pd.to_numeric(latest["value"], errors="coerce").fillna(0)
+                steps = pd.to_numeric(latest["step"], errors="coerce").fillna(0)
+                epochs = f"{len(latest)}:{steps.sum():g}:{values.sum():.12g}"
+            parts = [
+                tag.get(schema.SWEEP_STATE, ""),
+                ",".join(f"{r}:{s}" for r, s in sorted(zip(children["run_id"], children["status"], strict=True))),
+                epochs,
+            ]
+            return "|".join(parts)
 
     # -- trials --------------------------------------------------------------------------------------
     def trial(self, run_id: str) -> TrialData:
@@ -364,39 +346,40 @@ class Store:
         Raises:
             RunNotFound: no active run ``run_id`` (never logged, or deleted in MLflow).
         """
-        run = self._run(run_id)
-        tags = as_dict(self._call("key_values", "tags", [run_id]))
-        latest = as_dict(self._call("latest_metrics", [run_id]))
-        params = {k: parse_param(v) for k, v in as_dict(self._call("key_values", "params", [run_id])).items()}
-        histories = self._call("metric_histories", [run_id])
-        histories = epoch_points(histories)
-        artifacts = self.list_artifacts(run_id, run["artifact_uri"])
-        diagnosis = None
-        if schema.DIAGNOSIS_ARTIFACT in artifacts:
-            diagnosis = self.read_json_artifact(run_id, schema.DIAGNOSIS_ARTIFACT, run["artifact_uri"])
-        number = parse_param(tags.get(schema.TRIAL_NUMBER))
-        return TrialData(
-            run_id=run_id,
-            experiment_id=str(run["experiment_id"]),
-            experiment=str(run["experiment"]),
-            name=run["name"],
-            status=str(run["status"]),
-            state=trial_state(str(run["status"]), tags.get(schema.EARLY_STOPPED) == "true"),
-            parent_run_id=tags.get(schema.PARENT_RUN_ID),
-            trial_number=number if isinstance(number, int) else None,
-            start_time=timestamp(run["start_time"]),
-            end_time=timestamp(run["end_time"]),
-            artifact_uri=run["artifact_uri"],
-            params=params,
-            tags=tags,
-            metrics=latest,
-            histories=histories,
-            artifacts=artifacts,
-            diagnosis=diagnosis,
-        )
+        with self._reading() as db:
+            run = self._run(db, run_id)
+            tags = as_dict(db.key_values("tags", [run_id]))
+            latest = as_dict(db.latest_metrics([run_id]))
+            params = {k: parse_param(v) for k, v in as_dict(db.key_values("params", [run_id])).items()}
+            histories = db.metric_histories([run_id])
+            histories = epoch_points(histories)
+            artifacts = self.list_artifacts(run_id, run["artifact_uri"])
+            diagnosis = None
+            if schema.DIAGNOSIS_ARTIFACT in artifacts:
+                diagnosis = self.read_json_artifact(run_id, schema.DIAGNOSIS_ARTIFACT, run["artifact_uri"])
+            number = parse_param(tags.get(schema.TRIAL_NUMBER))
+            return TrialData(
+                run_id=run_id,
+                experiment_id=str(run["experiment_id"]),
+                experiment=str(run["experiment"]),
+                name=run["name"],
+                status=str(run["status"]),
+                state=trial_state(str(run["status"]), tags.get(schema.EARLY_STOPPED) == "true"),
+                parent_run_id=tags.get(schema.PARENT_RUN_ID),
+                trial_number=number if isinstance(number, int) else None,
+                start_time=timestamp(run["start_time"]),
+                end_time=timestamp(run["end_time"]),
+                artifact_uri=run["artifact_uri"],
+                params=params,
+                tags=tags,
+                metrics=latest,
+                histories=histories,
+                artifacts=artifacts,
+                diagnosis=diagnosis,
+            )
 
-    def _run(self, run_id: str) -> pd.Series:
-        runs = self._call("runs_by_id", [run_id])
+    def _run(self, db: ReadBackend, run_id: str) -> pd.Series:
+        runs = db.runs_by_id([run_id])
         if runs.empty:
             raise RunNotFound(f"no run {run_id!r} in {self.display_uri}: never logged there, or deleted in MLflow.")
         return runs.iloc[0]
@@ -405,38 +388,22 @@ class Store:
     def list_artifacts(self, run_id: str, artifact_uri: str | None = None, *, max_files: int = 500) -> list[str]:
         """Artifact paths of a run (files only); ``[]`` when the artifact location is unreadable."""
         try:
-            uri = artifact_uri or self._run(run_id)["artifact_uri"]
-            local = _local_dir(uri) if self._client is None else None
-            if local is not None:  # the embedded default: read the folder, no MLflow import
-                found = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-                return found[:max_files]
-            files: list[str] = []
-            todo: list[str | None] = [None]
-            repo = None if self._client else _artifact_repo(uri)
-            while todo and len(files) < max_files:
-                path = todo.pop(0)
-                source: Any = repo or self._client
-                entries = repo.list_artifacts(path) if repo else source.list_artifacts(run_id, path)
-                for entry in entries:
-                    (todo.append(entry.path) if entry.is_dir else files.append(entry.path))
-            return sorted(files)
+            with self._reading() as db:
+                uri = artifact_uri or self._run(db, run_id)["artifact_uri"]
+                return db.list_artifacts(run_id, uri, max_files)
         except Exception as e:  # an artifact store we cannot reach must not hide the run
             logger.info("cannot list artifacts of run %s: %s", run_id, e)
             return []
 
     def download_artifact(self, run_id: str, path: str, dst: str, artifact_uri: str | None = None) -> str:
         """A local copy of one artifact (under ``dst`` unless it already is a local file); its path."""
-        if self._client is not None:
-            return self._client.download_artifact(run_id, path, dst)
-        uri = artifact_uri or self._run(run_id)["artifact_uri"]
-        local = _local_dir(uri)
-        if local is not None:
-            return str(local / path)
-        return str(_artifact_repo(uri).download_artifacts(path, dst))
+        with self._reading() as db:
+            uri = artifact_uri or self._run(db, run_id)["artifact_uri"]
+            return db.download_artifact(run_id, path, dst, uri)
 
     def local_artifact_path(self, path: str, artifact_uri: str | None) -> Path | None:
         """Where an artifact already lies on this machine (a local artifact folder), else ``None``."""
-        local = _local_dir(artifact_uri) if self._client is None else None
+        local = self._backend.local_artifact_dir(artifact_uri)
         return None if local is None else local / path
 
     def read_json_artifact(self, run_id: str, path: str, artifact_uri: str | None = None) -> dict[str, Any] | None:
@@ -451,24 +418,7 @@ class Store:
         return data if isinstance(data, dict) else None
 
 
-# -- frame shaping --------------------------------------------------------------------------------------
-def _local_dir(artifact_uri: str | None) -> Path | None:
-    """The folder of a local artifact location (a path or ``file://`` URI), else ``None``."""
-    if not artifact_uri:
-        return None
-    if artifact_uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(artifact_uri).path))
-    return Path(artifact_uri) if "://" not in artifact_uri and ":/" not in artifact_uri else None
-
-
-def _artifact_repo(artifact_uri: str) -> Any:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    return get_artifact_repository(artifact_uri)
-
-
+# -- errors -----------------------------------------------------------------------------------------------
 def _is_connection_error(error: Exception) -> bool:
     import sqlalchemy as sa
 

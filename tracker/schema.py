@@ -1,15 +1,41 @@
-"""Names of the tags, params and metrics this project writes to MLflow; readers and writers share them.
+"""The run schema: the tags, params and metrics every run this project writes to MLflow carries.
 
-A sweep is one MLflow *parent* run; each trial is a *child* run nested under it through MLflow's own
-``mlflow.parentRunId`` tag, so the MLflow UI shows the nesting.
+Readers and writers share these names; ``docs/run_schema.md`` is the same schema in prose. A sweep is
+one MLflow *parent* run; the runs it creates (its trials, and later confirmation and compression runs)
+are *child* runs nested under it through MLflow's own ``mlflow.parentRunId`` tag, so the MLflow UI
+shows the nesting. What a run is comes from its ``hpo.run_kind`` tag, never from the parent link:
+readers select the kind they show, so adding a kind of child run changes no existing view.
 """
 
 from __future__ import annotations
 
-# -- tags on both kinds of run --------------------------------------------------------------------
-ROLE = "hpo.role"  # "sweep" on the parent, "trial" on each child
-ROLE_SWEEP = "sweep"
-ROLE_TRIAL = "trial"
+from collections.abc import Mapping
+from typing import Literal
+
+# -- what a run is: on every run we create ----------------------------------------------------------
+RUN_KIND = "hpo.run_kind"
+RunKind = Literal["sweep", "trial", "confirm", "compress"]
+KIND_SWEEP: RunKind = "sweep"  # the parent run of one sweep
+KIND_TRIAL: RunKind = "trial"  # one trial of the search, a child of its sweep
+KIND_CONFIRM: RunKind = "confirm"  # reserved: a top trial re-run with other seeds, a child of its sweep
+KIND_COMPRESS: RunKind = "compress"  # reserved: a compressed best model, a child of its sweep
+RUN_KINDS: tuple[RunKind, ...] = (KIND_SWEEP, KIND_TRIAL, KIND_CONFIRM, KIND_COMPRESS)
+SCHEMA_VERSION = "hpo.schema_version"
+CURRENT_SCHEMA_VERSION = "2"  # 2: hpo.run_kind + hpo.schema_version; 1 (no version tag): hpo.role
+LEGACY_ROLE = "hpo.role"  # schema 1's kind tag ("sweep" | "trial"); readers still accept it
+
+
+def run_kind(tags: Mapping[str, str]) -> str | None:
+    """What a run is from its tags: ``hpo.run_kind``, else schema 1's ``hpo.role``, else ``None``."""
+    return tags.get(RUN_KIND) or tags.get(LEGACY_ROLE) or None
+
+
+def kind_tags(kind: RunKind) -> dict[str, str]:
+    """The tags that say what a new run is, written by ``tracker.mlflow_log`` on every run it creates."""
+    return {RUN_KIND: kind, SCHEMA_VERSION: CURRENT_SCHEMA_VERSION}
+
+
+# -- tags on sweep and trial runs -----------------------------------------------------------------
 SWEEP = "hpo.sweep"  # sweep name
 METHOD = "hpo.method"  # grid | random | bayes
 SAMPLER = "hpo.sampler"  # grid | random | tpe | gp | cmaes
@@ -23,8 +49,20 @@ VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow
 # -- MLflow's own tags -----------------------------------------------------------------------------
 PARENT_RUN_ID = "mlflow.parentRunId"
 
-# -- parent (sweep) run ----------------------------------------------------------------------------
-SWEEP_STATE = "hpo.state"  # running | finished | failed | interrupted
+# -- sweep (parent) run ----------------------------------------------------------------------------
+SWEEP_STATE = "hpo.state"
+SweepState = Literal["running", "finished", "failed", "interrupted", "crashed"]
+SWEEP_STATES: tuple[SweepState, ...] = ("running", "finished", "failed", "interrupted", "crashed")
+# running -> finished (every trial ended), failed (the driver raised), interrupted (Ctrl-C, a time
+# limit that stopped the search); crashed is reserved for a running sweep whose driver is gone (found
+# on resume). A resumed sweep goes back to running from interrupted or crashed.
+SWEEP_TRANSITIONS: dict[SweepState, tuple[SweepState, ...]] = {
+    "running": ("finished", "failed", "interrupted", "crashed"),
+    "interrupted": ("running",),
+    "crashed": ("running",),
+    "finished": (),
+    "failed": (),
+}
 BEST_RUN_ID = "hpo.best_run_id"
 BEST_TRIAL_ID = "hpo.best_trial_id"
 TRIALS_TOTAL = "hpo.trials_total"  # planned number of trials
@@ -35,20 +73,22 @@ BEST_PARAM_PREFIX = "best."  # params best.<name> on the parent
 DIAGNOSIS_SUMMARY_ARTIFACT = "diagnosis_summary.json"
 DIAGNOSIS_SUMMARY = "hpo.diagnosis.summary"  # one-line summary tag on the parent
 
-# -- child (trial) run -----------------------------------------------------------------------------
+# -- trial (child) run -----------------------------------------------------------------------------
 TRIAL_ID = "hpo.trial_id"  # Ray Tune trial id
 TRIAL_NUMBER = "hpo.trial_number"  # 0-based order in which the sampler proposed the trials
 NODE_ID = "hpo.node_id"  # the Ray node id the trial ran on (its coordinator, for workers > 1)
 EARLY_STOPPED = "hpo.early_stopped"  # "true" when the scheduler (ASHA/...) stopped the trial
-STOPPED_BY = "hpo.stopped_by"  # asha | hyperband | median
+STOPPED_BY = "hpo.stopped_by"  # asha | hyperband | median | time_limit
 ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag limit)
-DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | ...
+DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | insufficient_data
 DIAGNOSIS_CONFIDENCE = "hpo.diagnosis.confidence"
 DIAGNOSIS_ARTIFACT = "diagnosis.json"
 
 # -- metrics ---------------------------------------------------------------------------------------
-# Per-epoch metrics are logged under their own names with step = epoch (1-based):
-EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "epoch_seconds")
+# Per-epoch metrics are logged under their own names with step = epoch (1-based). The learning
+# curves the diagnosis reads; every other per-epoch metric (val_f1, val_mae, ...) does not describe one.
+CURVE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr")
+EPOCH_METRICS = (*CURVE_METRICS, "epoch_seconds")
 BEST_PREFIX = "best_"  # best_<metric>: best value of the sweep metric over the trial's epochs
 FINAL_PREFIX = "final_"  # final_<metric>: value at the last epoch the trial ran
 EPOCHS_RUN = "epochs_run"

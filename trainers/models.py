@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.catalog import MODELS
+
 
 def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, config: Mapping[str, Any]) -> nn.Module:
     """An MLP, a small CNN (1-D or 2-D, after ``input_shape``), a GRU or a transformer encoder (sequences
@@ -33,7 +35,7 @@ def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, config:
         else:
             model = _Transformer(channels, length, n_outputs, hidden, layers, int(config.get("heads", 2)), dropout)
     else:
-        raise ValueError(f"unknown model {name!r}; models: mlp, cnn, gru, transformer")
+        raise ValueError(f"unknown model {name!r}; models: {', '.join(MODELS)}")
     initialise(model, str(config.get("init", "default")), float(config.get("init_std", 0.02)),
                float(config.get("init_value", 0.0)))
     return model

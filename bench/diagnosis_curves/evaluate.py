@@ -1,4 +1,4 @@
-"""Accuracy of tracker.diagnosis per verdict on the labelled real learning curves, per dataset.
+"""Accuracy of hpo.diagnosis per verdict on the labelled real learning curves, per dataset.
 
 The rules were designed on the sklearn-digits curves (the design set); every other dataset is held out.
 
@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tracker.diagnosis import VERDICTS, diagnose  # noqa: E402
+from hpo.diagnosis import VERDICTS, diagnose  # noqa: E402
 
 DESIGN_SETS = ("digits",)
 

@@ -1,4 +1,4 @@
-"""Produce labelled learning curves from real training runs, one regime per run, for tracker.diagnosis.
+"""Produce labelled learning curves from real training runs, one regime per run, for hpo.diagnosis.
 
 Each run trains a plain PyTorch MLP on offline data (sklearn digits / breast cancer / diabetes, mnist1d)
 in a configuration *built* to land in one regime:

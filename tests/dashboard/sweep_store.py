@@ -136,7 +136,7 @@ def _experiment(client: Any, name: str, root: Path) -> str:
 
 def _parent(client: Any, exp: str, name: str, metric: str, state: str, total: int, goal: str = "maximize") -> str:
     tags = {
-        schema.ROLE: schema.ROLE_SWEEP,
+        **schema.kind_tags(schema.KIND_SWEEP),
         schema.SWEEP: name,
         schema.METHOD: "bayes",
         schema.SAMPLER: "tpe",
@@ -159,7 +159,7 @@ def _trial(client: Any, exp: str, parent: str, number: int, params: dict[str, An
 
     tags = {
         schema.PARENT_RUN_ID: parent,
-        schema.ROLE: schema.ROLE_TRIAL,
+        **schema.kind_tags(schema.KIND_TRIAL),
         schema.TRIAL_ID: f"trial_{number:05d}",
         schema.TRIAL_NUMBER: str(number),
     }

@@ -95,7 +95,9 @@ def test_sweep_page_shows_winner_leaderboard_charts_and_diagnosis(sweep_store, s
     assert len(board) == 8  # the deleted ninth trial is not there
     assert board["trial"].iloc[0] == sweep_store.best_trial  # sorted best first (maximize)
     assert board["val_accuracy"].iloc[0] == pytest.approx(sweep_store.best_value)
-    assert set(board["verdict"]) == {"good_fit", "overfitting", "underfitting", "diverged", "no verdict"}
+    # the failed trial logged no verdict: the page diagnoses it as `hpo diagnose RUN_ID` does (NaN loss: diverged)
+    assert set(board["verdict"]) == {"good_fit", "overfitting", "underfitting", "diverged"}
+    assert board.loc[board["state"] == "failed", "verdict"].tolist() == ["diverged"]
     assert board.loc[board["state"] == "failed", "error"].str.contains("loss is NaN").all()
     assert {"lr", "batch_size", "optimizer", "dropout", "momentum"} <= set(board.columns)
     # best-so-far, verdicts, parallel coordinates, importance, slice, contour, learning curves

@@ -68,13 +68,14 @@ def test_grid_runs_each_point_exactly_once(small_sweep_run, trials) -> None:
 def test_store_holds_one_parent_and_a_child_per_trial(small_sweep_store, trials) -> None:
     uri, parent_id, result = small_sweep_store
     runs = all_runs(uri)
-    parents = [r for r in runs if r.data.tags.get(schema.ROLE) == schema.ROLE_SWEEP]
+    parents = [r for r in runs if r.data.tags.get(schema.RUN_KIND) == schema.KIND_SWEEP]
     assert [p.info.run_id for p in parents] == [parent_id]
     assert parents[0].info.status == "FINISHED"
     assert parents[0].data.tags[schema.SWEEP_STATE] == "finished"
     children = [r for r in runs if r.data.tags.get(schema.PARENT_RUN_ID) == parent_id]
     assert len(children) == len(runs) - 1 == TRIALS
-    assert all(r.data.tags[schema.ROLE] == schema.ROLE_TRIAL for r in children)
+    assert all(r.data.tags[schema.RUN_KIND] == schema.KIND_TRIAL for r in children)
+    assert all(r.data.tags[schema.SCHEMA_VERSION] == schema.CURRENT_SCHEMA_VERSION for r in [*parents, *children])
     in_order = sorted(result["trials"], key=lambda t: t["trial_number"])
     assert [t.run_id for t in trials] == [t["run_id"] for t in in_order]
     assert sorted(int(t.tags[schema.TRIAL_NUMBER]) for t in trials) == list(range(TRIALS))

@@ -12,7 +12,8 @@ import pytest
 from waiting import http_body, wait_until
 
 from tracker import schema
-from tracker.queries import RunNotFound, Store, StoreUnavailable, parse_param, resolve_tracking_uri
+from tracker.errors import StoreUnavailable
+from tracker.queries import RunNotFound, Store, parse_param
 
 _BUILDER = Path(__file__).resolve().parents[1] / "dashboard" / "sweep_store.py"
 
@@ -29,16 +30,6 @@ def _builder():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     return _builder().build_store(tmp_path_factory.mktemp("queries-store"))
-
-
-def test_resolve_tracking_uri(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / '.hpo' / 'mlflow.db'}"
-    assert resolve_tracking_uri("sqlite:///rel/x.db") == f"sqlite:///{tmp_path / 'rel' / 'x.db'}"
-    assert resolve_tracking_uri("http://h:5000") == "http://h:5000"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u@h/db")
-    assert resolve_tracking_uri() == "postgresql://u@h/db"
 
 
 @pytest.mark.parametrize(
@@ -206,7 +197,7 @@ def test_sweep_without_trials_reads_as_empty(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("cut", artifact_location=(tmp_path / "artifacts").as_uri())
-    tags = {schema.ROLE: schema.ROLE_SWEEP, schema.SWEEP: "cut", schema.METRIC: "val_loss",
+    tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "cut", schema.METRIC: "val_loss",
             schema.GOAL: "minimize", schema.SWEEP_STATE: "interrupted"}
     parent = client.create_run(exp, run_name="cut", tags=tags).info.run_id
     client.set_terminated(parent, status="KILLED")

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Literal
 
-__all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "SEQUENCE_MODELS"]
+from trainers.catalog import MODELS
+
+__all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
 
 CLASSIFICATION_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_precision", "val_recall",
                           "val_f1", "lr", "epoch_seconds")
 REGRESSION_METRICS = ("train_loss", "val_loss", "val_mae", "val_r2", "lr", "epoch_seconds")
-SEQUENCE_MODELS = ("mlp", "cnn", "gru", "transformer")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ TASKS: dict[str, TaskInfo] = {
     for info in (
         TaskInfo("digits", "trainers.tasks.digits", CLASSIFICATION_METRICS, ("mlp", "cnn"), 10,
                  "scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)", n_samples=1797),
-        TaskInfo("mnist1d", "trainers.tasks.mnist1d", CLASSIFICATION_METRICS, SEQUENCE_MODELS, 10,
+        TaskInfo("mnist1d", "trainers.tasks.mnist1d", CLASSIFICATION_METRICS, MODELS, 10,
                  "MNIST-1D (Greydanus 2020), generated offline; official 4,000/1,000 split",
                  n_samples=5000, fixed_train=4000),
         TaskInfo("breast_cancer", "trainers.tasks.breast_cancer", CLASSIFICATION_METRICS, ("mlp",), 2,

@@ -1,4 +1,4 @@
-"""tracker.diagnosis: accuracy on labelled real learning curves, robustness, advice, file loading, sweeps."""
+"""hpo.diagnosis: accuracy on labelled real learning curves, robustness, advice, file loading, sweeps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracker.diagnosis import (
+from hpo.diagnosis import (
     VERDICTS,
     Diagnosis,
     HistoryFileError,
@@ -21,7 +21,7 @@ from tracker.diagnosis import (
     summarize_sweep,
 )
 
-CURVES = Path(__file__).resolve().parents[1] / "data" / "diagnosis_curves"
+CURVES = Path(__file__).resolve().parents[2] / "data" / "diagnosis_curves"
 DESIGN = ("digits",)
 # What we measured (docs/diagnosis.md) minus a small margin; a rule change that drops below fails here.
 MIN_ACCURACY = {"overfitting": 0.9, "underfitting": 0.9, "good_fit": 0.85, "diverged": 0.85}
@@ -330,8 +330,20 @@ def test_parameters_that_are_noise_drive_nothing():
 
 
 def test_import_pulls_in_no_heavy_frameworks():
-    code = ("import sys, tracker.diagnosis; "
-            "print([m for m in ('torch', 'ray', 'mlflow', 'streamlit') if m in sys.modules])")
+    code = ("import sys, hpo.diagnosis; "
+            "print([m for m in ('torch', 'ray', 'mlflow', 'pandas', 'streamlit') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+                         cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "[]"
+
+
+def test_diagnose_history_command_loads_no_ray_torch_or_pandas(tmp_path):
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps({"train_loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [1.1, 0.8, 0.7, 0.7]}))
+    code = ("import sys; from hpo.cli import main; rc = main(['diagnose', '--history', sys.argv[1], '--json']); "
+            "print([m for m in ('torch', 'ray', 'mlflow', 'pandas', 'streamlit') if m in sys.modules], rc, "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(history)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert json.loads(out.stdout)["verdict"] in VERDICTS
+    assert out.stderr.strip().splitlines()[-1] == "[] 0"

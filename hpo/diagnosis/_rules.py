@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracker._diagnosis_features import Curves, Features
+from hpo.diagnosis._features import Curves, Features
 
 # -- divergence -------------------------------------------------------------------------------------
 EXPLODED_X_CHANCE = 3.0  # a classifier's first-epoch loss above 3x chance-level loss has blown up

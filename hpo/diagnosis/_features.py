@@ -1,4 +1,4 @@
-"""Scale-free measurements of one trial's learning curves, the evidence that tracker.diagnosis judges.
+"""Scale-free measurements of one trial's learning curves, the evidence that hpo.diagnosis judges.
 
 Every measure is a ratio or a fraction of the curve's own range, so cross-entropy and MSE curves, and losses
 of any magnitude, are judged alike. Curves are smoothed (running median, then running mean) before minima and

@@ -1,4 +1,4 @@
-"""Diagnose overfitting, underfitting and divergence from a trial's learning curves; summarize a sweep.
+"""One trial's verdict from its learning curves, and the sweep summary over many verdicts.
 
 Pure Python + numpy. ``diagnose(history)`` returns a verdict (one of ``VERDICTS``, or ``insufficient_data``
 below 3 usable epochs), a confidence, the evidence behind it, secondary findings and advice tied to the
@@ -8,41 +8,26 @@ The rules and their measured accuracy are described in docs/diagnosis.md.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tracker._diagnosis_advice import advise
-from tracker._diagnosis_features import MIN_EPOCHS, clean, measure
-from tracker._diagnosis_rules import judge
-from tracker._diagnosis_sweep import SweepSummary, summarize
-
-__all__ = [
-    "VERDICTS",
-    "INSUFFICIENT_DATA",
-    "HISTORY_KEYS",
-    "Diagnosis",
-    "HistoryFileError",
-    "SweepSummary",
-    "diagnose",
-    "load_history_file",
-    "summarize_sweep",
-]
+from hpo.diagnosis._advice import advise
+from hpo.diagnosis._features import MIN_EPOCHS, clean, measure
+from hpo.diagnosis._rules import judge
+from hpo.diagnosis._sweep import SweepSummary, summarize
 
 VERDICTS = ("overfitting", "underfitting", "good_fit", "diverged")
 INSUFFICIENT_DATA = "insufficient_data"
-HISTORY_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr")
-_LOSS_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """One trial's verdict, how sure it is, the evidence, the advice; ``to_dict`` is the JSON shape."""
+
     verdict: str
     confidence: float  # 0..1
     evidence: dict[str, Any]  # JSON-serialisable; None stands for NaN/unknown
@@ -54,10 +39,6 @@ class Diagnosis:
         return {"verdict": self.verdict, "confidence": self.confidence, "evidence": dict(self.evidence),
                 "recommendations": list(self.recommendations), "findings": list(self.findings),
                 "summary": self.summary}
-
-
-class HistoryFileError(ValueError):
-    """A history file that cannot be read as per-epoch learning curves; the message names file and fault."""
 
 
 def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[str, Any] | None = None,
@@ -126,55 +107,6 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def load_history_file(path: str | os.PathLike[str]) -> dict[str, list[float | None]]:
-    """Read ``{"train_loss": [...], "val_loss": [...], ...}`` (NaN, Infinity and null allowed).
-
-    Raises:
-        HistoryFileError: the file is missing, is not JSON, is not an object, has unknown keys, a series that
-            is not a list of numbers/null, no loss series, or loss series of unequal length.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise HistoryFileError(f"{p}: cannot read history file ({e.strerror or e}).") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HistoryFileError(f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from e
-    if not isinstance(data, dict):
-        raise HistoryFileError(f"{p}: the history must be a JSON object mapping series names to lists, "
-                               f"got {type(data).__name__}.")
-    if isinstance(data.get("history"), dict) and set(data) - set(HISTORY_KEYS):
-        data = data["history"]  # a labelled curve file (tests/data/diagnosis_curves) wraps its history
-    unknown = sorted(set(data) - set(HISTORY_KEYS))
-    if unknown:
-        raise HistoryFileError(f"{p}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys are "
-                               f"{', '.join(HISTORY_KEYS)}.")
-    out: dict[str, list[float | None]] = {}
-    for key, series in data.items():
-        if not isinstance(series, list):
-            raise HistoryFileError(f"{p}: {key!r} must be a list of per-epoch numbers, got "
-                                   f"{type(series).__name__}.")
-        vals: list[float | None] = []
-        for i, v in enumerate(series):
-            if v is None:
-                vals.append(None)
-            elif isinstance(v, int | float) and not isinstance(v, bool):
-                vals.append(float(v))
-            else:
-                raise HistoryFileError(f"{p}: {key}[{i}] must be a number, NaN, Infinity or null, got {v!r}.")
-        out[key] = vals
-    if not any(out.get(k) for k in _LOSS_KEYS):
-        raise HistoryFileError(f"{p}: no non-empty loss or accuracy series; give at least train_loss or val_loss "
-                               f"(allowed keys: {', '.join(HISTORY_KEYS)}).")
-    lengths = {k: len(out[k]) for k in ("train_loss", "val_loss") if out.get(k)}
-    if len(set(lengths.values())) > 1:
-        raise HistoryFileError(f"{p}: train_loss and val_loss must have one value per epoch each, got lengths "
-                               f"{lengths['train_loss']} and {lengths['val_loss']}; pad missing epochs with null.")
-    return out
 
 
 def summarize_sweep(trials: Sequence[tuple[Mapping[str, Any], Diagnosis]]) -> SweepSummary:
