@@ -173,14 +173,21 @@ def format_value(value: Any) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
+    """``0.42 s``, ``3.1 s``, ``42 s``, ``1 min 05 s``, ``2 h 03 min``: two significant places below ten
+    seconds, where sub-second trials all read ``0 s`` before."""
     if seconds is None or pd.isna(seconds):
         return "—"
-    seconds = float(seconds)
-    if seconds < 90:
+    seconds = max(float(seconds), 0.0)
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
         return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 # -- navigation between pages (shareable: everything is in the query string) ------------------------------

@@ -136,7 +136,7 @@ def test_sweep_running_is_live(sweep_store, store_env):
     assert "Live: this sweep is running" in texts(at, "info")
     board = at.dataframe[0].value
     running = board[board["state"] == "running"]
-    assert len(running) == 1 and running["epochs"].iloc[0] == 3  # best-so-far from the curve, no summary yet
+    assert len(running) == 1 and running["epochs"].iloc[0] == "3"  # best-so-far from the curve, no summary yet
     assert running["val_accuracy"].notna().all()
 
 
