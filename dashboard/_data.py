@@ -37,9 +37,10 @@ def tracking_uri() -> str:
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    """The run's page in MLflow's UI (``HPO_MLFLOW_UI_URL``, default http://127.0.0.1:5000)."""
-    base = os.environ.get("HPO_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    """The run's page in MLflow's UI (``HPO_MLFLOW_UI_URL``, default http://127.0.0.1:5000), model-training view."""
+    from tracker.mlflow_log import ui_run_url
+
+    return ui_run_url(os.environ.get("HPO_MLFLOW_UI_URL", "http://127.0.0.1:5000"), experiment_id, run_id)
 
 
 @st.cache_resource(show_spinner=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,24 @@ FLUSH_SECONDS = 2.0  # ... or this long after the last flush
 SERVER_PROBE_TIMEOUT_S = 5.0
 
 RunStatus = str  # "FINISHED" | "FAILED" | "KILLED" (MLflow's RunStatus names)
+
+# MLflow 3's UI opens experiments on its GenAI overview (traces, an assistant) unless told they hold
+# model training. Two switches: the experiment tag below (the UI's CUSTOM_MODEL_DEVELOPMENT; read when
+# the UI's GenAI/Model-training toggle is off), and the UI's own toggle, which 3.17 turns on and reads
+# from the link's ``workflowType`` (else the browser's last choice, else GenAI): our links set both.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+UI_VIEW = "workflowType=machine_learning"
+
+
+def ui_run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """The page of run ``run_id`` in the MLflow UI served at ``ui_url``, in its model-training view."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW}"
+
+
+def ui_experiment_url(ui_url: str, experiment_id: str) -> str:
+    """The runs table of an experiment in the MLflow UI served at ``ui_url`` (nested trials under sweeps)."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}?{UI_VIEW}"
 
 
 class TrackingUnavailable(Exception):
@@ -104,6 +123,14 @@ def redact(uri: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def quiet_run_links() -> None:
+    """Stop MLflow printing "🏃 View run ... / 🧪 View experiment ..." to stdout each time a run on a
+    tracking server ends (one pair per trial, between our progress lines); ``hpo run`` prints its own
+    link once at the end. MLflow's documented switch, read when a run ends; a value the user set stays.
+    """
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 @dataclass
 class _Buffer:
     points: list[Any] = field(default_factory=list)
@@ -138,14 +165,18 @@ class SweepLogger:
         artifact_location: str | None,
     ) -> SweepLogger:
         """Create (or reuse) the experiment and open the sweep's parent run."""
+        quiet_run_links()
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
-        elif found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-            experiment_id = found.experiment_id
+            experiment_id = client.create_experiment(
+                experiment, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         else:
+            if found.lifecycle_stage == "deleted":
+                client.restore_experiment(found.experiment_id)
             experiment_id = found.experiment_id
+            if EXPERIMENT_KIND_TAG not in found.tags:  # one created before this tag; a kind set in the UI stays
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         run = client.create_run(experiment_id, run_name=run_name, tags={**tags, schema.ROLE: schema.ROLE_SWEEP})
         logger = cls(client, experiment_id, run.info.run_id)
         logger.log_params(run.info.run_id, params)

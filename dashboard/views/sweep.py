@@ -177,9 +177,7 @@ def epochs_texts(trials: pd.DataFrame) -> pd.Series:
             return f"{int(ran)} of {int(planned_n)}"
         return str(int(ran))
 
-    return pd.Series(
-        [text(r, p) for r, p in zip(trials["epochs_run"], configured, strict=True)], index=trials.index
-    )
+    return pd.Series([text(r, p) for r, p in zip(trials["epochs_run"], configured, strict=True)], index=trials.index)
 
 
 def progress(data: SweepData, trials: pd.DataFrame) -> None:
