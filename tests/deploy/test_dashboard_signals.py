@@ -136,7 +136,7 @@ def _assert_all_gone(children: set[int], ports: list[int]) -> None:
     wait_until(lambda: not any(port_open(p) for p in ports), f"ports {ports} to close")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_dashboard_stop_signal_stops_streamlit(tmp_path: Path, sig: signal.Signals) -> None:
     port = free_port()
     with started(["dashboard", "--port", str(port)], tmp_path) as hpo:
