@@ -40,9 +40,10 @@ def tracking_uri() -> str:
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    """The run's page in MLflow's UI (``HPO_MLFLOW_UI_URL``, default http://127.0.0.1:5000)."""
-    base = os.environ.get("HPO_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    """The run's page in MLflow's UI (``HPO_MLFLOW_UI_URL``, default http://127.0.0.1:5000), model-training view."""
+    from tracker.mlflow_log import ui_run_url
+
+    return ui_run_url(os.environ.get("HPO_MLFLOW_UI_URL", "http://127.0.0.1:5000"), experiment_id, run_id)
 
 
 @st.cache_resource(show_spinner=False)
@@ -177,14 +178,21 @@ def format_value(value: Any) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
+    """``0.42 s``, ``3.1 s``, ``42 s``, ``1 min 05 s``, ``2 h 03 min``: two significant places below ten
+    seconds, where sub-second trials all read ``0 s`` before."""
     if seconds is None or pd.isna(seconds):
         return "—"
-    seconds = float(seconds)
-    if seconds < 90:
+    seconds = max(float(seconds), 0.0)
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
         return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 # -- navigation between pages (shareable: everything is in the query string) ------------------------------

@@ -1,12 +1,25 @@
-"""Start the dashboard as a ``streamlit run`` subprocess; ``hpo dashboard`` calls :func:`serve`."""
+"""Start the dashboard as a ``streamlit run`` subprocess; ``hpo dashboard`` calls :func:`serve`.
+
+The Streamlit server must not outlive ``hpo dashboard``: an orphan keeps the port, and the next
+``hpo dashboard`` on it fails. SIGTERM and SIGHUP (``kill``, systemd, container runtimes, a closed
+terminal) are forwarded to it, and it gets a parent-death signal for the cases no handler sees (SIGKILL).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 APP = Path(__file__).resolve().parent / "app.py"
+STOP_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def command(tracking_uri: str, port: int, *, host: str = "127.0.0.1", open_browser: bool = False) -> list[str]:
@@ -23,7 +36,7 @@ def command(tracking_uri: str, port: int, *, host: str = "127.0.0.1", open_brows
 
 
 def serve(tracking_uri: str, port: int, *, host: str = "127.0.0.1", open_browser: bool = False) -> int:
-    """Serve the dashboard for ``tracking_uri`` until interrupted.
+    """Serve the dashboard for ``tracking_uri`` until interrupted (Ctrl-C, SIGTERM or SIGHUP).
 
     Args:
         tracking_uri: the store to read (already resolved: sqlite path absolute).
@@ -32,15 +45,57 @@ def serve(tracking_uri: str, port: int, *, host: str = "127.0.0.1", open_browser
         open_browser: let Streamlit open a browser tab.
 
     Returns:
-        Streamlit's exit code (0 after Ctrl-C).
+        Streamlit's exit code when it ends on its own; 0 after a stop signal (Streamlit is stopped first).
     """
-    process = subprocess.Popen(command(tracking_uri, port, host=host, open_browser=open_browser))
+    previous = _raise_on_stop_signals()
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
+        # Popen from the calling (main) thread: Linux sends the parent-death signal when this THREAD ends.
+        process = subprocess.Popen(
+            command(tracking_uri, port, host=host, open_browser=open_browser), preexec_fn=die_with_parent()
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        return 0
+            return process.wait()
+        except (KeyboardInterrupt, _StopSignal):
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+
+
+class _StopSignal(Exception):
+    """SIGTERM or SIGHUP arrived: unwinds ``serve`` the way Ctrl-C's KeyboardInterrupt does."""
+
+
+def _raise_on_stop_signals() -> dict[int, Callable[[int, FrameType | None], object] | int | None]:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return {}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _StopSignal(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies, even by SIGKILL; None
+    elsewhere. Checks the parent is still the one that forked it (it may have died before the prctl).
+
+    ``hpo ui`` holds its own copy (``hpo/ui.py``): the dashboard package imports nothing from ``hpo``.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl: no signal will come
+            os._exit(1)
+
+    return preexec

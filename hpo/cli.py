@@ -188,33 +188,29 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboard.server import serve
     from hpo import defaults
+    from tracker.uri import redact
 
     uri = defaults.tracking_uri(args.tracking_uri)
     port = args.port or defaults.DASHBOARD_PORT
     host = args.host or defaults.HOST
-    print(f"dashboard: http://{host}:{port}  (store {_redact(uri)}; Ctrl-C stops it)", file=sys.stderr)
+    print(f"dashboard: http://{host}:{port}  (store {redact(uri)}; Ctrl-C stops it)", file=sys.stderr)
     return serve(uri, port, host=host)
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     from dashboard.server import command
     from hpo import defaults, ui
+    from tracker.uri import redact
 
     uri = defaults.tracking_uri(args.tracking_uri)
     host = args.host or defaults.HOST
     port = args.port or defaults.DASHBOARD_PORT
-    print(f"store: {_redact(uri)}", file=sys.stderr)
+    print(f"store: {redact(uri)}", file=sys.stderr)
     services = [
         ui.mlflow_ui(uri, host, args.mlflow_port or defaults.MLFLOW_UI_PORT, defaults.artifact_root()),
         ui.Service("dashboard", f"http://{host}:{port}", command(uri, port, host=host)),
     ]
     return ui.run(services)
-
-
-def _redact(uri: str) -> str:
-    from tracker.mlflow_log import redact
-
-    return redact(uri)
 
 
 def _positive_int(text: str) -> int:

@@ -138,7 +138,9 @@ def where_to_look(result: SweepResult, uri: str) -> str:
         lines.append(f"best: trial {best.number} ({result.metric} {_fmt(best.best)}), run {best.run_id}")
     lines.append(f"sweep run: {result.parent_run_id} in {redact(uri)}")
     if uri.startswith(("http://", "https://")):
-        lines.append(f"MLflow UI:  {redact(uri)}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}")
+        from tracker.mlflow_log import ui_run_url  # opens the run in the UI's model-training view
+
+        lines.append(f"MLflow UI:  {ui_run_url(redact(uri), result.experiment_id, result.parent_run_id)}")
     elif "@" in uri:  # a database URI that may carry a password: never print it
         lines.append("MLflow UI:  mlflow ui --backend-store-uri \"$MLFLOW_TRACKING_URI\" --host 127.0.0.1 --port 5000")
     else:

@@ -2,22 +2,28 @@
 
 Children run in their own sessions (process groups), so a Ctrl-C in the terminal reaches only ``hpo ui``,
 which then stops each whole group (``mlflow server`` starts its own uvicorn process) and waits for it.
+SIGTERM and SIGHUP stop them the same way; a parent-death signal stops them when ``hpo ui`` dies by SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from tracker.uri import is_server_uri
+
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,6 @@ class Service:
     url: str
     command: Sequence[str] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
-
-
-def is_server_uri(tracking_uri: str) -> bool:
-    """Whether the store is an MLflow tracking server (which has its own UI) rather than a database."""
-    return tracking_uri.startswith(("http://", "https://"))
 
 
 def mlflow_ui(tracking_uri: str, host: str, port: int, artifacts: Path) -> Service:
@@ -57,7 +58,10 @@ def mlflow_ui(tracking_uri: str, host: str, port: int, artifacts: Path) -> Servi
 
 
 def run(services: Sequence[Service], out: TextIO = sys.stderr) -> int:
-    """Start every service that has a command, print all addresses, wait for SIGINT/SIGTERM, stop them.
+    """Start every service that has a command, print all addresses, wait for SIGINT/SIGTERM/SIGHUP, stop them.
+
+    Call it from the main thread: Linux sends the children's parent-death signal when the thread that
+    started them ends, and only the main thread can catch signals.
 
     Returns:
         0 after a signal; 1 when a child exits on its own (its exit code is printed).
@@ -69,8 +73,9 @@ def run(services: Sequence[Service], out: TextIO = sys.stderr) -> int:
         for service in services:
             if service.command is not None:
                 process = subprocess.Popen(
-                    list(service.command), env={**os.environ, **service.env}, start_new_session=True
-                )
+                    list(service.command), env={**os.environ, **service.env}, start_new_session=True,
+                    preexec_fn=die_with_parent(),
+                )  # fmt: skip
                 processes.append((service, process))
         for service in services:
             print(f"{service.name + ':':<12} {service.url}", file=out)
@@ -106,6 +111,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies, even by SIGKILL (a new
+    session does not stop it); None elsewhere. Exits the child when the parent already died before the
+    prctl. ``dashboard/server.py`` holds a copy: the dashboard imports nothing from ``hpo``.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 Handler = signal.Handlers | int | None | object
 
 
@@ -113,7 +136,7 @@ def _on_signals(handler: object) -> dict[signal.Signals, Handler]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous: dict[signal.Signals, Handler] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         previous[sig] = signal.signal(sig, handler)  # type: ignore[arg-type]
     return previous
 
@@ -121,4 +144,3 @@ def _on_signals(handler: object) -> dict[signal.Signals, Handler]:
 def _restore(previous: Mapping[signal.Signals, Handler]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)  # type: ignore[arg-type]
-

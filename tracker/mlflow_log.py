@@ -34,6 +34,24 @@ FLUSH_SECONDS = 2.0  # ... or this long after the last flush
 
 RunStatus = str  # "FINISHED" | "FAILED" | "KILLED" (MLflow's RunStatus names)
 
+# MLflow 3's UI opens experiments on its GenAI overview (traces, an assistant) unless told they hold
+# model training. Two switches: the experiment tag below (the UI's CUSTOM_MODEL_DEVELOPMENT; read when
+# the UI's GenAI/Model-training toggle is off), and the UI's own toggle, which 3.17 turns on and reads
+# from the link's ``workflowType`` (else the browser's last choice, else GenAI): our links set both.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+UI_VIEW = "workflowType=machine_learning"
+
+
+def ui_run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """The page of run ``run_id`` in the MLflow UI served at ``ui_url``, in its model-training view."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW}"
+
+
+def ui_experiment_url(ui_url: str, experiment_id: str) -> str:
+    """The runs table of an experiment in the MLflow UI served at ``ui_url`` (nested trials under sweeps)."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}?{UI_VIEW}"
+
 
 def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     """An ``MlflowClient`` on ``tracking_uri``; a SQLite store is created, migrated and set to WAL once.
@@ -97,11 +115,12 @@ class SweepLogger:
         """Create (or reuse) the experiment and open the sweep's parent run (run kind ``sweep``)."""
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
-        elif found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-            experiment_id = found.experiment_id
+            experiment_id = client.create_experiment(
+                experiment, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         else:
+            if found.lifecycle_stage == "deleted":
+                client.restore_experiment(found.experiment_id)
             experiment_id = found.experiment_id
         run = client.create_run(experiment_id, run_name=run_name, tags={**tags, **schema.kind_tags(schema.KIND_SWEEP)})
         logger = cls(client, experiment_id, run.info.run_id)

@@ -105,24 +105,32 @@ def leaderboard(data: SweepData, trials: pd.DataFrame) -> None:
     shown = trials[trials["state"].isin(chosen_states) & verdicts.isin(chosen_verdicts)]
     shown = shown.sort_values("best", ascending=not data.maximize, na_position="last")
     metric = data.metric or "metric"
-    table = pd.DataFrame(
-        {
-            "trial": shown["trial_number"].astype("Int64"),
-            "state": shown["state"],
-            "verdict": shown["verdict"].fillna(NO_VERDICT),
-            "confidence": shown["confidence"],
-            metric: shown["best"],
-            "final": shown["final"],
-            "epochs": shown["epochs_run"].astype("Int64"),
-            "duration": shown["duration_s"].map(_data.format_duration),
-            **{name: shown[f"{PARAM_PREFIX}{name}"] for name in data.param_names},
-            "error": shown["error"],
-            "open": "/trial?run=" + shown["run_id"],
-        }
-    ).reset_index(drop=True)
+    columns = {
+        "trial": shown["trial_number"].astype("Int64"),
+        "state": shown["state"],
+        "verdict": shown["verdict"].fillna(NO_VERDICT),
+        "confidence": shown["confidence"],
+        metric: shown["best"],
+        "final": final_texts(shown, latest_values(data.histories, metric)),
+        "epochs": epochs_texts(shown),
+        "duration": shown["duration_s"].map(_data.format_duration),
+    }
+    for name in data.param_names:
+        if name == "epochs":  # the configured epochs: shown in the epochs column where they differ
+            continue
+        # a parameter named like one of our columns must not replace it (it did: "epochs" showed 15)
+        columns[f"{name} (param)" if name in columns else name] = shown[f"{PARAM_PREFIX}{name}"]
+    columns["error"] = shown["error"].fillna("")
+    columns["open"] = "/trial?run=" + shown["run_id"]
+    table = pd.DataFrame(columns).reset_index(drop=True)
     config = {
         metric: st.column_config.NumberColumn(f"best {metric}", format="%.4f"),
-        "final": st.column_config.NumberColumn("final", format="%.4f"),
+        "final": st.column_config.TextColumn(
+            "final", help=f"{metric} at the last epoch; “(latest)”: the trial has not finished, its value so far"
+        ),
+        "epochs": st.column_config.TextColumn(
+            "epochs", help="epochs run; “4 of 15”: stopped (or still running) before the configured 15"
+        ),
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f"),
         "open": st.column_config.LinkColumn("open", display_text="trial ↗"),
     }
@@ -134,6 +142,42 @@ def leaderboard(data: SweepData, trials: pd.DataFrame) -> None:
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if rows:
         _data.go("trial", run=str(shown.iloc[rows[0]]["run_id"]))
+
+
+def latest_values(histories: pd.DataFrame, metric: str) -> pd.Series:
+    """Each run's last logged value of ``metric`` (by epoch), indexed by run id."""
+    points = histories[histories["key"] == metric].dropna(subset=["value"])
+    if points.empty:
+        return pd.Series(dtype=float)
+    return points.sort_values("step").groupby("run_id")["value"].last()
+
+
+def final_texts(trials: pd.DataFrame, latest: pd.Series) -> pd.Series:
+    """The final value of the metric; a trial without one (still running) shows its latest value, marked
+    “(latest)”, or a dash when it has logged none (an empty cell read ``None``)."""
+
+    def text(run_id: str, final: float) -> str:
+        if pd.notna(final):
+            return f"{final:.4f}"
+        so_far = latest.get(run_id)
+        return "—" if so_far is None or pd.isna(so_far) else f"{so_far:.4f} (latest)"
+
+    return pd.Series([text(r, f) for r, f in zip(trials["run_id"], trials["final"], strict=True)], index=trials.index)
+
+
+def epochs_texts(trials: pd.DataFrame) -> pd.Series:
+    """Epochs run, with the configured count where the trial ran fewer (“4 of 15”: stopped early)."""
+    configured = trials.get(f"{PARAM_PREFIX}epochs", pd.Series(None, index=trials.index, dtype=object))
+
+    def text(ran: float, planned: object) -> str:
+        if pd.isna(ran):
+            return "—"
+        planned_n = pd.to_numeric(planned, errors="coerce")
+        if pd.notna(planned_n) and int(planned_n) != int(ran):
+            return f"{int(ran)} of {int(planned_n)}"
+        return str(int(ran))
+
+    return pd.Series([text(r, p) for r, p in zip(trials["epochs_run"], configured, strict=True)], index=trials.index)
 
 
 def progress(data: SweepData, trials: pd.DataFrame) -> None:

@@ -138,7 +138,7 @@ def test_sweep_running_is_live(sweep_store, store_env):
     assert "Live: this sweep is running" in texts(at, "info")
     board = at.dataframe[0].value
     running = board[board["state"] == "running"]
-    assert len(running) == 1 and running["epochs"].iloc[0] == 3  # best-so-far from the curve, no summary yet
+    assert len(running) == 1 and running["epochs"].iloc[0] == "3"  # best-so-far from the curve, no summary yet
     assert running["val_accuracy"].notna().all()
 
 
@@ -168,7 +168,8 @@ def test_trial_page_shows_params_curves_verdict_and_advice(sweep_store, store_en
     assert table_with(at, "measure").set_index("measure").loc["val_loss_min_epoch", "value"] == "6"
     assert plotly_count(at) == 2  # loss and accuracy, each with the diagnosis drawn on
     link = at.get("link_button")[0].proto.url
-    assert link.startswith("http://mlflow.example:5000/#/experiments/") and link.endswith(f"/runs/{run_id}")
+    assert link.startswith("http://mlflow.example:5000/#/experiments/")
+    assert link.endswith(f"/runs/{run_id}?workflowType=machine_learning")  # not the GenAI view
     assert [b.label for b in at.get("download_button")] == ["diagnosis.json"]
 
 

@@ -65,3 +65,17 @@ def test_trial_page_of_the_failed_trial_shows_its_error(small_sweep_store, monke
     failed = next(t for t in result["trials"] if t["status"] == "FAILED")
     at = page("trial", monkeypatch, uri, run=failed["run_id"])
     assert "This trial failed" in shown(at)
+
+
+def test_leaderboard_epochs_are_the_epochs_run(small_sweep_store, monkeypatch):
+    """Issue 14.4: trials ASHA stopped showed the configured epochs (the fixed setting `epochs`, logged as a
+    param, replaced the column); now the column agrees with `hpo run`'s own table."""
+    uri, parent, result = small_sweep_store
+    board = page("sweep", monkeypatch, uri, run=parent).dataframe[0].value.set_index("trial")
+    for trial in result["trials"]:
+        if trial["status"] == "FAILED":
+            continue
+        ran = trial["epochs"]
+        assert board.loc[trial["trial_number"], "epochs"] == (str(ran) if ran == 6 else f"{ran} of 6"), trial
+    short = board.loc[board["state"] != "failed", "epochs"].str.endswith(" of 6").sum()
+    assert short == sum(t["early_stopped"] for t in result["trials"]) >= 1  # the trials ASHA stopped
