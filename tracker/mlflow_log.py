@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -79,6 +80,17 @@ def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     return client
 
 
+def quiet_run_links() -> None:
+    """Stop MLflow printing "🏃 View run ... / 🧪 View experiment ..." to stdout each time a run on a
+    tracking server ends (one pair per trial, between our progress lines); ``hpo run`` prints its own
+    link once at the end. MLflow's documented switch, read when a run ends; a value the user set stays.
+    """
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+@dataclass
+
+
 @dataclass
 class _Buffer:
     points: list[Any] = field(default_factory=list)
@@ -113,6 +125,7 @@ class SweepLogger:
         artifact_location: str | None,
     ) -> SweepLogger:
         """Create (or reuse) the experiment and open the sweep's parent run (run kind ``sweep``)."""
+        quiet_run_links()
         found = client.get_experiment_by_name(experiment)
         if found is None:
             experiment_id = client.create_experiment(
@@ -122,6 +135,8 @@ class SweepLogger:
             if found.lifecycle_stage == "deleted":
                 client.restore_experiment(found.experiment_id)
             experiment_id = found.experiment_id
+            if EXPERIMENT_KIND_TAG not in found.tags:  # one created before this tag; a kind set in the UI stays
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         run = client.create_run(experiment_id, run_name=run_name, tags={**tags, **schema.kind_tags(schema.KIND_SWEEP)})
         logger = cls(client, experiment_id, run.info.run_id)
         logger.log_params(run.info.run_id, params)
