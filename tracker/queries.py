@@ -248,7 +248,7 @@ class Store:
         ids = parents["run_id"].tolist()
         tags = to_wide(self._call("key_values", "tags", ids), ids)
         latest = to_wide(self._call("latest_metrics", ids), ids, "value")
-        children = self._call("child_runs", ids)
+        children = self._trial_runs(ids)
         child_ids = children["run_id"].tolist()
         child_tags = to_wide(self._call("key_values", "tags", child_ids, [schema.EARLY_STOPPED]), child_ids)
         metrics = {f"{schema.BEST_PREFIX}{m}" for m in column(tags, schema.METRIC).dropna()}
@@ -300,7 +300,7 @@ class Store:
                 f"run {parent_run_id} is not a sweep (tag {schema.ROLE}={ptags.get(schema.ROLE)!r}, "
                 f"expected {schema.ROLE_SWEEP!r}); open trials on the Trial page."
             )
-        children = self._call("child_runs", [parent_run_id])
+        children = self._trial_runs([parent_run_id])
         ids = children["run_id"].tolist()
         histories = self._call("metric_histories", ids) if ids else empty_histories()
         histories = epoch_points(histories)
@@ -334,6 +334,16 @@ class Store:
             trials=trials,
             histories=histories,
         )
+
+    def _trial_runs(self, parent_ids: list[str]) -> pd.DataFrame:
+        """Children of ``parent_ids`` that are trials: runs with another ``hpo.role`` (``hpo compress``'s
+        variants) are not trials and stay out of counts and leaderboards."""
+        children = self._call("child_runs", parent_ids)
+        if children.empty:
+            return children
+        roles = self._call("key_values", "tags", children["run_id"].tolist(), [schema.ROLE])
+        others = set(roles.loc[roles["value"] != schema.ROLE_TRIAL, "run_id"])
+        return children[~children["run_id"].isin(others)].reset_index(drop=True)
 
     def sweep_fingerprint(self, parent_run_id: str) -> str:
         """A cheap token that changes whenever the sweep does (state, trials, epochs logged, deletions)."""
