@@ -125,6 +125,19 @@ def test_global_pruning_reaches_its_sparsity_and_keeps_it_through_finetuning(dig
     assert prune.sparsity_of(w.model) < 0.01  # the winner itself is untouched
 
 
+def test_a_globally_pruned_gru_is_saved_as_plain_weights_of_the_fp32_size(tmp_path: Path) -> None:
+    gru = _model("gru", SEQ)
+    pruned = prune.make_permanent(prune.global_magnitude(gru, 0.5))
+    assert not any(name.endswith(("_orig", "_mask")) for name in pruned.state_dict())
+    assert prune.sparsity_of(pruned) == pytest.approx(0.5, abs=1e-3)
+    fp32, path = _save(tmp_path, gru, "gru", SEQ, "none"), tmp_path / "pruned.pt"
+    save_variant(path, pruned, method="prune_global", transform="none", config={"model": "gru", **HP},
+                 input_shape=SEQ, n_outputs=10)
+    assert path.stat().st_size == pytest.approx(fp32.stat().st_size, rel=0.01)
+    x = torch.randn(4, *SEQ)
+    assert torch.equal(predict(load_variant(path), x), predict(pruned, x))
+
+
 def _silence_weakest(model: torch.nn.Module, name: str, units: list[int]) -> None:
     """Zero the incoming weights of ``units`` in every hidden layer: they then contribute nothing."""
     with torch.no_grad():

@@ -26,8 +26,9 @@ def weight_tensors(model: nn.Module) -> list[tuple[nn.Module, str]]:
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
             found.append((module, "weight"))
-        elif isinstance(module, nn.GRU | nn.LSTM):
-            found += [(module, name) for name, _ in module.named_parameters(recurse=False) if name.startswith("weight")]
+        elif isinstance(module, nn.GRU | nn.LSTM):  # once pruned, a weight is held as <name>_orig + a mask
+            names = [n.removesuffix("_orig") for n, _ in module.named_parameters(recurse=False)]
+            found += [(module, name) for name in names if name.startswith("weight")]
     return found
 
 
