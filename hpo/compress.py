@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hpo.errors import ConfigError, TrackingError
 from tracker import schema
 from trainers.compression.settings import BASELINE, METHODS, CompressSettings, SettingsError
+
+__all__ = ["METHODS", "Source", "compress_stored", "find_source", "pareto", "render", "settings_from_args", "summary"]
 
 SOURCE = "hpo compress"
 CHECKPOINT = f"{schema.BEST_CHECKPOINT_DIR}/model.pt"
@@ -143,8 +145,6 @@ def compress_stored(target: str, tracking_uri: str | None, settings: CompressSet
 
 
 def _with_methods(settings: CompressSettings, methods: tuple[str, ...]) -> CompressSettings:
-    from dataclasses import replace
-
     return replace(settings, methods=methods)
 
 
@@ -307,5 +307,3 @@ def render(doc: dict[str, Any]) -> str:
 def _size(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
-
-__all__ = ["METHODS", "Source", "compress_stored", "find_source", "pareto", "render", "settings_from_args", "summary"]
