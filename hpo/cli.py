@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--structured-sparsity", type=float, help="share of units/channels removed (default 0.5)")
     compress.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 3)")
     compress.add_argument("--distill-epochs", type=int, help="student epochs (default: the winner's epochs)")
-    compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.25)")
+    compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
     compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
     compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
     compress.add_argument("--max-drop", type=float,

@@ -2,7 +2,9 @@
 
 Latency is wall-clock time of ``model(x)`` under ``torch.inference_mode`` with a fixed number of
 intra-op threads: ``warmup`` untimed calls, then ``repeats`` timed ones; median and 90th percentile
-in milliseconds. Throughput is examples per second at the large batch's median.
+in milliseconds. Throughput is examples per second at the median. Several models are timed in
+interleaved rounds (``time_interleaved``): on a shared machine, load from other processes then falls
+on every model alike instead of on whichever was timed while it lasted.
 """
 
 from __future__ import annotations
@@ -57,21 +59,45 @@ def time_calls(call: Callable[[], Any], batch: int, *, repeats: int, warmup: int
         started = time.perf_counter()
         call()
         times.append(time.perf_counter() - started)
-    times.sort()
+    return _latency(times, batch)
+
+
+def time_interleaved(calls: list[Callable[[], Any]], batch: int, *, repeats: int, warmup: int) -> list[Latency]:
+    """Latency of each of ``calls`` on batches of ``batch``: ``warmup`` untimed calls of each, then
+    ``repeats`` rounds that time every call once, in turn."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            started = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - started)
+    return [_latency(t, batch) for t in times]
+
+
+def _latency(times: list[float], batch: int) -> Latency:
+    times = sorted(times)
     median = statistics.median(times)
     p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
     return Latency(batch, median * 1000, p90 * 1000, batch / median if median > 0 else float("inf"))
 
 
-def torch_latency(model: nn.Module, example: torch.Tensor, *, repeats: int, warmup: int) -> Latency:
-    """Latency of ``model`` on the batch ``example`` in evaluation mode, without autograd."""
+def torch_call(model: nn.Module, example: torch.Tensor) -> Callable[[], None]:
+    """One forward pass of ``model`` on the batch ``example`` in evaluation mode, without autograd."""
     model.eval()
 
     def call() -> None:
         with torch.inference_mode():
             model(example)
 
-    return time_calls(call, len(example), repeats=repeats, warmup=warmup)
+    return call
+
+
+def torch_latency(model: nn.Module, example: torch.Tensor, *, repeats: int, warmup: int) -> Latency:
+    """Latency of ``model`` on the batch ``example`` in evaluation mode, without autograd."""
+    return time_calls(torch_call(model, example), len(example), repeats=repeats, warmup=warmup)
 
 
 @torch.inference_mode()

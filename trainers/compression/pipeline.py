@@ -27,7 +27,8 @@ from trainers.compression.measure import (
     file_size,
     fixed_threads,
     score,
-    torch_latency,
+    time_interleaved,
+    torch_call,
 )
 from trainers.compression.settings import BASELINE, CompressSettings, check_applicable
 from trainers.data import TaskData
@@ -67,7 +68,8 @@ class Winner:
 
 @dataclass
 class Variant:
-    """One measured variant. ``latency`` maps ``"batch_1"`` and ``"batch_<large>"`` to ``Latency``."""
+    """One measured variant. ``latency`` maps ``"batch_1"`` and ``"batch_<large>"`` to ``Latency``; it is
+    filled once every variant exists, timing all of them in interleaved rounds."""
 
     name: str
     method: str
@@ -78,8 +80,8 @@ class Variant:
     params: int
     nonzero_params: int
     size_bytes: int
-    latency: dict[str, Latency]
-    threads: int
+    latency: dict[str, Latency] = field(default_factory=dict)
+    threads: int = 1
     files: list[Path] = field(default_factory=list)
     onnx_max_abs_diff: float | None = None
     note: str = ""
@@ -87,6 +89,7 @@ class Variant:
     model: nn.Module | None = field(default=None, repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     transform: Transform = "none"
+    calls: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)  # what latency times
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "method": self.method, "runtime": self.runtime, "settings": self.settings,
@@ -108,7 +111,7 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
         settings: validated settings (``CompressSettings.validated()``); methods that do not apply to the
             winner's architecture (static int8 on an MLP) are left out.
         out_dir: where the variant files go (one subfolder per variant).
-        on_variant: called with each variant as soon as it is measured.
+        on_variant: called with each variant, in order, once all are measured.
 
     Returns:
         The variants in the order made; the first is the fp32 baseline.
@@ -120,8 +123,6 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
     def keep(variant: Variant) -> None:
         done.append(variant)
         log.info("compress: %s %s=%.4f", variant.name, winner.metric, variant.metric)
-        if on_variant is not None:
-            on_variant(variant)
 
     with fixed_threads(settings.threads):
         keep(maker.torch_variant(BASELINE, BASELINE, winner.model, "none", winner.config, {}))
@@ -133,6 +134,14 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
         if "onnx" in methods:
             for variant in maker.onnx(done):
                 keep(variant)
+        for key, example in maker.examples.items():
+            timings = time_interleaved([v.calls[key] for v in done], len(example), repeats=settings.repeats,
+                                       warmup=settings.warmup)
+            for variant, timing in zip(done, timings, strict=True):
+                variant.latency[key] = timing
+    for variant in done:
+        if on_variant is not None:
+            on_variant(variant)
     return done
 
 
@@ -204,11 +213,10 @@ class _Maker:
                             input_shape=self.w.data.input_shape, n_outputs=self.w.data.n_outputs)
         metrics = evaluate(model, self.w.data)
         total, nonzero = self.params if transform != "none" else count_parameters(model)
-        latency = {k: torch_latency(model, x, repeats=self.s.repeats, warmup=self.s.warmup)
-                   for k, x in self.examples.items()}
+        calls = {k: torch_call(model, x) for k, x in self.examples.items()}
         return Variant(name, method, "torch", settings, metrics, metrics[self.w.metric], total, nonzero,
-                       file_size(path), latency, self.s.threads, [path], note=note, model=model, config=config,
-                       transform=transform)
+                       file_size(path), {}, self.s.threads, [path], note=note, model=model, config=config,
+                       transform=transform, calls=calls)
 
     def onnx(self, done: list[Variant]) -> list[Variant]:
         """fp32 and the smallest variant within ``max_drop`` of fp32's metric, each run in ONNX Runtime."""
@@ -240,9 +248,8 @@ class _Maker:
         outputs = torch.from_numpy(np.concatenate([onnx_export.run(sess, self.w.data.x_val[i : i + 1024])
                                                    for i in range(0, len(self.w.data.x_val), 1024)]))
         metrics = score(outputs, self.w.data)
-        latency = {k: onnx_export.latency(sess, x, repeats=self.s.repeats, warmup=self.s.warmup)
-                   for k, x in self.examples.items()}
+        calls = {k: onnx_export.call(sess, x) for k, x in self.examples.items()}
         return Variant(name, "onnx", "onnxruntime", {"source": source.name}, metrics, metrics[self.w.metric],
-                       source.params, source.nonzero_params, file_size(path), latency, self.s.threads, [path],
-                       onnx_max_abs_diff=diff, note=note)
+                       source.params, source.nonzero_params, file_size(path), {}, self.s.threads, [path],
+                       onnx_max_abs_diff=diff, note=note, calls=calls)
 

@@ -62,7 +62,7 @@ class CompressSettings:
     structured_sparsity: float = 0.5
     finetune_epochs: int = 3
     distill_epochs: int = 0
-    student_width: float = 0.25
+    student_width: float = 0.5
     student_layers: int = 0
     temperature: float = 4.0
     alpha: float = 0.7
