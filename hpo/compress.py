@@ -149,7 +149,7 @@ def _with_methods(settings: CompressSettings, methods: tuple[str, ...]) -> Compr
 
 
 class _Recorder:
-    """Logs each variant as it is measured: a child run of the sweep with its figures and files."""
+    """Logs each measured variant as a child run of the sweep with its figures and files."""
 
     def __init__(self, tracking_uri: str, source: Source, winner: Any, settings: CompressSettings) -> None:
         from tracker.mlflow_log import TrackingUnavailable, open_client
