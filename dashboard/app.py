@@ -31,6 +31,7 @@ navigation = st.navigation(
         st.Page(_VIEWS / "sweep.py", title="Sweep", icon=":material/leaderboard:", url_path="sweep"),
         st.Page(_VIEWS / "trial.py", title="Trial", icon=":material/monitoring:", url_path="trial"),
         st.Page(_VIEWS / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(_VIEWS / "compress.py", title="Compression", icon=":material/compress:", url_path="compress"),
     ]
 )
 navigation.run()

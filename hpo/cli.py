@@ -93,6 +93,31 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
     ui.add_argument("--host", default=None, help="default 127.0.0.1")
     ui.set_defaults(handler=_cmd_ui)
+
+    compress = commands.add_parser(
+        "compress", help="int8, pruned, distilled and ONNX variants of a sweep's winner, logged as child runs",
+        description="Make the winner small and fast: each variant measured (metric, size, CPU latency) and "
+                    "logged as a child run of the sweep; the fp32 winner logged as an MLflow Model.",
+    )
+    compress.add_argument("target", metavar="NAME|RUN_ID", help="sweep name, sweep run id, or the best trial's run id")
+    compress.add_argument("--methods", nargs="+", metavar="METHOD",
+                          help="dynamic_int8 static_int8 prune_global prune_structured distill onnx (default: all "
+                               "that apply to the model)")
+    compress.add_argument("--sparsities", nargs="+", type=float, metavar="S",
+                          help="global pruning sparsities, each in (0, 1) (default 0.5 0.8 0.9)")
+    compress.add_argument("--structured-sparsity", type=float, help="share of units/channels removed (default 0.5)")
+    compress.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 3)")
+    compress.add_argument("--distill-epochs", type=int, help="student epochs (default: the winner's epochs)")
+    compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
+    compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
+    compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
+    compress.add_argument("--max-drop", type=float,
+                          help="largest metric drop a variant may show to be exported to ONNX (default 0.01)")
+    compress.add_argument("--threads", type=int, help="CPU threads while measuring (default 1)")
+    compress.add_argument("--repeats", type=int, help="timed calls per latency figure (default 30)")
+    compress.add_argument("--tracking-uri")
+    compress.add_argument("--json", action="store_true")
+    compress.set_defaults(handler=_cmd_compress)
     return parser
 
 
@@ -222,6 +247,21 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
+
+
+# -- compress --------------------------------------------------------------------------------------
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from hpo.compress import compress_stored, render, settings_from_args
+
+    settings = settings_from_args(
+        args.methods, args.sparsities, structured_sparsity=args.structured_sparsity,
+        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, student_width=args.student_width,
+        temperature=args.temperature,
+        alpha=args.alpha, max_drop=args.max_drop, threads=args.threads, repeats=args.repeats,
+    )
+    doc = compress_stored(args.target, args.tracking_uri, settings, explicit_methods=bool(args.methods))
+    print(json.dumps(doc, indent=2, default=str) if args.json else render(doc))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -262,3 +262,86 @@ def _as_text(value: Any) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + "... [truncated]"
+
+
+# -- compression (``hpo compress``) ------------------------------------------------------------------
+def log_compress_variant(
+    client: Any,
+    parent_run_id: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    files: Iterable[Path],
+    artifact_path: str = "variant",
+) -> str:
+    """One compressed variant as a finished child run of the sweep ``parent_run_id``; returns its run id.
+
+    The run carries ``hpo.run_kind: compress`` (trial listings read only kind ``trial``),
+    the given tags, params and metrics (step 0), and ``files`` under ``artifact_path``.
+    """
+    from mlflow.entities import Metric, Param
+
+    parent = client.get_run(parent_run_id)
+    run_tags = {**tags, schema.PARENT_RUN_ID: parent_run_id,
+                **schema.kind_tags(schema.KIND_COMPRESS)}
+    run = client.create_run(parent.info.experiment_id, run_name=run_name, tags=run_tags)
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        entries = [Param(k, _clip(_as_text(v), MAX_PARAM_VALUE)) for k, v in params.items()]
+        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=chunk, synchronous=True)
+        points = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for chunk in _chunks(points, MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=chunk, synchronous=True)
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def set_run_tags(client: Any, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on an existing run (a finished one included), in batches within MLflow's limits."""
+    from mlflow.entities import RunTag
+
+    entries = [RunTag(k, _clip(str(v), MAX_TAG_VALUE)) for k, v in tags.items()]
+    for chunk in _chunks(entries, MAX_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=chunk, synchronous=True)
+
+
+def log_json_artifact(client: Any, run_id: str, payload: Any, artifact_file: str) -> None:
+    """``payload`` as an indented JSON artifact of ``run_id`` (a finished run's too)."""
+    client.log_text(run_id, json.dumps(payload, indent=2, sort_keys=True, default=str), artifact_file)
+
+
+def log_pytorch_model(client: Any, run_id: str, model: Any, input_example: Any, output_example: Any,
+                      artifact_path: str) -> str:
+    """``model`` as an MLflow Model (pytorch flavour, pyfunc-servable) with the signature of
+    ``input_example`` -> ``output_example`` (numpy arrays); returns ``runs:/<run_id>/<artifact_path>``.
+
+    Saved locally with ``mlflow.pytorch.save_model`` and uploaded with the client, so no fluent active
+    run is involved; ``mlflow models serve -m runs:/...`` and the model registry take the URI.
+    """
+    import tempfile
+
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, output_example)
+    # it warns that a CPU build's "+cpu" label is dropped from the pip requirement: true, and expected
+    requirements = logging.getLogger("mlflow.utils.requirements_utils")
+    level = requirements.level
+    requirements.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model"
+            mlflow.pytorch.save_model(model, str(local), signature=signature, input_example=input_example)
+            client.log_artifacts(run_id, str(local), artifact_path)
+    finally:
+        requirements.setLevel(level)
+    return f"runs:/{run_id}/{artifact_path}"

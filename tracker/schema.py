@@ -92,3 +92,11 @@ EPOCH_METRICS = (*CURVE_METRICS, "epoch_seconds")
 BEST_PREFIX = "best_"  # best_<metric>: best value of the sweep metric over the trial's epochs
 FINAL_PREFIX = "final_"  # final_<metric>: value at the last epoch the trial ran
 EPOCHS_RUN = "epochs_run"
+
+# -- compression runs (``hpo compress``): children of the sweep run, one per variant --------------------
+COMPRESS_METHOD = "hpo.compress.method"  # fp32 | dynamic_int8 | static_int8 | prune_global | ... | onnx
+COMPRESS_VARIANT = "hpo.compress.variant"  # the variant's name, e.g. prune_global_0.8
+COMPRESS_SOURCE_RUN = "hpo.compress.source_run"  # the trial run whose checkpoint was compressed
+COMPRESS_RUNTIME = "hpo.compress.runtime"  # torch | onnxruntime
+COMPRESS_PARETO = "hpo.compress.pareto"  # e.g. "latency,size": fronts the variant is on
+COMPRESS_SUMMARY_ARTIFACT = "compression/summary.json"  # on the sweep run: the table and Pareto sets
