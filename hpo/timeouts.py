@@ -11,15 +11,16 @@ timeout`` and the reason. A timeout is final: the trial is not retried under ``b
 
 Two limits:
 
-- ``budget.trial_timeout_s``: a trial (from its start: process, imports, data) that runs longer ends.
-- ``budget.report_timeout_s``: a trial that reports nothing for that long ends (counted from its start
-  until its first report). When not set, the stall rule applies instead: once a trial has reported, it
-  ends if it then reports nothing for ``STALL_FACTOR`` times the longest wait between its own reports so
-  far (from its start), and at least ``STALL_FLOOR_S``. A trial's own epochs take comparable time, so
-  10x its slowest one is a hang, not a slow epoch; before its first report nothing is known of this
-  configuration (a new width or batch size can be 100x slower than the trials seen so far), so the
-  default never ends a trial that has not reported yet. The floor keeps short, noisy epochs (a busy
-  machine, a checkpoint write) from ever counting as a hang.
+- ``budget.trial_timeout_s``: a trial that runs longer than this from its start (its process, imports
+  and data loading count) ends. The only limit on a trial that has not reported yet.
+- ``budget.report_timeout_s``: a trial that has reported and then reports nothing for this long ends.
+  When not set, the stall rule applies instead: a trial that has reported ends if it then reports
+  nothing for ``STALL_FACTOR`` times its longest wait for a report so far (counted from its start), and
+  at least ``STALL_FLOOR_S``. Why this default: a trial's own epochs take comparable time, so 10x its
+  slowest one is a hang, not a slow epoch, whereas other trials say little (a wider model or a smaller
+  batch can be 100x slower than the trials seen so far); the floor keeps short, noisy epochs (a busy
+  machine, a checkpoint write) from ever looking hung. Before its first report nothing is known of a
+  trial's pace, so only ``trial_timeout_s`` ends it: its start-up is not mistaken for a hang.
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ def overdue(clock: TrialClock, now: float, trial_timeout_s: float | None, report
     ran = now - clock.started
     if trial_timeout_s is not None and ran > trial_timeout_s:
         return f"the trial ran for {ran:.1f} s, longer than budget.trial_timeout_s = {trial_timeout_s:g} s"
+    if clock.longest_wait is None:  # no report yet: start-up and a first epoch of unknown length
+        return None
     silent = now - clock.last_report
     if report_timeout_s is not None:
         if silent > report_timeout_s:
             return (f"the trial reported nothing for {silent:.1f} s, longer than budget.report_timeout_s = "
                     f"{report_timeout_s:g} s")
-        return None
-    if clock.longest_wait is not None:
+    else:
         limit = max(STALL_FLOOR_S, STALL_FACTOR * clock.longest_wait)
         if silent > limit:
             return (f"the trial reported nothing for {silent:.0f} s, over {STALL_FACTOR:g}x its slowest report "
