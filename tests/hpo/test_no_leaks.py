@@ -101,45 +101,67 @@ def _reported(db: Path) -> bool:
         return False
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-def test_the_local_ray_dies_with_its_driver(tmp_path: Path, signum: signal.Signals) -> None:
-    package = tmp_path / "steady"
-    package.mkdir()
+def _start_driver(folder: Path) -> subprocess.Popen[bytes]:
+    """``hpo run`` of the steady sweep in ``folder``, in its own session, output in ``folder/hpo.log``."""
+    package = folder / "steady"
+    package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "train.py").write_text(STEADY)
-    (tmp_path / "sweep.yaml").write_text(STEADY_YAML)
-    home = tmp_path / "hpo_home"
-    log = (tmp_path / "hpo.log").open("w")
+    (folder / "sweep.yaml").write_text(STEADY_YAML)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    env.update(HPO_HOME=str(home), PYTHONPATH=str(ROOT))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", "run", "sweep.yaml"], cwd=tmp_path, env=env, stdout=log, stderr=log,
-        start_new_session=True,  # its own session: the test can tell its processes from everyone else's
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as at a terminal
-    )
-    recorded: dict[int, int] = {}
+    env.update(HPO_HOME=str(folder / "hpo_home"), PYTHONPATH=str(ROOT))
+    with (folder / "hpo.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hpo.cli", "run", "sweep.yaml"], cwd=folder, env=env, stdout=log, stderr=log,
+            start_new_session=True,  # its own session: the test can tell its processes from everyone else's
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as at a terminal
+        )
+
+
+SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_the_local_ray_dies_with_its_driver_whatever_signal_ends_it(tmp_path: Path) -> None:
+    # three sweeps side by side, one per signal: one Ray start-up's wait instead of three
+    folders = {signum: tmp_path / signum.name for signum in SIGNALS}
+    drivers = {signum: _start_driver(folder) for signum, folder in folders.items()}
+    recorded: dict[signal.Signals, dict[int, int]] = {}
     try:
-        wait_until(lambda: _reported(home / "mlflow.db"), 180, interval_s=0.5, process=driver,
-                   message=lambda: f"a trial of the sweep reports; its log:\n{(tmp_path / 'hpo.log').read_text()}")
-        recorded = sweep_ray_processes(driver.pid)
-        commands = " ".join(alive(recorded).values())
-        assert "raylet" in commands and "ray::" in commands, commands  # the raylet and what it started
-        os.kill(driver.pid, signum)
-        driver.wait(timeout=120)
-        wait_until(lambda: not alive(recorded), GONE_WITHIN_S, interval_s=0.2,
-                   message=lambda: f"the sweep's Ray processes end with its driver; alive: {alive(recorded)}")
+        for signum, driver in drivers.items():
+            log = folders[signum] / "hpo.log"
+            wait_until(lambda: _reported(folders[signum] / "hpo_home" / "mlflow.db"), 240, interval_s=0.5,  # noqa: B023
+                       process=driver, message=lambda: f"a trial reports; the log:\n{log.read_text()}")  # noqa: B023
+        for signum, driver in drivers.items():
+            recorded[signum] = sweep_ray_processes(driver.pid)
+            commands = " ".join(alive(recorded[signum]).values())
+            assert "raylet" in commands and "ray::" in commands, commands  # the raylet and what it started
+        for signum, driver in drivers.items():
+            os.kill(driver.pid, signum)
+        # SIGKILL and SIGTERM end their drivers at once; Ctrl-C first closes the sweep's runs
+        for group in ((signal.SIGKILL, signal.SIGTERM), (signal.SIGINT,)):
+            for signum in group:
+                drivers[signum].wait(timeout=120)
+
+            def left(group: tuple[signal.Signals, ...] = group) -> dict[str, dict[int, str]]:
+                return {signum.name: found for signum in group if (found := alive(recorded[signum]))}
+
+            wait_until(lambda: not left(), GONE_WITHIN_S, interval_s=0.2,  # noqa: B023
+                       message=lambda: f"Ray processes outlive their driver: {left()}")  # noqa: B023
     finally:
-        for pid in alive(recorded):  # leave nothing to the next test, even when this one failed
-            os.kill(pid, signal.SIGKILL)
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        log.close()
-    if signum == signal.SIGINT:  # Ctrl-C: the sweep is closed as interrupted, then Ray is shut down
-        assert driver.returncode == 130, (tmp_path / "hpo.log").read_text()[-3000:]
-    else:  # died of it (Ray's own SIGTERM handler in the driver aborts: SIGABRT)
-        assert driver.returncode < 0, (tmp_path / "hpo.log").read_text()[-3000:]
+        for processes in recorded.values():  # leave nothing to the next test, even when this one failed
+            for pid in alive(processes):
+                os.kill(pid, signal.SIGKILL)
+        for driver in drivers.values():
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+    for signum, driver in drivers.items():
+        log_tail = (folders[signum] / "hpo.log").read_text()[-3000:]
+        if signum == signal.SIGINT:  # Ctrl-C: the sweep is closed as interrupted, then Ray is shut down
+            assert driver.returncode == 130, log_tail
+        else:  # died of it (Ray's own SIGTERM handler in the driver aborts: SIGABRT)
+            assert driver.returncode < 0, log_tail
 
 
 def test_only_processes_started_while_marking_carry_the_token(tmp_path: Path) -> None:
