@@ -49,10 +49,13 @@ class Watchdog:
         self.token = token
 
     @classmethod
-    def start(cls) -> Watchdog:
-        """Start the watchdog for this process's local Ray (a no-op watchdog where ``/proc`` is missing)."""
+    def start(cls, *, local: bool = True) -> Watchdog:
+        """Start the watchdog for the local Ray this process is about to start.
+
+        A no-op watchdog when ``local`` is false (a cluster's Ray is not ours to end) or ``/proc`` is missing.
+        """
         token = os.urandom(8).hex()
-        if not (_PROC / str(os.getpid()) / "stat").exists():
+        if not local or not (_PROC / str(os.getpid()) / "stat").exists():
             return cls(None, token)
         process = subprocess.Popen(  # noqa: S603 - our own script, run by our own interpreter
             [sys.executable, "-I", str(Path(__file__).resolve()), str(os.getpid()), token],
@@ -66,7 +69,8 @@ class Watchdog:
 
     @contextmanager
     def marking(self) -> Iterator[None]:
-        """Inside: processes this one starts (``ray.init``'s head processes) carry the token."""
+        """Inside: processes this one starts (``ray.init``'s head processes) carry the token. When the
+        block raises (Ray did not start, or was shut down again), the watchdog is closed: nothing to watch."""
         if self.process is None:
             yield
             return
@@ -74,6 +78,9 @@ class Watchdog:
         os.environ[MARKER] = self.token
         try:
             yield
+        except BaseException:
+            self.close()
+            raise
         finally:  # later children of the driver (git, a test's own servers) are not the sweep's Ray
             if before is None:
                 os.environ.pop(MARKER, None)

@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,21 +68,16 @@ def run_sweep(
     with tracking_errors():
         client = open_client(uri)
     trials = rules.trials_planned(config)
-    # a local Ray dies with this process, whatever kills it; a cluster's Ray is not ours to end
-    watchdog = Watchdog.start() if config.ray.address is None else None
+    watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
+    with watchdog.marking():
+        cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
     try:
-        with watchdog.marking() if watchdog is not None else nullcontext():
-            cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
-        try:
-            return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                on_finish)
-        finally:
-            import ray
-
-            ray.shutdown()
+        return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
     finally:
-        if watchdog is not None:
-            watchdog.close()
+        import ray
+
+        ray.shutdown()
+        watchdog.close()
 
 
 def _run_started(

@@ -164,7 +164,7 @@ def test_the_local_ray_dies_with_its_driver_whatever_signal_ends_it(tmp_path: Pa
             assert driver.returncode < 0, log_tail
 
 
-def test_only_processes_started_while_marking_carry_the_token(tmp_path: Path) -> None:
+def test_only_processes_started_while_marking_carry_the_token() -> None:
     """The token marks ``ray.init``'s children only: what the driver starts later is not the sweep's Ray."""
     watchdog = Watchdog.start()
     try:
@@ -176,3 +176,49 @@ def test_only_processes_started_while_marking_carry_the_token(tmp_path: Path) ->
     assert f"{MARKER}={watchdog.token}" in inside.splitlines()
     assert MARKER not in outside
     assert watchdog.process is not None and watchdog.process.returncode == 0  # the closed pipe ended it
+
+
+# A driver without Ray: it starts the watchdog, then (marked) a shell whose child drops the token from
+# its environment, then (unmarked) a bystander; prints the pids and waits to be killed.
+DRIVER = """\
+import os, subprocess, sys, time
+from hpo.ray_local import MARKER, Watchdog
+
+watchdog = Watchdog.start()
+with watchdog.marking():
+    shell = subprocess.Popen(["sh", "-c", f"env -u {MARKER} sleep 1000 & wait"])
+bystander = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+time.sleep(0.5)
+print(shell.pid, bystander.pid, flush=True)
+time.sleep(1000)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: s.name)
+def test_the_watchdog_ends_marked_processes_and_their_children_when_the_driver_dies(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True)
+    assert driver.stdout is not None
+    shell, bystander = (int(pid) for pid in driver.stdout.readline().split())
+    ours: dict[int, int] = {}
+    try:
+        def shell_and_child() -> dict[int, int] | None:
+            found = sweep_ray_processes(driver.pid)  # the driver's session and descendants, watchdog included
+            return found if any((_stat(pid) or (0,))[0] == shell for pid in found) else None
+
+        ours = wait_until(shell_and_child, 30, message="the driver's shell and its child are running")
+        sleeper = next(pid for pid in ours if (_stat(pid) or (0,))[0] == shell)
+        assert MARKER not in Path(f"/proc/{sleeper}/environ").read_text(errors="replace")  # found as a child only
+        os.kill(driver.pid, signum)
+        driver.wait(timeout=30)
+        mine = {pid: ours[pid] for pid in ours if pid != bystander}
+        wait_until(lambda: not alive(mine), GONE_WITHIN_S, message=lambda: f"alive: {alive(mine)}")
+        assert alive({bystander: ours[bystander]}), "an unmarked process that is not Ray's was killed"
+    finally:
+        for pid in alive(ours):
+            os.kill(pid, signal.SIGKILL)
+        driver.kill()
+        driver.wait()
