@@ -155,21 +155,34 @@ def _kill(processes: dict[int, int]) -> None:
             continue
 
 
+class _Terminated(Exception):
+    """SIGTERM reached the watchdog (a logout, a shutdown): end the sweep's Ray now, then exit."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def watch(driver_pid: int, token: str) -> None:
     """Record the sweep's Ray processes while the driver lives; kill them once it is gone."""
     for name in ("SIGINT", "SIGHUP", "SIGQUIT"):  # the terminal's signals are for the driver
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
     driver = _stat(driver_pid)
     exclude = {os.getpid(), driver_pid}
     known: dict[int, int] = {}
-    while driver is not None:
-        readable, _, _ = select.select([sys.stdin.fileno()], [], [], SCAN_INTERVAL_S)
-        if readable and not os.read(sys.stdin.fileno(), 4096):
-            break  # the pipe closed: the driver died or is done with Ray
-        now = _stat(driver_pid)
-        if now is None or now[2] != driver[2]:  # gone, though a forked child may still hold the pipe
-            break
-        known = sweep_processes(token, known, exclude)
+    try:
+        while driver is not None:
+            readable, _, _ = select.select([sys.stdin.fileno()], [], [], SCAN_INTERVAL_S)
+            if readable and not os.read(sys.stdin.fileno(), 4096):
+                break  # the pipe closed: the driver died or is done with Ray
+            now = _stat(driver_pid)
+            if now is None or now[2] != driver[2]:  # gone, though a forked child may still hold the pipe
+                break
+            known = sweep_processes(token, known, exclude)
+    except _Terminated:
+        pass
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the ending below must not be cut short
     for _ in range(_END_ROUNDS):
         known = sweep_processes(token, known, exclude)
         if not known:
