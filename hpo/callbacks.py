@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from hpo.results import TrialRecord
+from hpo.timeouts import STOPPED_BY_TIMEOUT
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
@@ -136,8 +137,12 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         if record is None:
             return
         record.status = "FAILED"
-        record.error = _error_text(trial)
-        self._finish(record, {schema.ERROR: record.error})
+        timeout = self.book.timeout_of(trial.trial_id)  # hpo.timeouts ended it: say which limit, not "actor died"
+        record.error = timeout or _error_text(trial)
+        tags = {schema.ERROR: record.error}
+        if timeout:
+            tags[schema.STOPPED_BY] = STOPPED_BY_TIMEOUT
+        self._finish(record, tags)
 
     def close_open(self, *, finished: bool = False) -> None:
         """Mark trials still running as KILLED: stopped by the time budget when Tune ``finished`` past it

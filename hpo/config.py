@@ -152,11 +152,27 @@ class Metric(_Model):
         return "max" if self.goal == "maximize" else "min"
 
 
+MIN_TIMEOUT_S = 1.0  # the shortest trial or report timeout: below it no trial could ever report
+
+
 class Budget(_Model):
     trials: int | None = Field(default=None, ge=1, description="trials to run (random/bayes); grid runs all points")
     max_concurrent: int | None = Field(default=None, ge=1)
     time_limit_s: float | None = Field(default=None, gt=0)
     max_failures: int = Field(default=0, ge=0, description="retries of a trial whose process fails or dies")
+    trial_timeout_s: float | None = Field(default=None, description="end a trial (FAILED) that runs longer than this")
+    report_timeout_s: float | None = Field(
+        default=None, description="end a trial (FAILED) that reports nothing for this long; default: the stall rule "
+        "(hpo.timeouts)",
+    )
+
+    @field_validator("trial_timeout_s", "report_timeout_s")
+    @classmethod
+    def _timeout(cls, seconds: float | None) -> float | None:
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= MIN_TIMEOUT_S):
+            raise ValueError(f"must be at least {MIN_TIMEOUT_S:g} s (a trial's process alone takes about that long "
+                             f"to start), got {seconds:g}; remove it for no limit")
+        return seconds
 
 
 class EarlyStop(_Model):

@@ -83,6 +83,11 @@ class RelayedTrialBook(TrialBook):
             self.mailbox.put.remote(("stopped", trial_id))
         super().mark_stopped(trial_id)
 
+    def mark_timed_out(self, trial_id: str, reason: str) -> None:
+        if trial_id not in self.timed_out:
+            self.mailbox.put.remote(("timed_out", trial_id, reason))
+        super().mark_timed_out(trial_id, reason)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (RelayedTrialBook, (self.mailbox, self.numbers, self.stopped))
 
@@ -186,6 +191,9 @@ class Relay:
             return
         if kind == "stopped":
             self.tracker.book.mark_stopped(rest[0])
+            return
+        if kind == "timed_out":
+            self.tracker.book.mark_timed_out(rest[0], rest[1])
             return
         if kind == "start":
             self.tracker.on_trial_start(0, [], self.trials.setdefault(rest[0], _Trial(rest[0], rest[1])))

@@ -22,6 +22,7 @@ from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
 from hpo.errors import ClusterError, HpoError, tracking_errors
+from hpo.ray_local import Watchdog
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.trial_book import TrialBook
@@ -67,13 +68,16 @@ def run_sweep(
     with tracking_errors():
         client = open_client(uri)
     trials = rules.trials_planned(config)
-    cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
+    watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
+    with watchdog.marking():
+        cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
     try:
         return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
     finally:
         import ray
 
         ray.shutdown()
+        watchdog.close()
 
 
 def _run_started(
@@ -176,6 +180,7 @@ def _fit(
     from ray import tune
 
     from hpo.search import make_scheduler, make_searcher
+    from hpo.timeouts import TrialTimeouts
     from hpo.trainable import make_trainable
 
     per_trial = config.resources.cpu
@@ -192,6 +197,8 @@ def _fit(
         storage = cluster_storage_path()
     else:
         book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
+    # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
+    callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
 
     trainable = make_trainable(
         task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,

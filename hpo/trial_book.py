@@ -17,6 +17,7 @@ class TrialBook:
 
     numbers: dict[str, int] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
+    timed_out: dict[str, str] = field(default_factory=dict)  # trial id -> why a timeout ended it (hpo.timeouts)
 
     def set_number(self, trial_id: str, number: int) -> None:
         """Remember ``trial_id``'s proposal number; the first one given stays (a retry keeps its number)."""
@@ -33,3 +34,11 @@ class TrialBook:
     def is_stopped(self, trial_id: str) -> bool:
         """Whether the scheduler stopped ``trial_id`` early."""
         return trial_id in self.stopped
+
+    def mark_timed_out(self, trial_id: str, reason: str) -> None:
+        """``trial_id`` was ended by a timeout, for ``reason`` (a sentence naming the limit)."""
+        self.timed_out.setdefault(trial_id, reason)
+
+    def timeout_of(self, trial_id: str) -> str | None:
+        """Why a timeout ended ``trial_id``, or None when none did."""
+        return self.timed_out.get(trial_id)
