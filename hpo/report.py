@@ -298,13 +298,18 @@ def _table(rows: Sequence[tuple[int | None, Mapping[str, float], Mapping[str, An
            objectives: Sequence[tuple[str, str]], params: list[str], scored: int, volume: float | None) -> str:
     names = [n for n, _ in objectives]
     header = ["trial", *(f"{n} ({'max' if g == 'maximize' else 'min'})" for n, g in objectives), *params]
-    body = [[_fmt(number), *(_fmt(values[n]) for n in names), *(_fmt(config.get(p)) for p in params)]
+    body = [[_fmt(number), *(_objective_cell(values[n]) for n in names), *(_fmt(config.get(p)) for p in params)]
             for number, values, config in rows]
     title = (f"Pareto front: {len(rows)} of {scored} scored trials, best first on {names[0]}; "
              f"hypervolume {_fmt(volume)} (reference: worst observed + 10% of the range)")
     if not body:
         return title + "\nno trial reported every objective"
     return title + "\n" + table(header, body)
+
+
+def _objective_cell(value: float) -> str:
+    """A count (params, flops) in full, anything else as any cell: 34112, not 3.411e+04."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else _fmt(value)
 
 
 def _plain(value: Any) -> Any:

@@ -245,3 +245,18 @@ def test_hpo_run_refuses_before_creating_anything(run_hpo: Any, tmp_path: Path, 
     assert done.returncode == 2, done.stderr
     assert field in done.stderr and "sweep.yaml" in done.stderr
     assert not home.exists() or not any(home.iterdir())
+
+
+def test_the_searcher_gets_one_metric_and_mode_per_objective_and_nsga2_on_request() -> None:
+    import optuna
+
+    from hpo.search import make_searcher
+    from hpo.trial_book import TrialBook
+
+    lr = {"lr": {"distribution": "log_uniform", "min": 1e-3, "max": 0.1}}  # infinite: not run as a grid
+    config = validate({**BASE, "sampler": "nsga2", "parameters": lr})
+    searcher = make_searcher(config, 8, TrialBook())
+    assert searcher.metric == ["hpo_best", "hpo_best.params"] and searcher.mode == ["max", "min"]
+    assert isinstance(searcher._sampler, optuna.samplers.NSGAIISampler)
+    single = make_searcher(validate({**BASE, "metric": ACC_PARAMS[0], "parameters": lr}), 8, TrialBook())
+    assert single.metric == "hpo_best" and single.mode == "max"
