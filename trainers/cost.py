@@ -33,10 +33,12 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
     was_training = model.training
     model.eval()
     try:
+        # counted with autograd on: under no_grad, eval-mode attention takes a fused kernel the counter
+        # does not see (a transformer would count its linear layers only)
+        flops = _forward_flops(model, sample)
+        if flops is not None:
+            cost["flops"] = flops
         with torch.no_grad():
-            flops = _forward_flops(model, sample)
-            if flops is not None:
-                cost["flops"] = flops
             cost["latency_ms"] = _latency_ms(model, sample)
     finally:
         model.train(was_training)
