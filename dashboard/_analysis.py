@@ -1,5 +1,6 @@
 """Analyses the sweep page runs over a sweep's trials: Optuna importance and contour, diagnosis fallbacks
-(through ``hpo.diagnosis``, the path ``hpo diagnose`` takes).
+(through ``hpo.diagnosis``, the path ``hpo diagnose`` takes), and a multi-objective sweep's Pareto front
+(through ``hpo.objectives``, the numbers ``hpo best`` prints).
 
 Pure functions (no Streamlit); ``dashboard/_data.py`` caches them.
 """
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hpo.diagnosis import Diagnosis, diagnose_stored_trial, diagnose_trial_row, summarize_sweep
+from hpo.objectives import front_of, hypervolume_curve, parse_objectives
 from tracker import schema
 from tracker.queries import PARAM_PREFIX, SweepData, TrialData, history_dict, present
 
@@ -161,3 +163,44 @@ def sweep_summary(sweep: SweepData, trials: pd.DataFrame, logged: Mapping[str, A
     summary["drivers"] = [str(d) for d in summary.get("drivers") or []]
     summary["line"] = sweep.tags.get(schema.DIAGNOSIS_SUMMARY) or summary.get("summary")
     return summary
+
+
+# -- several objectives ------------------------------------------------------------------------------
+def sweep_objectives(sweep: SweepData) -> list[tuple[str, str]]:
+    """The (name, goal) objectives of a multi-objective sweep from its ``hpo.objectives`` tag; [] for one."""
+    objectives = parse_objectives(sweep.tags.get(schema.OBJECTIVES))
+    return objectives if len(objectives) > 1 else []
+
+
+def pareto_frame(sweep: SweepData, trials: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
+    """One row per trial that did not fail and has every objective: run_id, trial_number, each objective's
+    value (at the first objective's best epoch, as Optuna was told), ``pareto`` (on the front), and
+    ``hypervolume`` (of the trials up to this one, by trial number), sorted by trial number."""
+    ok = trials[trials["state"] != "failed"]
+    histories = {run_id: history_dict(sweep.histories, run_id) for run_id in ok["run_id"]}
+    scored, front = front_of(histories, objectives)
+    columns = ["run_id", "trial_number", *(n for n, _ in objectives), "pareto", "hypervolume"]
+    if not scored:
+        return pd.DataFrame(columns=columns)
+    rows = ok[ok["run_id"].isin(scored)][["run_id", "trial_number"]].sort_values("trial_number")
+    for name, _ in objectives:
+        rows[name] = [scored[r][name] for r in rows["run_id"]]
+    rows["pareto"] = rows["run_id"].isin(front)
+    points = rows[[n for n, _ in objectives]].to_numpy().tolist()
+    rows["hypervolume"] = hypervolume_curve(points, [g for _, g in objectives])
+    return rows.reset_index(drop=True)[columns]
+
+
+def objective_importances(trials: pd.DataFrame, frame: pd.DataFrame, objectives: list[tuple[str, str]]
+                          ) -> dict[str, dict[str, float] | str]:
+    """Per objective, fANOVA importances over the trials of ``frame`` (or why there are none)."""
+    out: dict[str, dict[str, float] | str] = {}
+    for name, goal in objectives:
+        values = dict(zip(frame["run_id"], frame[name], strict=True))
+        scored = trials[trials["run_id"].isin(values)].copy()
+        scored["best"] = scored["run_id"].map(values)  # build_study ranks by "best": that objective here
+        try:
+            out[name] = importances(build_study(scored, goal == "maximize")[0])
+        except AnalysisUnavailable as e:
+            out[name] = str(e)
+    return out

@@ -107,7 +107,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             self.logger.set_tags(record.run_id, {schema.NODE_ID: result[NODE_KEY]})
         values = {
             k: float(v) for k, v in result.items()
-            if k not in _RAY_FIELDS and isinstance(v, int | float) and not isinstance(v, bool)
+            if k not in _RAY_FIELDS and not k.startswith(BEST_KEY)  # hpo_best.<objective>: what Optuna is told
+            and isinstance(v, int | float) and not isinstance(v, bool)
         }
         for key, value in values.items():
             record.history.setdefault(key, []).append(value if math.isfinite(value) else None)

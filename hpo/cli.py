@@ -135,7 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     print(
         f"sweep {config.name}: {config.method} ({config.sampler_name}) over {len(config.parameters)} parameters, "
-        f"{rules.trials_planned(config)} trials, {config.metric.goal} {config.metric.name}",
+        f"{rules.trials_planned(config)} trials, {', '.join(f'{m.goal} {m.name}' for m in config.objectives)}",
         file=sys.stderr,
     )
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
@@ -166,7 +166,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if note := rules.finite_space_note(config):  # a remark, not an error: the sweep still runs
         print(note, file=sys.stderr)
     print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
-          f"up to {config.max_epochs} epochs, {config.metric.goal} {config.metric.name}")
+          f"up to {config.max_epochs} epochs, {', '.join(f'{m.goal} {m.name}' for m in config.objectives)}")
     return EXIT_OK
 
 

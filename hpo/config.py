@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from hpo import defaults
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
-SamplerName = Literal["tpe", "gp", "cmaes"]
+SamplerName = Literal["tpe", "gp", "cmaes", "nsga2"]
 Goal = Literal["maximize", "minimize"]
 
 
@@ -286,7 +286,12 @@ class SweepConfig(_Model):
     experiment: str | None = None
     method: Method = "bayes"
     sampler: SamplerName | None = None
-    metric: Metric = Field(default_factory=Metric)
+    metric: Metric = Field(
+        default_factory=Metric,
+        description="what to optimise: {name, goal}, or a list of them for a multi-objective sweep (the first "
+        "objective here, all of them in `objectives`)",
+    )
+    objective_list: tuple[Metric, ...] = Field(default=(), exclude=True, description="set from a `metric:` list")
     budget: Budget = Field(default_factory=Budget)
     early_stop: EarlyStop = Field(default_factory=EarlyStop)
     seed: int = Field(default=0, ge=0)
@@ -296,6 +301,44 @@ class SweepConfig(_Model):
     workers: int = Field(default=1, ge=1, description="DDP workers per trial (Ray Train), each with `resources`")
     tracking_uri: str | None = None
     ray: Ray = Field(default_factory=Ray)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_list(cls, raw: Any) -> Any:
+        """``metric: [{...}, {...}]``: the first objective stays ``metric`` (what single-objective code reads),
+        all of them go to ``objective_list``; each item is checked here so errors name ``metric[i].field``."""
+        if not isinstance(raw, dict):
+            return raw
+        if "objective_list" in raw:
+            raise ValueError("unknown key 'objective_list'; give several objectives as a list under metric")
+        items = raw.get("metric")
+        if not isinstance(items, list):
+            return raw
+        if not items:
+            raise ValueError("metric: an empty list names no objective; give {name, goal} or a list of them")
+        metrics = []
+        for i, item in enumerate(items):
+            try:
+                metrics.append(Metric.model_validate(item))
+            except ValidationError as e:
+                detail = e.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in detail["loc"])
+                if detail["type"] == "extra_forbidden":
+                    raise ValueError(f"metric[{i}]: unknown key {where!r}; allowed keys here: goal, name") from None
+                given = f"; got {detail['input']!r}" if detail["type"] != "missing" else ""
+                raise ValueError(f"metric[{i}]{'.' + where if where else ''}: {detail['msg']}{given}") from None
+        names = [m.name for m in metrics]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"metric: each objective once, got {', '.join(repeated)} more than once")
+        return {**raw, "metric": metrics[0], "objective_list": tuple(metrics)}
+
+    @field_serializer("metric")
+    def _metric_as_given(self, metric: Metric) -> Any:
+        """A multi-objective sweep dumps its list, so the resolved config loads back to the same sweep."""
+        if len(self.objective_list) > 1:
+            return [m.model_dump() for m in self.objective_list]
+        return metric.model_dump()
 
     @model_validator(mode="after")
     def _workers_need_the_loop(self) -> SweepConfig:
@@ -320,8 +363,18 @@ class SweepConfig(_Model):
         return self.experiment or self.name
 
     @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """Every objective, the first being ``metric``: one for a single-objective sweep."""
+        return self.objective_list if len(self.objective_list) > 1 else (self.metric,)
+
+    @property
+    def multi_objective(self) -> bool:
+        """True when ``metric`` is a list of two or more objectives: the result is a Pareto front."""
+        return len(self.objectives) > 1
+
+    @property
     def sampler_name(self) -> str:
-        """The Optuna sampler the method runs on: grid, random, tpe, gp or cmaes."""
+        """The Optuna sampler the method runs on: grid, random, tpe, gp, cmaes or nsga2."""
         if self.method == "bayes":
             return self.sampler or "tpe"
         return self.method

@@ -205,4 +205,4 @@ def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
-    return set(model.model_fields)
+    return {name for name, info in model.model_fields.items() if not info.exclude}  # not internal fields

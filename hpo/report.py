@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hpo.errors import ConfigError, tracking_errors
-from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard
+from hpo.objectives import front_of, hypervolume, parse_objectives
+from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard, pareto_front, scored_objectives
 from tracker import schema
 from tracker.mlflow_log import redact, sqlite_path
 from tracker.params import present
@@ -34,7 +35,7 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         }
 
     best = result.best
-    return {
+    doc = {
         "sweep": result.sweep,
         "parent_run_id": result.parent_run_id,
         "experiment_id": result.experiment_id,
@@ -45,6 +46,9 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "elapsed_s": round(result.elapsed_s, 2),
     }
+    if result.multi_objective:
+        add_front(doc, result)
+    return doc
 
 
 def _verdict(record: TrialRecord) -> str | None:
@@ -84,7 +88,8 @@ def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
     title += " (interrupted)" if result.interrupted else ""
     if not rows:
         return title + "\nno trial started"
-    return title + "\n" + table(header, rows)
+    text = title + "\n" + table(header, rows)
+    return text + "\n\n" + front_text(result, params) if result.multi_objective else text
 
 
 def _counts(records: list[TrialRecord]) -> str:
@@ -134,7 +139,9 @@ def where_to_look(result: SweepResult, uri: str) -> str:
     """Commands that open this sweep in the MLflow UI and the dashboard."""
     best = result.best
     lines = []
-    if best is not None:
+    if best is not None and result.multi_objective:
+        lines.append(f"chosen front member (best {result.metric} on the front): trial {best.number}, run {best.run_id}")
+    elif best is not None:
         lines.append(f"best: trial {best.number} ({result.metric} {_fmt(best.best)}), run {best.run_id}")
     lines.append(f"sweep run: {result.parent_run_id} in {redact(uri)}")
     if uri.startswith(("http://", "https://")):
@@ -161,7 +168,7 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
         ConfigError: no sweep of that name exists there.
     """
     from hpo import defaults
-    from tracker.queries import PARAM_PREFIX, RunNotFound, Store
+    from tracker.queries import PARAM_PREFIX, RunNotFound, Store, history_dict
 
     uri = defaults.tracking_uri(tracking_uri)
     with tracking_errors():
@@ -178,10 +185,16 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
         else:
             data = store.sweep(run_id)
     trials = data.trials  # the sweep's trial runs only: other kinds of child run are not trials
-    scored = trials[trials["best"].notna() & (trials["state"] != "failed")]
-    scored = scored.sort_values("best", ascending=not data.maximize).head(top)
     columns = [c for c in trials.columns if c.startswith(PARAM_PREFIX)]
     varying = [c[len(PARAM_PREFIX):] for c in columns if trials[c].astype(str).nunique() > 1][:MAX_PARAM_COLUMNS]
+    if parse_objectives(data.tags.get(schema.OBJECTIVES)):
+        ok = trials[trials["state"] != "failed"]["run_id"].tolist()
+        front = stored_front(data, {run_id: history_dict(data.histories, run_id) for run_id in ok}, varying,
+                             PARAM_PREFIX)
+        if front is not None:
+            return front
+    scored = trials[trials["best"].notna() & (trials["state"] != "failed")]
+    scored = scored.sort_values("best", ascending=not data.maximize).head(top)
     rows = []
     for row in scored.to_dict("records"):
         rows.append({
@@ -204,8 +217,105 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
     return doc, title + "\n" + table(leaderboard_header(data.metric, varying), body)
 
 
+# -- several objectives: the Pareto front -----------------------------------------------------------
+# The "best" of a multi-objective sweep is the front, not one trial: ``--json``'s ``best`` is the list
+# of front members (best first on the first objective), each with its objective values; the member that
+# commands needing one trial take (the sweep run's ``hpo.best_run_id`` and best checkpoint) is the first.
+def add_front(doc: dict[str, Any], result: SweepResult) -> None:
+    """Turn ``hpo run --json``'s document into a multi-objective one (in place).
+
+    Adds ``objectives``, ``pareto_front`` (run ids), ``hypervolume``, ``chosen`` (the member taken where
+    one trial is needed); ``best`` becomes the list of front members; each trial gets ``objectives`` and
+    ``pareto``.
+    """
+    objectives = result.objectives
+    front = pareto_front(result.trials, objectives)
+    scored = dict((r.run_id, v) for r, v in scored_objectives(result.trials, objectives))
+    on_front = {r.run_id for r, _ in front}
+    doc["objectives"] = [{"name": n, "goal": g} for n, g in objectives]
+    doc["best"] = [_member(r.run_id, r.number, r.config, values) for r, values in front]
+    doc["pareto_front"] = [r.run_id for r, _ in front]
+    doc["chosen"] = front[0][0].run_id if front else None
+    doc["hypervolume"] = _volume(list(scored.values()), objectives)
+    for trial in doc["trials"]:
+        trial["objectives"] = scored.get(trial["run_id"])
+        trial["pareto"] = trial["run_id"] in on_front
+
+
+def front_text(result: SweepResult, params: list[str]) -> str:
+    """The front as a table under the leaderboard, with its hypervolume."""
+    objectives = result.objectives
+    front = pareto_front(result.trials, objectives)
+    scored = [v for _, v in scored_objectives(result.trials, objectives)]
+    rows = [(r.number, values, r.config) for r, values in front]
+    return _table(rows, objectives, params, len(scored), _volume(scored, objectives))
+
+
+def stored_front(data: Any, histories: Mapping[str, Mapping[str, Sequence[float | None]]],
+                 params: list[str], param_prefix: str) -> tuple[dict[str, Any], str] | None:
+    """``hpo best`` of a multi-objective sweep read back from the store, or None for one objective.
+
+    Args:
+        data: the sweep (``tracker.queries.SweepData``): its ``hpo.objectives`` tag and trials frame.
+        histories: per run id of a trial that did not fail, its per-epoch metrics.
+        params: varying parameter names to show as columns.
+        param_prefix: the trials frame's column prefix of parameters.
+    """
+    objectives = parse_objectives(data.tags.get(schema.OBJECTIVES))
+    if len(objectives) < 2:
+        return None
+    scored, front = front_of(histories, objectives)
+    rows_by_id = {row["run_id"]: row for row in data.trials.to_dict("records")}
+    members, table_rows = [], []
+    for run_id in front:
+        row = rows_by_id[run_id]
+        number = int(row["trial_number"]) if present(row["trial_number"]) else None
+        config = {c[len(param_prefix):]: _plain(row[c]) for c in row if c.startswith(param_prefix) and present(row[c])}
+        members.append(_member(run_id, number, config, scored[run_id]))
+        table_rows.append((number, scored[run_id], config))
+    volume = _volume(list(scored.values()), objectives)
+    doc = {
+        "sweep": data.name, "parent_run_id": data.run_id, "state": data.state,
+        "metric": {"name": objectives[0][0], "goal": objectives[0][1]},
+        "objectives": [{"name": n, "goal": g} for n, g in objectives],
+        "best": members, "top": members, "pareto_front": front, "hypervolume": volume,
+        "chosen": front[0] if front else None,
+    }
+    title = f"sweep {data.name} ({data.state}), run {data.run_id}"
+    return doc, title + "\n" + _table(table_rows, objectives, params, len(scored), volume)
+
+
+def _member(run_id: str, number: int | None, config: Mapping[str, Any], values: Mapping[str, float]) -> dict[str, Any]:
+    return {"run_id": run_id, "trial_number": number, "params": dict(config), "objectives": dict(values)}
+
+
+def _volume(points: Sequence[Mapping[str, float]], objectives: Sequence[tuple[str, str]]) -> float | None:
+    if not points:
+        return None
+    value = hypervolume([[p[n] for n, _ in objectives] for p in points], [g for _, g in objectives])
+    return value if math.isfinite(value) else None
+
+
+def _table(rows: Sequence[tuple[int | None, Mapping[str, float], Mapping[str, Any]]],
+           objectives: Sequence[tuple[str, str]], params: list[str], scored: int, volume: float | None) -> str:
+    names = [n for n, _ in objectives]
+    header = ["trial", *(f"{n} ({'max' if g == 'maximize' else 'min'})" for n, g in objectives), *params]
+    body = [[_fmt(number), *(_objective_cell(values[n]) for n in names), *(_fmt(config.get(p)) for p in params)]
+            for number, values, config in rows]
+    title = (f"Pareto front: {len(rows)} of {scored} scored trials, best first on {names[0]}; "
+             f"hypervolume {_fmt(volume)} (reference: worst observed + 10% of the range)")
+    if not body:
+        return title + "\nno trial reported every objective"
+    return title + "\n" + table(header, body)
+
+
+def _objective_cell(value: float) -> str:
+    """A count (params, flops) in full, anything else as any cell: 34112, not 3.411e+04."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else _fmt(value)
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["result_json", "leaderboard_text", "where_to_look", "best_from_store", "table", "schema"]
+__all__ = ["result_json", "leaderboard_text", "where_to_look", "best_from_store", "table", "schema", "stored_front"]

@@ -6,10 +6,12 @@ light commands read them without importing what produced them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.config import Fixed, SweepConfig
+from hpo.objectives import front_of
 
 
 @dataclass
@@ -45,6 +47,11 @@ class SweepResult:
     best: TrialRecord | None
     interrupted: bool = False
     elapsed_s: float = 0.0
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 def fixed_settings(config: SweepConfig) -> dict[str, Any]:
@@ -58,12 +65,42 @@ def fixed_settings(config: SweepConfig) -> dict[str, Any]:
     return fixed
 
 
-def best_trial(records: list[TrialRecord], goal: str) -> TrialRecord | None:
-    """The trial with the best value of the sweep metric among those that did not fail."""
+def best_trial(
+    records: list[TrialRecord], goal: str, objectives: Sequence[tuple[str, str]] = ()
+) -> TrialRecord | None:
+    """The trial with the best value of the sweep metric among those that did not fail.
+
+    With several ``objectives``: the Pareto front's best member on the first objective (ties broken by
+    the next objectives), the one member commands that need a single trial take.
+    """
+    if len(objectives) > 1:
+        front = pareto_front(records, objectives)
+        return front[0][0] if front else None
     scored = [r for r in records if r.best is not None and r.status != "FAILED"]
     if not scored:
         return None
     return max(scored, key=lambda r: r.best) if goal == "maximize" else min(scored, key=lambda r: r.best)  # type: ignore[arg-type,return-value]
+
+
+def scored_objectives(
+    records: list[TrialRecord], objectives: Sequence[tuple[str, str]]
+) -> list[tuple[TrialRecord, dict[str, float]]]:
+    """Each trial that did not fail with its objective values (at its best epoch by the first objective)."""
+    scored, _ = front_of(_histories(records), objectives)
+    return [(r, scored[r.trial_id]) for r in records if r.trial_id in scored]
+
+
+def pareto_front(
+    records: list[TrialRecord], objectives: Sequence[tuple[str, str]]
+) -> list[tuple[TrialRecord, dict[str, float]]]:
+    """The non-dominated trials among those that did not fail, best first on the first objective."""
+    scored, front = front_of(_histories(records), objectives)
+    by_id = {r.trial_id: r for r in records}
+    return [(by_id[key], scored[key]) for key in front]
+
+
+def _histories(records: list[TrialRecord]) -> dict[str, dict[str, list[float | None]]]:
+    return {r.trial_id: r.history for r in records if r.status != "FAILED"}
 
 
 def leaderboard(records: list[TrialRecord], goal: str) -> list[TrialRecord]:

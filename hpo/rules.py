@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo import space
+from hpo import objectives, space
 from hpo.config import Choice, Fixed, Range, SweepConfig, did_you_mean
 from hpo.errors import ConfigError
 from trainers import catalog
@@ -338,13 +338,14 @@ def _check_user_parts(config: SweepConfig, source: str) -> None:
     if trainer.data_file is not None:
         kind = _check_data_file(trainer.data_file, trainer.target, source)
         metrics = CLASSIFICATION_METRICS if kind == "classification" else REGRESSION_METRICS
-        if config.metric.name not in metrics:
-            raise ConfigError(
-                f"metric {config.metric.name!r} is not reported for {trainer.data_file!r}: its target holds "
-                f"{'class labels' if kind == 'classification' else 'floating-point values'}, so the loop runs "
-                f"{kind} and reports {', '.join(metrics)}",
-                source=source, field="metric.name",
-            )
+        for index, objective in enumerate(config.objectives):
+            if objective.name not in metrics:
+                raise ConfigError(
+                    f"metric {objective.name!r} is not reported for {trainer.data_file!r}: its target holds "
+                    f"{'class labels' if kind == 'classification' else 'floating-point values'}, so the loop "
+                    f"runs {kind} and reports {', '.join(metrics)}",
+                    source=source, field=_metric_field(config, index),
+                )
 
 
 def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: str) -> None:
@@ -450,8 +451,11 @@ def _check_early_stop(config: SweepConfig, source: str) -> None:
 
 
 # -- metric ----------------------------------------------------------------------------------------
+def _metric_field(config: SweepConfig, index: int) -> str:
+    return f"metric[{index}].name" if config.multi_objective else "metric.name"
+
+
 def _check_metric(config: SweepConfig, source: str) -> None:
-    name = config.metric.name
     if config.trainer.task is not None:
         reported: tuple[str, ...] | list[str] | None = TASKS[config.trainer.task].metrics
         who = f"task {config.trainer.task}"
@@ -461,12 +465,41 @@ def _check_metric(config: SweepConfig, source: str) -> None:
     else:
         reported = config.trainer.reports
         who = f"trainer.function {config.trainer.function}"
-    if reported is not None and name not in reported:
+    for index, objective in enumerate(config.objectives):
+        name, field = objective.name, _metric_field(config, index)
+        if reported is not None and name not in reported:
+            raise ConfigError(
+                f"metric {name!r} is not reported by {who}{did_you_mean(name, set(reported))}; "
+                f"reported: {', '.join(reported)}",
+                source=source, field=field,
+            )
+        if name in ("lr", "epoch_seconds"):
+            raise ConfigError(f"{name!r} describes training, it is not a goal; pick a loss or accuracy",
+                              source=source, field=field)
+        if name in objectives.MACHINE_DEPENDENT and config.budget.max_concurrent != 1:
+            raise ConfigError(
+                f"{name!r} is measured on a machine the concurrent trials share, so it would rank trials by "
+                f"what ran beside them, not by their model; set budget.max_concurrent: 1 (got "
+                f"{config.budget.max_concurrent}) or use params, size_mb or flops",
+                source=source, field=field,
+            )
+    if config.multi_objective:
+        _check_multi_objective(config, source)
+
+
+def _check_multi_objective(config: SweepConfig, source: str) -> None:
+    """What cannot run with several objectives: one-metric schedulers and single-objective samplers."""
+    names = ", ".join(m.name for m in config.objectives)
+    if config.early_stop.type != "none":
         raise ConfigError(
-            f"metric {name!r} is not reported by {who}{did_you_mean(name, set(reported))}; "
-            f"reported: {', '.join(reported)}",
-            source=source, field="metric.name",
+            f"early_stop {config.early_stop.type} ranks trials by one metric and this sweep has "
+            f"{len(config.objectives)} objectives ({names}): a trial poor on the first may be on the Pareto "
+            "front; set early_stop: {type: none} (or keep one objective under metric)",
+            source=source, field="early_stop.type",
         )
-    if name in ("lr", "epoch_seconds"):
-        raise ConfigError(f"{name!r} describes training, it is not a goal; pick a loss or accuracy",
-                          source=source, field="metric.name")
+    if config.sampler_name == "cmaes":
+        raise ConfigError(
+            f"sampler cmaes optimises one objective and this sweep has {len(config.objectives)} ({names}); "
+            "use sampler: tpe (default), nsga2 or gp",
+            source=source, field="sampler",
+        )

@@ -22,6 +22,8 @@ from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
 from hpo.errors import ClusterError, HpoError, tracking_errors
+from hpo.front_log import log_front
+from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
@@ -126,11 +128,12 @@ def _run_started(
     finally:
         tracker.close_open(finished=status == "FINISHED")
         records = sorted(tracker.records.values(), key=lambda r: r.number)
-        best = best_trial(records, config.metric.goal)
+        objectives = [(m.name, str(m.goal)) for m in config.objectives]
+        best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         _finish_parent(logger, config, records, best, status, interrupted)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
-        records, best, interrupted, time.monotonic() - started,
+        records, best, interrupted, time.monotonic() - started, objectives=objectives,
     )
 
 
@@ -205,6 +208,7 @@ def _fit(
         user_parts=config.trainer.user_parts,
         metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
         workers=config.workers, resources=config.resources.model_dump(),
+        objectives=[(m.name, m.goal) for m in config.objectives],
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
@@ -267,6 +271,7 @@ def _finish_parent(
         "trials_stopped": float(sum(r.early_stopped for r in records)),
     }
     _log_sweep_diagnosis(logger, records, tags)
+    metrics.update(log_front(logger, records, [(m.name, m.goal) for m in config.objectives]))
     if best is not None and best.best is not None:
         tags[schema.BEST_RUN_ID] = best.run_id
         tags[schema.BEST_TRIAL_ID] = best.trial_id
@@ -320,6 +325,8 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
         schema.GOAL: config.metric.goal,
         schema.SEED: str(config.seed),
         schema.TASK: config.trainer.task or config.trainer.function or "",
+        **({schema.OBJECTIVES: objectives_tag([(m.name, m.goal) for m in config.objectives])}
+           if config.multi_objective else {}),
     }
 
 

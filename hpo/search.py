@@ -1,7 +1,9 @@
 """Search algorithm and scheduler for a sweep: every method goes through Ray Tune's OptunaSearch.
 
 grid -> GridSampler over the enumerated points; random -> RandomSampler; bayes -> TPE (multivariate,
-group-aware for conditional spaces, constant liar for concurrent trials), GP or CMA-ES. Early stopping
+group-aware for conditional spaces, constant liar for concurrent trials), GP, CMA-ES or NSGA-II. A
+multi-objective sweep gives OptunaSearch one metric and mode per objective (TPE, GP and NSGA-II are
+multi-objective in Optuna; CMA-ES is refused by ``hpo.rules``). Early stopping
 is ASHA, asynchronous Hyperband (ASHA over several brackets, which never pauses trials) or the median
 stopping rule. Trials a scheduler stops are told to Optuna as PRUNED, failed trials as FAIL.
 Classes live at module level because Ray pickles the searcher into its experiment state.
@@ -18,6 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hpo import space, unvisited
 from hpo.config import SweepConfig
+from hpo.objectives import objective_key
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY
 
@@ -56,6 +59,8 @@ def _method_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSam
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+    if name == "nsga2":  # multi-objective genetic search; generations of at least 4 so short sweeps evolve
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
     return optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
     )
@@ -94,7 +99,8 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
 
 
 def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningOptunaSearch:
-    """OptunaSearch over the sweep's space, optimising the running best of the sweep metric.
+    """OptunaSearch over the sweep's space, optimising the running best of the sweep metric (several
+    objectives: each one's value at the first objective's best epoch, ``hpo.objectives``).
 
     ``book`` gets each trial's number (its order of proposal) as configurations are proposed, and tells
     which trials the scheduler stopped early (told to Optuna as PRUNED).
@@ -105,9 +111,13 @@ def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningO
         space.grid_space(space.grid_points(config)) if space.runs_every_point(config, trials)
         else space.define_by_run(config)
     )
+    metric: str | list[str] = BEST_KEY
+    mode: str | list[str] = config.metric.mode
+    if config.multi_objective:  # one value per objective, all from the first objective's best epoch
+        metric = [objective_key(i, m.name) for i, m in enumerate(config.objectives)]
+        mode = [m.mode for m in config.objectives]
     return PruningOptunaSearch(
-        space=space_fn, metric=BEST_KEY, mode=config.metric.mode, sampler=make_sampler(config, trials),
-        book=book,
+        space=space_fn, metric=metric, mode=mode, sampler=make_sampler(config, trials), book=book,
     )
 
 

@@ -12,9 +12,10 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hpo.objectives import objective_key
 from hpo.space import GRID_INDEX
 from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
 from trainers.imports import import_callable
@@ -36,12 +37,15 @@ def make_trainable(
     user_parts: Mapping[str, str] | None = None,
     workers: int = 1,
     resources: Mapping[str, float] | None = None,
+    objectives: Sequence[tuple[str, str]] = (),
 ) -> Callable[[dict[str, Any]], None]:
     """Build the Tune function trainable (closed over plain data only, so it pickles to any node).
 
     ``user_parts``: your own ``model`` / ``data`` / ``data_file`` (+ ``target``) for the built-in loop.
     ``workers`` > 1: the built-in loop on that many DDP workers (``hpo.distributed``), each with
     ``resources`` (``{"cpu": ..., "gpu": ...}``).
+    ``objectives``: (name, goal) of every objective of a multi-objective sweep, the first being ``metric``;
+    each report must hold them all, and carries their values at the first objective's best epoch.
     """
     fixed = dict(fixed)
     user_parts = dict(user_parts or {})
@@ -55,7 +59,7 @@ def make_trainable(
 
         torch.set_num_threads(max(1, threads))  # several trials share the cores
         config = trial_config(fixed, sampled)
-        reporter = _TuneReporter(tune, metric, goal, ray.get_runtime_context().get_node_id())
+        reporter = _TuneReporter(tune, metric, goal, ray.get_runtime_context().get_node_id(), objectives)
         if workers > 1:
             from hpo.distributed import run_ddp_trial
 
@@ -75,7 +79,7 @@ def make_trainable(
 
 
 class MetricNotReported(RuntimeError):
-    """A trainer's report lacks the sweep metric, or holds NaN/inf for it: the trial fails."""
+    """A trainer's report lacks the sweep metric (or an objective), or holds NaN/inf for it: the trial fails."""
 
 
 class _TuneReporter:
@@ -84,13 +88,17 @@ class _TuneReporter:
     ``checkpoint`` may be a dict (saved with ``torch.save``) or a directory path to copy.
     """
 
-    def __init__(self, tune: Any, metric: str, goal: str, node_id: str | None = None) -> None:
+    def __init__(
+        self, tune: Any, metric: str, goal: str, node_id: str | None = None, objectives: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self._tune = tune
         self._node_id = node_id
         self._metric = metric
         self._maximize = goal == "maximize"
         self._best: float | None = None
         self._reports = 0
+        self._others = [name for name, _ in objectives[1:]]  # objectives after the first (== metric)
+        self._at_best: dict[str, float] = {}
 
     def __call__(self, metrics: Mapping[str, float], checkpoint: Any = None) -> None:
         self._reports += 1
@@ -105,9 +113,13 @@ class _TuneReporter:
             )
         if not math.isfinite(value):
             raise MetricNotReported(f"the sweep metric {self._metric} is {value} at report {self._reports}")
+        self._check_objectives(values)
         if self._best is None or (value > self._best if self._maximize else value < self._best):
             self._best = value
+            self._at_best = {name: values[name] for name in self._others}
         values[BEST_KEY] = self._best
+        # what Optuna is told for the other objectives: their values at the first objective's best epoch
+        values.update({objective_key(i, name): self._at_best[name] for i, name in enumerate(self._others, 1)})
         values.setdefault("epoch", float(self._reports))
         # Ray overwrites "timestamp" with whole seconds; the driver logs this one as the points' MLflow time.
         values[TIME_KEY] = time.time()
@@ -125,3 +137,15 @@ class _TuneReporter:
 
                 torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
             self._tune.report(report, checkpoint=Checkpoint.from_directory(folder))
+
+    def _check_objectives(self, values: Mapping[str, float]) -> None:
+        """Every objective in every report, finite: Ray's OptunaSearch would swallow Optuna's refusal."""
+        missing = [name for name in self._others if name not in values]
+        if missing:
+            raise MetricNotReported(
+                f"report {self._reports} holds {sorted(values)} but not the objective(s) {', '.join(missing)} "
+                "of this multi-objective sweep; report every objective every time, or remove it from metric"
+            )
+        for name in self._others:
+            if not math.isfinite(values[name]):
+                raise MetricNotReported(f"the objective {name} is {values[name]} at report {self._reports}")

@@ -72,6 +72,11 @@ BEST_CHECKPOINT_DIR = "best_checkpoint"  # artifact folder with the best trial's
 BEST_PARAM_PREFIX = "best."  # params best.<name> on the parent
 DIAGNOSIS_SUMMARY_ARTIFACT = "diagnosis_summary.json"
 DIAGNOSIS_SUMMARY = "hpo.diagnosis.summary"  # one-line summary tag on the parent
+# multi-objective sweeps (``metric:`` a list): the objectives, as JSON [{"name": ..., "goal": ...}, ...],
+# on the sweep run and its trials; when it ends, the front's hypervolume and size on the sweep run
+OBJECTIVES = "hpo.objectives"
+HYPERVOLUME = "hypervolume"
+PARETO_SIZE = "pareto_size"
 
 # -- trial (child) run -----------------------------------------------------------------------------
 TRIAL_ID = "hpo.trial_id"  # Ray Tune trial id
@@ -83,6 +88,7 @@ ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag l
 DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | insufficient_data
 DIAGNOSIS_CONFIDENCE = "hpo.diagnosis.confidence"
 DIAGNOSIS_ARTIFACT = "diagnosis.json"
+PARETO = "hpo.pareto"  # "true" on the trials of a multi-objective sweep's Pareto front, set when it ends
 
 # -- metrics ---------------------------------------------------------------------------------------
 # Per-epoch metrics are logged under their own names with step = epoch (1-based). The learning

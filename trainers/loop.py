@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from trainers import catalog
+from trainers.cost import model_cost
 from trainers.data import Augment, TaskData, batches
 from trainers.metrics import classification_metrics, regression_metrics
 from trainers.models import build_model
@@ -94,7 +95,8 @@ def fit(
     Args:
         config: trial config; missing settings take their catalog defaults.
         report: called after every epoch with the metrics (with ``folds``: the mean over folds and
-            ``<name>_std``; ``stopped_early: 1.0`` on the last one when ``patience`` ended training);
+            ``<name>_std``; ``stopped_early: 1.0`` on the last one when ``patience`` ended training; the
+            model's cost ``params``, ``size_mb``, ``flops``, ``latency_ms`` from ``trainers.cost``);
             with a checkpoint (model state and config) when the epoch is the best so far on ``metric``.
         task: a built-in task name; needed unless ``data`` is given.
         metric, goal: which epoch counts as best (and what ``patience`` watches).
@@ -123,6 +125,7 @@ def fit(
     data = data.subset(float(config["train_fraction"]), seed)
     dist = dist or SingleProcess()
     runs = [_FoldRun(config, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
+    cost = model_cost(runs[0].module, data.input_shape, device)  # measured once: the model's shape is fixed
     stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
     better = _comparison(goal)
 
@@ -131,7 +134,8 @@ def fit(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         fold_metrics = [run.run_epoch(epoch) for run in runs]
-        metrics = {"epoch": float(epoch), **_combine(fold_metrics), "epoch_seconds": time.perf_counter() - started}
+        metrics = {"epoch": float(epoch), **_combine(fold_metrics), "epoch_seconds": time.perf_counter() - started,
+                   **cost}
         stop = stopper.should_stop(metrics[metric])
         if stop:
             metrics["stopped_early"] = 1.0

@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import _analysis, _charts, _data  # noqa: E402
+from dashboard import _analysis, _charts, _data, _pareto  # noqa: E402
 from tracker.queries import PARAM_PREFIX, RunNotFound, StoreUnavailable, SweepData  # noqa: E402
 
 NO_VERDICT = "no verdict"
@@ -294,6 +294,8 @@ def body(uri: str, run_id: str, was_live: bool) -> None:
     leaderboard(data, trials)
     if trials["state"].eq("failed").all():
         return
+    if objectives := _analysis.sweep_objectives(data):  # a multi-objective sweep: its best is a front
+        _pareto.section(uri, data, trials, objectives, fingerprint)
     progress(data, trials)
     parameters(uri, data, trials, fingerprint)
     curves(data, trials)

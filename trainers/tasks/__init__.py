@@ -9,11 +9,14 @@ from typing import Any, Literal
 
 from trainers.catalog import MODELS
 
-__all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS"]
+__all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "COST_METRICS"]
 
+# What the built-in loop measures of the model itself, once per trial and reported with every epoch
+# (trainers.cost): parameter count, serialized state-dict size, forward FLOPs per sample, latency.
+COST_METRICS = ("params", "size_mb", "flops", "latency_ms")
 CLASSIFICATION_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_precision", "val_recall",
-                          "val_f1", "lr", "epoch_seconds")
-REGRESSION_METRICS = ("train_loss", "val_loss", "val_mae", "val_r2", "lr", "epoch_seconds")
+                          "val_f1", "lr", "epoch_seconds", *COST_METRICS)
+REGRESSION_METRICS = ("train_loss", "val_loss", "val_mae", "val_r2", "lr", "epoch_seconds", *COST_METRICS)
 
 
 @dataclass(frozen=True)
