@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,9 +21,13 @@ log = logging.getLogger(__name__)
 _LATENCY_RUNS = 20  # forward passes timed (after one warm-up); the median is reported
 
 
-def model_cost(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> dict[str, float]:
+def model_cost(
+    model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+    autocast: AbstractContextManager[Any] | None = None,
+) -> dict[str, float]:
     """``params``, ``size_mb``, ``flops`` (forward, one sample) and ``latency_ms`` (median, one sample).
 
+    ``autocast``: the trial's precision context (its forward passes run under it), none for fp32.
     A model the FLOP counter cannot trace (some custom modules) reports no ``flops``: a sweep that
     optimises it then fails that trial by name instead of optimising a made-up number.
     """
@@ -35,11 +41,12 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...], device: torch.dev
     try:
         # counted with autograd on: under no_grad, eval-mode attention takes a fused kernel the counter
         # does not see (a transformer would count its linear layers only)
-        flops = _forward_flops(model, sample)
-        if flops is not None:
-            cost["flops"] = flops
-        with torch.no_grad():
-            cost["latency_ms"] = _latency_ms(model, sample)
+        with autocast or nullcontext():
+            flops = _forward_flops(model, sample)
+            if flops is not None:
+                cost["flops"] = flops
+            with torch.no_grad():
+                cost["latency_ms"] = _latency_ms(model, sample)
     finally:
         model.train(was_training)
     return cost

@@ -125,7 +125,8 @@ def fit(
     data = data.subset(float(config["train_fraction"]), seed)
     dist = dist or SingleProcess()
     runs = [_FoldRun(config, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
-    cost = model_cost(runs[0].module, data.input_shape, device)  # measured once: the model's shape is fixed
+    # measured once (the model's shape is fixed), under the precision the trial trains in
+    cost = model_cost(runs[0].module, data.input_shape, device, runs[0].autocast)
     stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
     better = _comparison(goal)
 
