@@ -88,11 +88,15 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             number = max(used, default=-1) + 1
         config = trial_config(self.fixed, trial.config)
         sweep = self.base_tags.get(schema.SWEEP, "sweep")
+        replaced = self.book.replaces.pop(number, None)  # a resumed sweep re-runs a killed trial's number
         run_id = self.logger.start_trial(
             f"{sweep}-{number:03d}",
             config,
-            {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number)},
+            {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
+             **({schema.REPLACES: replaced} if replaced else {})},
         )
+        if replaced:
+            self.logger.set_tags(replaced, {schema.REPLACED_BY: run_id})
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, config)
 
     def on_trial_result(

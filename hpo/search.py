@@ -10,7 +10,7 @@ Classes live at module level because Ray pickles the searcher into its experimen
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
@@ -20,6 +20,9 @@ from hpo import space, unvisited
 from hpo.config import SweepConfig
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY
+
+if TYPE_CHECKING:
+    from hpo.resume import ResumePlan
 
 
 class GridIndexSampler(optuna.samplers.GridSampler):
@@ -80,7 +83,7 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
         config: dict[str, Any] | None = super().suggest(trial_id)
         proposed = self._ot_trials.get(trial_id)
         if proposed is not None:
-            self.book.set_number(trial_id, proposed.number)
+            self.book.assign(trial_id, proposed.number, proposed.params)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -93,11 +96,14 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningOptunaSearch:
+def make_searcher(
+    config: SweepConfig, trials: int, book: TrialBook, prior: ResumePlan | None = None
+) -> PruningOptunaSearch:
     """OptunaSearch over the sweep's space, optimising the running best of the sweep metric.
 
     ``book`` gets each trial's number (its order of proposal) as configurations are proposed, and tells
-    which trials the scheduler stopped early (told to Optuna as PRUNED).
+    which trials the scheduler stopped early (told to Optuna as PRUNED). ``prior``: a resumed sweep's
+    stored trials, added to the study before the first proposal (``hpo.resume.rebuild_study``).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
@@ -105,10 +111,15 @@ def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningO
         space.grid_space(space.grid_points(config)) if space.runs_every_point(config, trials)
         else space.define_by_run(config)
     )
-    return PruningOptunaSearch(
+    searcher = PruningOptunaSearch(
         space=space_fn, metric=BEST_KEY, mode=config.metric.mode, sampler=make_sampler(config, trials),
         book=book,
     )
+    if prior is not None:
+        from hpo.resume import rebuild_study
+
+        rebuild_study(searcher._ot_study, space_fn, prior, book)
+    return searcher
 
 
 class _RecordStops:
@@ -137,8 +148,20 @@ class RecordingMedian(_RecordStops, MedianStoppingRule):  # type: ignore[misc]
         self.book, self.fixed_epochs = book, fixed_epochs
 
 
-def make_scheduler(config: SweepConfig, book: TrialBook, fixed_epochs: int) -> TrialScheduler:
-    """The early-stopping scheduler; it marks in ``book`` the trials it ends early."""
+def make_scheduler(
+    config: SweepConfig, book: TrialBook, fixed_epochs: int, prior: ResumePlan | None = None
+) -> TrialScheduler:
+    """The early-stopping scheduler; it marks in ``book`` the trials it ends early. ``prior``: a resumed
+    sweep's stored trials, whose per-epoch values the scheduler learns first (``hpo.resume.prime_scheduler``)."""
+    scheduler = _scheduler(config, book, fixed_epochs)
+    if prior is not None:
+        from hpo.resume import prime_scheduler
+
+        prime_scheduler(scheduler, prior)
+    return scheduler
+
+
+def _scheduler(config: SweepConfig, book: TrialBook, fixed_epochs: int) -> TrialScheduler:
     rule = config.early_stop
     metric, mode = config.metric.name, config.metric.mode
     max_t = config.max_epochs
