@@ -309,7 +309,8 @@ def _sort_trials(trials: list[StoredTrial]) -> tuple[list[StoredTrial], list[Sto
                 stale.append(trial)
             continue
         by_number.setdefault(trial.number, []).append(trial)
-    ended, rerun = [], []
+    ended: list[StoredTrial] = []
+    rerun: list[StoredTrial] = []
     for number in sorted(by_number):
         runs = sorted(by_number[number], key=lambda t: (t.ended, t.start_ms))  # an ended run wins
         current = runs[-1]
@@ -419,9 +420,10 @@ def prime_scheduler(scheduler: Any, plan: ResumePlan) -> None:
         if isinstance(scheduler, AsyncHyperBandScheduler):
             brackets = scheduler._brackets
             bracket = brackets[int(trial.run_id[:8], 16) % len(brackets)] if len(brackets) > 1 else brackets[0]
+            sign = float(scheduler._metric_op or 1.0)  # -1 for "min": ASHA keeps larger-is-better values
             for epoch, value in enumerate(curve, 1):
-                if value is not None:
-                    bracket.on_result(past, epoch, scheduler._metric_op * value)
+                if value is not None:  # the bracket reads only .trial_id of the trial it is given
+                    bracket.on_result(past, epoch, sign * value)  # type: ignore[arg-type]
         elif isinstance(scheduler, MedianStoppingRule):
             results = [{scheduler._time_attr: e, scheduler._metric: v} for e, v in enumerate(curve, 1) if v is not None]
             if results:  # the rule compares a trial with every other trial's results so far

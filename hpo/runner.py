@@ -328,9 +328,17 @@ def _finish_parent(
         tags[schema.BEST_RUN_ID] = best.run_id
         tags[schema.BEST_TRIAL_ID] = best.trial_id
         metrics[schema.BEST_PREFIX + config.metric.name] = best.best
-        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
+        _log_best_params(logger, best)
         _log_checkpoint(logger, best)
     logger.finish_sweep(status, tags, metrics)
+
+
+def _log_best_params(logger: SweepLogger, best: TrialRecord) -> None:
+    """``best.<param>`` params, written when the sweep first finishes: MLflow params cannot change, so
+    after a resume that found a better trial the tag ``hpo.best_run_id`` alone names the best."""
+    stored = logger.client.get_run(logger.parent_run_id).data.params
+    if not any(k.startswith(schema.BEST_PARAM_PREFIX) for k in stored):
+        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
 
 
 def _log_sweep_diagnosis(logger: SweepLogger, records: list[TrialRecord], tags: dict[str, str]) -> None:
