@@ -345,7 +345,10 @@ def rebuild_study(study: Any, space_fn: Callable[[Any], Any], plan: ResumePlan, 
             state, value = optuna.trial.TrialState.COMPLETE, best
         else:
             state, value = optuna.trial.TrialState.PRUNED, None
-        system_attrs = {} if grid_id is None else {"grid_id": grid_id, "search_space": search_space}
+        system_attrs = {} if grid_id is None else {
+            # GridSampler's grid_id is a position in its own (seeded, shuffled) list of points
+            "grid_id": list(study.sampler._all_grids).index((grid_id,)), "search_space": search_space,
+        }
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=distributions, value=value, state=state,
             intermediate_values=curve, system_attrs=system_attrs,

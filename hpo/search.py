@@ -36,6 +36,17 @@ class GridIndexSampler(optuna.samplers.GridSampler):
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
 
+    def before_trial(self, study: Any, trial: Any) -> None:
+        """Optuna gives trial N grid point N; in a resumed sweep (``hpo.resume``) that point may be done
+        already: take the lowest point not yet run or running instead."""
+        if "grid_id" not in trial.system_attrs and "fixed_params" not in trial.system_attrs:
+            unvisited = sorted(self._get_unvisited_grid_ids(study))
+            if unvisited and trial.number not in unvisited:
+                study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+                study._storage.set_trial_system_attr(trial._trial_id, "grid_id", unvisited[0])
+                return
+        super().before_trial(study, trial)
+
 
 def make_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for the sweep's method, seeded with ``config.seed``.

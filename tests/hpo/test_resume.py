@@ -291,3 +291,77 @@ def test_new_starts_a_fresh_sweep_and_resume_refuses_unknown_names(isolated_cwd:
     done = _hpo(isolated_cwd, "run", "sweep.yaml", "--new", "--set", "budget.trials=0")
     assert done.returncode == 2  # validation first: nothing reopened
     assert _parents(home)[0].data.tags[schema.SWEEP_STATE] == "interrupted"
+
+
+# -- the rebuilt search, without Ray's trials ----------------------------------------------------------
+GRID = """\
+name: g
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+early_stop: {type: asha, grace_epochs: 1, reduction_factor: 2}
+trainer: {task: digits, epochs: 2, options: {hidden: 16}}
+parameters:
+  lr: {values: [0.01, 0.1]}
+  optimizer: {values: [sgd, adam]}
+"""
+
+
+def _plan(text: str, folder: Path, points: list[dict[str, Any]], states: list[str]) -> tuple[Any, Any]:
+    from hpo.loading import load_sweep
+    from hpo.resume import ResumePlan, StoredTrial, _sort_trials
+
+    (folder / "s.yaml").write_text(text, encoding="utf-8")
+    config, _ = load_sweep(folder / "s.yaml")
+    trials = [
+        StoredTrial(run_id=f"{n:08x}" * 4, number=n, trial_id=f"t{n}", status=state,
+                    tags={schema.TRIAL_NUMBER: str(n)}, params={"epochs": 2, "hidden": 16, **point},
+                    history={"val_accuracy": [0.5, 0.6 + n / 100]}, metrics={"best_val_accuracy": 0.6 + n / 100})
+        for n, (point, state) in enumerate(zip(points, states, strict=True))
+    ]
+    ended, rerun, stale = _sort_trials(trials)
+    from hpo import rules, space
+
+    budget = rules.trials_planned(config)
+    grid = space.grid_points(config) if space.runs_every_point(config, budget) else None
+    return config, ResumePlan(sweep=config.name, parent_run_id="p", experiment_id="0", state="crashed",
+                              metric="val_accuracy", goal="maximize", budget=budget, ended=ended, rerun=rerun,
+                              stale=stale, grid=grid)
+
+
+def test_resumed_grid_proposes_exactly_the_points_not_run_and_keeps_numbers(isolated_cwd: Path) -> None:
+    from hpo.search import make_scheduler, make_searcher
+    from hpo.trial_book import TrialBook
+
+    points = [{"lr": 0.01, "optimizer": "sgd"}, {"lr": 0.01, "optimizer": "adam"}, {"lr": 0.1, "optimizer": "sgd"}]
+    config, plan = _plan(GRID, isolated_cwd, points, ["FINISHED", "RUNNING", "FINISHED"])
+    assert (len(plan.ended), len(plan.rerun), plan.to_start) == (2, 1, 2)
+    book = TrialBook()
+    searcher = make_searcher(config, plan.budget, book, plan)
+    proposed = {}
+    for i in range(plan.to_start):
+        config_i = searcher.suggest(f"new{i}")
+        proposed[book.number_of(f"new{i}")] = {k: v for k, v in config_i.items() if k != "_hpo_grid_point"}
+    assert proposed == {1: {"lr": 0.01, "optimizer": "adam"}, 3: {"lr": 0.1, "optimizer": "adam"}}
+    scheduler = make_scheduler(config, book, 2, plan)  # ASHA's rungs (epochs 1, 2) hold the ended trials' values
+    rungs = {milestone: recorded for milestone, recorded in scheduler._brackets[0]._rungs}
+    assert sorted(rungs[1].values()) == [0.5, 0.5] and sorted(rungs[2].values()) == [0.6, 0.62]
+
+
+def test_resumed_bayes_study_holds_the_ended_trials_and_reruns_first(isolated_cwd: Path) -> None:
+    from hpo.search import make_searcher
+    from hpo.trial_book import TrialBook
+
+    points = [{"lr": 0.01, "optimizer": "sgd"}, {"lr": 0.2, "optimizer": "adam"}, {"lr": 0.05, "optimizer": "sgd"}]
+    text = SWEEP.format(trials=5, epochs=2).replace("method: random", "method: bayes")
+    config, plan = _plan(text, isolated_cwd, points, ["FINISHED", "FAILED", "RUNNING"])
+    book = TrialBook()
+    searcher = make_searcher(config, plan.budget, book, plan)
+    study = searcher._ot_study
+    assert [(t.state.name, t.params) for t in study.trials] == [
+        ("COMPLETE", {"lr": 0.01, "optimizer": "sgd"}), ("FAIL", {"lr": 0.2, "optimizer": "adam"}),
+        ("WAITING", {})]  # the in-flight trial's configuration, queued to be proposed first
+    assert study.trials[0].value == 0.6 and study.trials[0].intermediate_values == {1: 0.5, 2: 0.6}
+    first = searcher.suggest("a")
+    assert first["lr"] == 0.05 and first["optimizer"] == "sgd" and book.number_of("a") == 2
+    searcher.suggest("b")
+    assert book.number_of("b") == 3 and book.replaces == {2: plan.rerun[0].run_id}
