@@ -450,4 +450,6 @@ def reopen(client: Any, plan: ResumePlan, tags: Mapping[str, str]) -> SweepLogge
     for trial in [*plan.rerun, *plan.stale]:
         if trial.status == "RUNNING":
             logger.close_stale_trial(trial.run_id, crash)
+        elif trial in plan.rerun and schema.STOPPED_BY not in trial.tags:  # closed by Ctrl-C: same story
+            logger.set_tags(trial.run_id, {schema.STOPPED_BY: schema.STOPPED_BY_CRASH})
     return logger

@@ -205,8 +205,16 @@ def _stored_sweep(home: Path, text: str, *, state: str = "running", beat: dict[s
 
 
 def _hpo(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([hpo_script(), *args], cwd=folder, env=clean_env(folder / "hpo_home"),
-                          capture_output=True, text=True, timeout=120)
+    """``hpo ARGS`` in this process (these paths start no Ray): exit code and output like a subprocess's."""
+    import contextlib
+    import io
+
+    from hpo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _dead_beat() -> dict[str, str]:
@@ -252,7 +260,6 @@ def test_second_live_driver_is_refused(isolated_cwd: Path) -> None:
     from hpo.lease import lock_path
 
     (isolated_cwd / "sweep.yaml").write_text(SWEEP.format(trials=2, epochs=2), encoding="utf-8")
-    os.environ["HPO_HOME"] = str(isolated_cwd / "hpo_home")
     lock = lock_path("chaos", "chaos")
     lock.parent.mkdir(parents=True)
     with open(lock, "w", encoding="utf-8") as held:
