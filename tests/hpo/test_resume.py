@@ -145,7 +145,7 @@ def test_kill_9_three_times_then_resume_runs_every_trial_exactly_once(tmp_path: 
     home = tmp_path / "hpo_home"
     (tmp_path / "sweep.yaml").write_text(SWEEP.format(trials=5, epochs=2), encoding="utf-8")
     kept: dict[str, dict[str, Any]] = {}
-    for ended in (1, 2, 4):  # after the first trial ended, midway, near the end
+    for ended in (1, 2, 3):  # after the first trial ended, midway, near the end (2 left, in flight)
         _kill_when(_start(tmp_path, "run", "sweep.yaml"), home, ended)
         state = _parents(home)[0].data.tags[schema.SWEEP_STATE]
         assert state == "running"  # the tag as the dead driver left it; readers show crashed (below)
@@ -180,6 +180,15 @@ def test_sigint_then_hpo_run_again_resumes(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert same.returncode == 0 and "already finished: 4 of 4 trials done; nothing to do" in same.stderr
     _assert_exactly_once(home, 4, kept)
+    # --new: a fresh sweep of the same name, even with a file the old one would refuse; the old one stays
+    old_id = _parents(home)[0].info.run_id
+    fresh = subprocess.run([hpo_script(), "run", "sweep.yaml", "--new", "--set", "budget.trials=1"], cwd=tmp_path,
+                           env=clean_env(home), capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert "resuming" not in fresh.stderr
+    parents = {p.info.run_id: p for p in _parents(home)}
+    assert len(parents) == 2 and parents[old_id].info.status == "FINISHED"
+    assert len(_trials(home, old_id)) >= 4 and len(_trials(home, next(p for p in parents if p != old_id))) == 1
 
 
 # -- fast: no Ray -------------------------------------------------------------------------------------
@@ -292,13 +301,11 @@ def test_liveness_rule() -> None:
     assert not driver_gone({})  # written before heartbeats: as its tag says
 
 
-def test_new_starts_a_fresh_sweep_and_resume_refuses_unknown_names(isolated_cwd: Path) -> None:
+def test_resume_refuses_unknown_names(isolated_cwd: Path) -> None:
     home = isolated_cwd / "hpo_home"
     _stored_sweep(home, SWEEP.format(trials=2, epochs=2), state="interrupted")
     done = _hpo(isolated_cwd, "resume", "nope")
     assert done.returncode == 2 and "no sweep named or with run id 'nope'" in done.stderr
-    done = _hpo(isolated_cwd, "run", "sweep.yaml", "--new", "--set", "budget.trials=0")
-    assert done.returncode == 2  # validation first: nothing reopened
     assert _parents(home)[0].data.tags[schema.SWEEP_STATE] == "interrupted"
 
 
