@@ -210,6 +210,8 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         self.interactive = self.stream.isatty()
         self._last_draw = 0.0
         self._last_line = ""
+        # a resumed sweep starts with its earlier trials done: the ETA counts only this run's pace
+        self.done_before = sum(r.status != "RUNNING" for r in tracker.records.values())
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self.interactive and time.monotonic() - self._last_draw > 0.5:
@@ -233,7 +235,8 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         bests = [r.best for r in records if r.best is not None and r.status != "FAILED"]
         best = (max(bests) if self.maximize else min(bests)) if bests else None
         elapsed = time.monotonic() - self.started
-        eta = elapsed / done * (self.total - done) if done else None
+        done_now = done - self.done_before
+        eta = elapsed / done_now * (self.total - done) if done_now > 0 else None
         parts = [
             f"trials {done}/{self.total} done",
             f"{running} running",
