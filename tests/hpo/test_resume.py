@@ -381,3 +381,26 @@ def test_resumed_bayes_study_holds_the_ended_trials_and_reruns_first(isolated_cw
     assert first["lr"] == 0.05 and first["optimizer"] == "sgd" and book.number_of("a") == 2
     searcher.suggest("b")
     assert book.number_of("b") == 3 and book.replaces == {2: plan.rerun[0].run_id}
+
+
+def test_dashboard_shows_a_dead_drivers_sweep_as_crashed(isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tracker.mlflow_log import SweepLogger
+
+    home = isolated_cwd / "hpo_home"
+    parent_id = _stored_sweep(home, SWEEP.format(trials=2, epochs=2), beat=_dead_beat())
+    logger = SweepLogger(_client(home), _parents(home)[0].info.experiment_id, parent_id)
+    run_id = logger.start_trial("chaos-000", {"lr": 0.01, "optimizer": "adam"}, {schema.TRIAL_NUMBER: "0"})
+    logger.finish_trial(run_id, "FINISHED", {}, {"best_val_accuracy": 0.9})
+    monkeypatch.setenv("HPO_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    views = Path(__file__).resolve().parents[2] / "dashboard" / "views"
+    sweeps = AppTest.from_file(str(views / "sweeps.py"), default_timeout=60).run()
+    assert not sweeps.exception, [e.value for e in sweeps.exception]
+    assert sweeps.dataframe[0].value["state"].tolist() == ["crashed"]
+    page = AppTest.from_file(str(views / "sweep.py"), default_timeout=60)
+    page.query_params["run"] = parent_id
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert "hpo resume chaos" in " ".join(w.value for w in page.warning)
+    assert "**crashed**" in " ".join(c.value for c in page.caption)
