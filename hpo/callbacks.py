@@ -89,11 +89,15 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             number = max(used, default=-1) + 1
         config = trial_config(self.fixed, trial.config)
         sweep = self.base_tags.get(schema.SWEEP, "sweep")
+        replaced = self.book.replaces.pop(number, None)  # a resumed sweep re-runs a killed trial's number
         run_id = self.logger.start_trial(
             f"{sweep}-{number:03d}",
             config,
-            {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number)},
+            {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
+             **({schema.REPLACES: replaced} if replaced else {})},
         )
+        if replaced:
+            self.logger.set_tags(replaced, {schema.REPLACED_BY: run_id})
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, config)
 
     def on_trial_result(
@@ -212,6 +216,8 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         self.interactive = self.stream.isatty()
         self._last_draw = 0.0
         self._last_line = ""
+        # a resumed sweep starts with its earlier trials done: the ETA counts only this run's pace
+        self.done_before = sum(r.status != "RUNNING" for r in tracker.records.values())
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self.interactive and time.monotonic() - self._last_draw > 0.5:
@@ -235,7 +241,8 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         bests = [r.best for r in records if r.best is not None and r.status != "FAILED"]
         best = (max(bests) if self.maximize else min(bests)) if bests else None
         elapsed = time.monotonic() - self.started
-        eta = elapsed / done * (self.total - done) if done else None
+        done_now = done - self.done_before
+        eta = elapsed / done_now * (self.total - done) if done_now > 0 else None
         parts = [
             f"trials {done}/{self.total} done",
             f"{running} running",

@@ -56,7 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
     run.add_argument("--ray-address", metavar="ADDR",
                      help="run trials on this Ray cluster: auto | HOST:PORT | ray://HOST:PORT (overrides ray.address)")
+    run.add_argument("--new", action="store_true",
+                     help="start a fresh sweep even if the latest sweep of this name did not finish "
+                          "(by default it is resumed: its ended trials are kept, the ones in flight re-run)")
     run.set_defaults(handler=_cmd_run)
+
+    resume = commands.add_parser(
+        "resume", help="continue a sweep that did not finish (crashed, interrupted), from its stored sweep file",
+        description="Continue a sweep from the store: trials that ended are kept and shown to the search, "
+                    "trials in flight when the driver died are run again under their numbers. "
+                    "Raise the budget with --set budget.trials=N to extend a finished sweep.",
+    )
+    resume.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
+    resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="e.g. --set budget.trials=40 (only budget.trials / budget.time_limit_s may grow)")
+    resume.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    resume.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    resume.set_defaults(handler=_cmd_resume, ray_address=None, new=False)
 
     validate = commands.add_parser("validate", help="check a sweep file without running it")
     validate.add_argument("file")
@@ -122,10 +138,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- run -------------------------------------------------------------------------------------------
-def _cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace, resume_run_id: str | None = None) -> int:
     overrides = parse_overrides(args.overrides)
     if args.ray_address is not None:
         overrides["ray.address"] = json.dumps(args.ray_address)  # a quoted YAML string: never read as a number
+    if getattr(args, "tracking_uri", None):
+        overrides["tracking_uri"] = json.dumps(args.tracking_uri)
     config, text = load_sweep(args.file, overrides)
     from hpo import defaults, rules
     from hpo.runner import run_sweep
@@ -141,7 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
     # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        result = run_sweep(config, text)
+        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id)
     from hpo.report import leaderboard_text, result_json, where_to_look
 
     if args.json:
@@ -168,6 +186,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
           f"up to {config.max_epochs} epochs, {', '.join(f'{m.goal} {m.name}' for m in config.objectives)}")
     return EXIT_OK
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    """``hpo resume``: the sweep file stored on the parent run, run again as ``hpo run`` would resume it."""
+    import tempfile
+
+    from hpo import defaults
+    from hpo.errors import tracking_errors
+    from hpo.resume import find_sweep_run, stored_sweep_file
+    from tracker.mlflow_log import open_client
+
+    uri = defaults.tracking_uri(args.tracking_uri)
+    with tracking_errors():
+        client = open_client(uri)
+    run = find_sweep_run(client, args.target)
+    with tempfile.TemporaryDirectory() as folder:
+        args.file = str(stored_sweep_file(client, run, folder))
+        args.tracking_uri = uri
+        return _cmd_run(args, resume_run_id=run.info.run_id)
 
 
 # -- best ------------------------------------------------------------------------------------------

@@ -89,7 +89,8 @@ class RelayedTrialBook(TrialBook):
         super().mark_timed_out(trial_id, reason)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RelayedTrialBook, (self.mailbox, self.numbers, self.stopped))
+        # every field travels to the head: a resumed sweep's taken numbers, re-runs and replaced runs too
+        return (RelayedTrialBook, (self.mailbox,), {k: v for k, v in vars(self).items() if k != "mailbox"})
 
 
 class RelayCallback(Callback):  # type: ignore[misc]
@@ -148,6 +149,9 @@ class Relay:
         self.tracker, self.progress = tracker, progress
         self.mailbox = _on_head(Mailbox).remote()
         self.book = RelayedTrialBook(self.mailbox)  # for the head's searcher and scheduler
+        # a resumed sweep: the numbers the store holds and the runs re-runs replace (hpo.resume.fill_book)
+        self.book.taken.update(tracker.book.taken)
+        self.book.replaces.update(tracker.book.replaces)
         self.callback = RelayCallback(self.mailbox)
         self.trials: dict[str, _Trial] = {}
 

@@ -214,6 +214,8 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
         for i, r in enumerate(rows, 1)
     ]
     title = f"sweep {data.name} ({data.state}), run {data.run_id}: top {len(rows)} by {data.goal} {data.metric}"
+    if data.state == "crashed":  # the driver died: say how to continue, the results so far are kept
+        title += f"\nthe driver of this sweep is gone; continue it with: hpo resume {data.name}"
     return doc, title + "\n" + table(leaderboard_header(data.metric, varying), body)
 
 

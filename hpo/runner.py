@@ -11,11 +11,12 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
@@ -31,6 +32,9 @@ from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, redact, sqlite_path
 
+if TYPE_CHECKING:
+    from hpo.resume import ResumePlan
+
 log = logging.getLogger(__name__)
 
 
@@ -40,14 +44,21 @@ def run_sweep(
     *,
     progress_stream: Any = None,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
+    new: bool = False,
+    resume_run_id: str | None = None,
 ) -> SweepResult:
     """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
+
+    A sweep of this name that did not finish is resumed (``hpo.resume``) unless ``new``; one live
+    driver per sweep (``hpo.lease``).
 
     Args:
         config: the validated sweep.
         sweep_text: the sweep file as given (stored on the parent run).
         progress_stream: where live progress goes (stderr by default).
         on_finish: extra tags for a trial when it ends (the diagnosis).
+        new: start a fresh sweep even when one of this name did not finish.
+        resume_run_id: resume this parent run (``hpo resume RUN_ID``) rather than the latest of the name.
 
     Returns:
         The stored sweep and its trials, best first is not implied: see ``leaderboard``.
@@ -70,16 +81,35 @@ def run_sweep(
     with tracking_errors():
         client = open_client(uri)
     trials = rules.trials_planned(config)
-    watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
-    with watchdog.marking():
-        cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
-    try:
-        return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
-    finally:
-        import ray
+    from hpo.lease import Lease
+    from hpo.resume import plan_resume
 
-        ray.shutdown()
-        watchdog.close()
+    with Lease(config.experiment_name, config.name):  # refuses while another driver here runs this sweep
+        with tracking_errors():
+            plan = None if new else plan_resume(client, config, run_id=resume_run_id)
+        if plan is not None:
+            print(plan.message(), file=progress_stream or sys.stderr, flush=True)
+            if plan.nothing_to_do:
+                return _stored_result(plan, uri, started)
+        watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
+        with watchdog.marking():
+            cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
+        try:
+            return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
+                                on_finish, plan)
+        finally:
+            import ray
+
+            ray.shutdown()
+            watchdog.close()
+
+
+def _stored_result(plan: ResumePlan, uri: str, started: float) -> SweepResult:
+    """A sweep with nothing left to run, as the store holds it."""
+    records = sorted(plan.records().values(), key=lambda r: r.number)
+    best = best_trial(records, plan.goal)
+    return SweepResult(plan.sweep, plan.parent_run_id, plan.experiment_id, uri, plan.metric, plan.goal, records,
+                       best, False, time.monotonic() - started)
 
 
 def _run_started(
@@ -92,20 +122,47 @@ def _run_started(
     started: float,
     progress_stream: Any,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
+    plan: ResumePlan | None = None,
 ) -> SweepResult:
-    """With Ray up: open the parent run, tune, and close every run whatever happens."""
-    artifact_location = _artifact_location(uri, config.experiment_name)
-    logger = SweepLogger.start(
-        client,
-        experiment=config.experiment_name,
-        run_name=config.name,
-        tags={**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)},
-        params=_flatten(config.model_dump(mode="json", exclude_none=True)),
-        artifact_location=artifact_location,
-    )
+    """With Ray up: open (or reopen) the parent run, tune, and close every run whatever happens."""
+    sweep_tags = {**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)}
+    if plan is None:
+        logger = SweepLogger.start(
+            client,
+            experiment=config.experiment_name,
+            run_name=config.name,
+            tags=sweep_tags,
+            params=_flatten(config.model_dump(mode="json", exclude_none=True)),
+            artifact_location=_artifact_location(uri, config.experiment_name),
+        )
+    else:
+        from hpo.resume import reopen
+
+        logger = reopen(client, plan, sweep_tags)
+    # written again on resume: a raised budget is what the next resume compares against
     logger.log_text(logger.parent_run_id, sweep_text, schema.SWEEP_FILE_ARTIFACT)
     logger.log_json(logger.parent_run_id, config.model_dump(mode="json"), schema.RESOLVED_CONFIG_ARTIFACT)
+    from hpo.lease import Heartbeat
 
+    elapsed_before = plan.elapsed_s if plan is not None else 0.0
+    heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
+    try:
+        return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan)
+    finally:
+        heartbeat.stop()
+
+
+def _track(
+    config: SweepConfig,
+    logger: SweepLogger,
+    uri: str,
+    trials: int,
+    cluster_cpus: float,
+    started: float,
+    progress_stream: Any,
+    on_finish: Callable[[TrialRecord], dict[str, str]] | None,
+    plan: ResumePlan | None,
+) -> SweepResult:
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
@@ -114,14 +171,18 @@ def _run_started(
         metric=config.metric.name,
         book=book,
         stopped_by=config.early_stop.type,
-        time_limit_s=config.budget.time_limit_s,
+        time_limit_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
         on_finish=on_finish or _diagnose_on_finish(config),
     )
+    if plan is not None:  # the trials that ended before count, and keep their numbers
+        tracker.records.update(plan.records())
+        plan.fill_book(book)
     progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)
     interrupted = False
     status = "FAILED"
     try:
-        _fit(config, trials, tracker, progress, cluster_cpus)
+        if plan is None or plan.to_start > 0:
+            _fit(config, trials, tracker, progress, cluster_cpus, plan)
         status = "FINISHED"
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
@@ -130,7 +191,8 @@ def _run_started(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
-        _finish_parent(logger, config, records, best, status, interrupted)
+        elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
+        _finish_parent(logger, config, records, best, status, interrupted, elapsed)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives,
@@ -178,8 +240,9 @@ def _fit(
     tracker: TrialTracker,
     progress: Progress,
     cluster_cpus: float,
+    plan: ResumePlan | None = None,
 ) -> None:
-    """Run the Tuner on the Ray session ``_start_ray`` opened."""
+    """Run the Tuner on the Ray session ``_start_ray`` opened (on a resume, the trials still to run)."""
     from ray import tune
 
     from hpo.search import make_scheduler, make_searcher
@@ -213,11 +276,11 @@ def _fit(
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(config, trials, book),
-            scheduler=make_scheduler(config, book, fixed_epochs),
-            num_samples=trials,
+            search_alg=make_searcher(config, trials, book, plan),
+            scheduler=make_scheduler(config, book, fixed_epochs, plan),
+            num_samples=plan.to_start if plan is not None else trials,
             max_concurrent_trials=concurrent,
-            time_budget_s=config.budget.time_limit_s,
+            time_budget_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
             # a fresh worker spends ~1.7 s importing torch; a DDP trial's Train run must end with its actor
             reuse_actors=config.workers == 1,
         ),
@@ -262,9 +325,10 @@ def _finish_parent(
     best: TrialRecord | None,
     status: str,
     interrupted: bool,
+    elapsed_s: float = 0.0,
 ) -> None:
     state = "interrupted" if interrupted else ("finished" if status == "FINISHED" else "failed")
-    tags = {schema.SWEEP_STATE: state}
+    tags = {schema.SWEEP_STATE: state, schema.ELAPSED_S: f"{elapsed_s:.1f}"}
     metrics: dict[str, float] = {
         "trials_finished": float(sum(r.status == "FINISHED" for r in records)),
         "trials_failed": float(sum(r.status == "FAILED" for r in records)),
@@ -276,9 +340,17 @@ def _finish_parent(
         tags[schema.BEST_RUN_ID] = best.run_id
         tags[schema.BEST_TRIAL_ID] = best.trial_id
         metrics[schema.BEST_PREFIX + config.metric.name] = best.best
-        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
+        _log_best_params(logger, best)
         _log_checkpoint(logger, best)
     logger.finish_sweep(status, tags, metrics)
+
+
+def _log_best_params(logger: SweepLogger, best: TrialRecord) -> None:
+    """``best.<param>`` params, written when the sweep first finishes: MLflow params cannot change, so
+    after a resume that found a better trial the tag ``hpo.best_run_id`` alone names the best."""
+    stored = logger.client.get_run(logger.parent_run_id).data.params
+    if not any(k.startswith(schema.BEST_PARAM_PREFIX) for k in stored):
+        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
 
 
 def _log_sweep_diagnosis(logger: SweepLogger, records: list[TrialRecord], tags: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ Classes live at module level because Ray pickles the searcher into its experimen
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
@@ -23,6 +23,9 @@ from hpo.config import SweepConfig
 from hpo.objectives import objective_key
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY
+
+if TYPE_CHECKING:
+    from hpo.resume import ResumePlan
 
 
 class GridIndexSampler(optuna.samplers.GridSampler):
@@ -35,6 +38,17 @@ class GridIndexSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         return None
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        """Optuna gives trial N grid point N; in a resumed sweep (``hpo.resume``) that point may be done
+        already: take the lowest point not yet run or running instead."""
+        if "grid_id" not in trial.system_attrs and "fixed_params" not in trial.system_attrs:
+            unvisited = sorted(self._get_unvisited_grid_ids(study))
+            if unvisited and trial.number not in unvisited:
+                study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+                study._storage.set_trial_system_attr(trial._trial_id, "grid_id", unvisited[0])
+                return
+        super().before_trial(study, trial)
 
 
 def make_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
@@ -85,7 +99,7 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
         config: dict[str, Any] | None = super().suggest(trial_id)
         proposed = self._ot_trials.get(trial_id)
         if proposed is not None:
-            self.book.set_number(trial_id, proposed.number)
+            self.book.assign(trial_id, proposed.number, proposed.params)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -98,12 +112,15 @@ class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningOptunaSearch:
+def make_searcher(
+    config: SweepConfig, trials: int, book: TrialBook, prior: ResumePlan | None = None
+) -> PruningOptunaSearch:
     """OptunaSearch over the sweep's space, optimising the running best of the sweep metric (several
     objectives: each one's value at the first objective's best epoch, ``hpo.objectives``).
 
     ``book`` gets each trial's number (its order of proposal) as configurations are proposed, and tells
-    which trials the scheduler stopped early (told to Optuna as PRUNED).
+    which trials the scheduler stopped early (told to Optuna as PRUNED). ``prior``: a resumed sweep's
+    stored trials, added to the study before the first proposal (``hpo.resume.rebuild_study``).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
@@ -116,9 +133,14 @@ def make_searcher(config: SweepConfig, trials: int, book: TrialBook) -> PruningO
     if config.multi_objective:  # one value per objective, all from the first objective's best epoch
         metric = [objective_key(i, m.name) for i, m in enumerate(config.objectives)]
         mode = [m.mode for m in config.objectives]
-    return PruningOptunaSearch(
+    searcher = PruningOptunaSearch(
         space=space_fn, metric=metric, mode=mode, sampler=make_sampler(config, trials), book=book,
     )
+    if prior is not None:
+        from hpo.resume import rebuild_study
+
+        rebuild_study(searcher._ot_study, space_fn, prior, book)
+    return searcher
 
 
 class _RecordStops:
@@ -147,8 +169,20 @@ class RecordingMedian(_RecordStops, MedianStoppingRule):  # type: ignore[misc]
         self.book, self.fixed_epochs = book, fixed_epochs
 
 
-def make_scheduler(config: SweepConfig, book: TrialBook, fixed_epochs: int) -> TrialScheduler:
-    """The early-stopping scheduler; it marks in ``book`` the trials it ends early."""
+def make_scheduler(
+    config: SweepConfig, book: TrialBook, fixed_epochs: int, prior: ResumePlan | None = None
+) -> TrialScheduler:
+    """The early-stopping scheduler; it marks in ``book`` the trials it ends early. ``prior``: a resumed
+    sweep's stored trials, whose per-epoch values the scheduler learns first (``hpo.resume.prime_scheduler``)."""
+    scheduler = _scheduler(config, book, fixed_epochs)
+    if prior is not None:
+        from hpo.resume import prime_scheduler
+
+        prime_scheduler(scheduler, prior)
+    return scheduler
+
+
+def _scheduler(config: SweepConfig, book: TrialBook, fixed_epochs: int) -> TrialScheduler:
     rule = config.early_stop
     metric, mode = config.metric.name, config.metric.mode
     max_t = config.max_epochs

@@ -8,16 +8,41 @@ the head, they get a ``hpo.relay.RelayedTrialBook`` that also posts each entry t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
 class TrialBook:
-    """Trial id -> proposal number, and the ids of trials stopped early. Plain data: it pickles."""
+    """Trial id -> proposal number, and the ids of trials stopped early. Plain data: it pickles.
+
+    On a resumed sweep (``hpo.resume``) it also knows the numbers the store already holds (``taken``),
+    the configurations to run again in place of trials a dead driver left (``requeued``: their
+    ``params_key`` -> the number they keep) and the run each re-run replaces (``replaces``).
+    """
 
     numbers: dict[str, int] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
     timed_out: dict[str, str] = field(default_factory=dict)  # trial id -> why a timeout ended it (hpo.timeouts)
+    taken: set[int] = field(default_factory=set)
+    requeued: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    replaces: dict[int, str] = field(default_factory=dict)
+
+    def assign(self, trial_id: str, proposed: int, params: Mapping[str, Any]) -> int:
+        """Number a newly proposed trial and remember it; returns the number.
+
+        A configuration queued to replace a killed trial gets that trial's number; any other keeps its
+        proposal number unless the store already has it, else takes the lowest free one (dense numbers).
+        """
+        number = self.requeued.pop(params_key(params), None)
+        if number is None:
+            used = self.taken | set(self.requeued.values()) | set(self.numbers.values())
+            number = proposed
+            if number in used:
+                number = next(n for n in range(len(used) + 1) if n not in used)
+        self.set_number(trial_id, number)
+        return self.numbers[trial_id]
 
     def set_number(self, trial_id: str, number: int) -> None:
         """Remember ``trial_id``'s proposal number; the first one given stays (a retry keeps its number)."""
@@ -42,3 +67,8 @@ class TrialBook:
     def timeout_of(self, trial_id: str) -> str | None:
         """Why a timeout ended ``trial_id``, or None when none did."""
         return self.timed_out.get(trial_id)
+
+
+def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A configuration as a hashable key (``repr`` keeps floats exact)."""
+    return tuple(sorted((str(k), repr(v)) for k, v in params.items()))

@@ -8,13 +8,14 @@ per-trial curves ``diagnose()`` takes, and the learning-curve points without sum
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from tracker import schema
+from tracker.liveness import live_state
 from tracker.params import parse_param
 
 TrialState = Literal["finished", "failed", "stopped", "running"]
@@ -50,11 +51,15 @@ def trial_state(status: str, early_stopped: bool) -> TrialState:
     return "running"
 
 
-def sweep_state(tag: str | None, status: str) -> str:
-    """The sweep's state tag, or one derived from the parent run's status when the tag is missing."""
+def sweep_state(tag: str | None, status: str, tags: Mapping[str, Any] | None = None) -> str:
+    """The sweep's state tag, or one derived from the parent run's status when the tag is missing;
+    ``crashed`` for a running sweep whose driver is gone (its heartbeat ``tags``, ``tracker.liveness``)."""
     if isinstance(tag, str) and tag:
-        return tag
-    return {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed"}.get(status, "interrupted")
+        state = tag
+    else:
+        state = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed"}.get(status, "interrupted")
+    beat = {k: v for k, v in (tags or {}).items() if isinstance(v, str)}
+    return live_state(state, beat)
 
 
 def trials_frame(

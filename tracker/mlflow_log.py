@@ -240,6 +240,23 @@ class SweepLogger:
         for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk, synchronous=True)
 
+    # -- resume (hpo.resume) ---------------------------------------------------------------------------
+    @classmethod
+    def reopen(cls, client: Any, *, experiment_id: str, parent_run_id: str, tags: Mapping[str, str]) -> SweepLogger:
+        """Reopen an existing sweep's parent run to resume it: MLflow status RUNNING again, ``tags`` written.
+
+        The same run keeps every trial, param and artifact the sweep stored before; nothing is copied.
+        """
+        client.update_run(parent_run_id, status="RUNNING")
+        logger = cls(client, experiment_id, parent_run_id)
+        logger.set_tags(parent_run_id, tags)
+        return logger
+
+    def close_stale_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Close a trial run its dead driver left RUNNING: KILLED, with ``tags`` (why it stopped)."""
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, status="KILLED")
+
 
 def _without_run_id(point: Any) -> Any:
     from mlflow.entities import Metric

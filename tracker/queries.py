@@ -76,6 +76,7 @@ _TRIAL_TAGS = (
     schema.DIAGNOSIS,
     schema.DIAGNOSIS_CONFIDENCE,
 )
+_BEAT_TAGS = (schema.HEARTBEAT, schema.DRIVER_HOST, schema.DRIVER_PID)  # a running sweep's driver liveness
 
 
 class RunNotFound(KeyError):
@@ -244,8 +245,11 @@ class Store:
             for name, key in (("method", schema.METHOD), ("sampler", schema.SAMPLER), ("metric", schema.METRIC),
                               ("goal", schema.GOAL)):  # fmt: skip
                 out[name] = column(tags, key).to_numpy()
+            beats = [dict(zip(_BEAT_TAGS, values, strict=True))
+                     for values in zip(*(column(tags, k) for k in _BEAT_TAGS), strict=True)]
             out["state"] = [
-                sweep_state(t, s) for t, s in zip(column(tags, schema.SWEEP_STATE), parents["status"], strict=True)
+                sweep_state(t, s, b)
+                for t, s, b in zip(column(tags, schema.SWEEP_STATE), parents["status"], beats, strict=True)
             ]
             out["trials_total"] = pd.to_numeric(column(tags, schema.TRIALS_TOTAL), errors="coerce").to_numpy()
             counts = children.groupby(["parent_id", "state"]).size().unstack(fill_value=0)
@@ -304,7 +308,7 @@ class Store:
                 sampler=ptags.get(schema.SAMPLER),
                 metric=metric,
                 goal=goal,
-                state=sweep_state(ptags.get(schema.SWEEP_STATE), parent["status"]),
+                state=sweep_state(ptags.get(schema.SWEEP_STATE), parent["status"], ptags),
                 status=str(parent["status"]),
                 start_time=timestamp(parent["start_time"]),
                 end_time=timestamp(parent["end_time"]),

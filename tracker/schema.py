@@ -54,14 +54,15 @@ SWEEP_STATE = "hpo.state"
 SweepState = Literal["running", "finished", "failed", "interrupted", "crashed"]
 SWEEP_STATES: tuple[SweepState, ...] = ("running", "finished", "failed", "interrupted", "crashed")
 # running -> finished (every trial ended), failed (the driver raised), interrupted (Ctrl-C, a time
-# limit that stopped the search); crashed is reserved for a running sweep whose driver is gone (found
-# on resume). A resumed sweep goes back to running from interrupted or crashed.
+# limit that stopped the search); crashed is what readers show for a running sweep whose driver is gone
+# (tracker.liveness), never written. A resumed sweep goes back to running from any state but running;
+# a finished one only when its budget was raised.
 SWEEP_TRANSITIONS: dict[SweepState, tuple[SweepState, ...]] = {
     "running": ("finished", "failed", "interrupted", "crashed"),
     "interrupted": ("running",),
     "crashed": ("running",),
-    "finished": (),
-    "failed": (),
+    "finished": ("running",),
+    "failed": ("running",),
 }
 BEST_RUN_ID = "hpo.best_run_id"
 BEST_TRIAL_ID = "hpo.best_trial_id"
@@ -77,13 +78,24 @@ DIAGNOSIS_SUMMARY = "hpo.diagnosis.summary"  # one-line summary tag on the paren
 OBJECTIVES = "hpo.objectives"
 HYPERVOLUME = "hypervolume"
 PARETO_SIZE = "pareto_size"
+# The driver's heartbeat and the sweep's running time across resumes (hpo.lease, tracker.liveness).
+DRIVER_HOST = "hpo.driver.host"  # hostname of the process driving the sweep
+DRIVER_PID = "hpo.driver.pid"  # its process id on that host
+HEARTBEAT = "hpo.driver.heartbeat"  # unix time (s) of the driver's last beat, rewritten every HEARTBEAT_S
+HEARTBEAT_S = 10.0  # how often a live driver beats
+HEARTBEAT_STALE_S = 3 * HEARTBEAT_S  # a beat older than this on another host: the driver is gone
+ELAPSED_S = "hpo.elapsed_s"  # seconds the sweep has run, summed over its resumes (budget.time_limit_s)
+RESUMES = "hpo.resumes"  # how many times the sweep was resumed
 
 # -- trial (child) run -----------------------------------------------------------------------------
 TRIAL_ID = "hpo.trial_id"  # Ray Tune trial id
 TRIAL_NUMBER = "hpo.trial_number"  # 0-based order in which the sampler proposed the trials
 NODE_ID = "hpo.node_id"  # the Ray node id the trial ran on (its coordinator, for workers > 1)
 EARLY_STOPPED = "hpo.early_stopped"  # "true" when the scheduler (ASHA/...) stopped the trial
-STOPPED_BY = "hpo.stopped_by"  # asha | hyperband | median | time_limit (KILLED); timeout (FAILED: hpo.timeouts)
+STOPPED_BY = "hpo.stopped_by"  # asha | hyperband | median | time_limit | crash (KILLED); timeout (FAILED: hpo.timeouts)
+STOPPED_BY_CRASH = "crash"  # the driver died (or was interrupted) while the trial ran: it is run again
+REPLACES = "hpo.replaces"  # on a re-run trial: the run id of the killed run it replaces (same trial number)
+REPLACED_BY = "hpo.replaced_by"  # on a killed run: the run id of its re-run
 ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag limit)
 DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | insufficient_data
 DIAGNOSIS_CONFIDENCE = "hpo.diagnosis.confidence"

@@ -67,6 +67,9 @@ def header(data: SweepData, trials: pd.DataFrame) -> None:
         f"**{data.state}** · method {data.method or '—'} · sampler {data.sampler or '—'} · "
         f"{data.goal or '?'} {data.metric or '?'} · experiment {data.experiment} · started {started}"
     )
+    if data.state == "crashed":  # tracker.liveness: tagged running, but its driver is gone
+        st.warning(f"The driver of this sweep is gone. Continue it with `hpo resume {data.name}`: "
+                   "trials that ended are kept, the ones in flight run again.")
     counts = _charts.status_counts(trials)
     best = data.best_trial
     cols = st.columns(5)
