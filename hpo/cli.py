@@ -93,7 +93,34 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
     ui.add_argument("--host", default=None, help="default 127.0.0.1")
     ui.set_defaults(handler=_cmd_ui)
+
+    sync = commands.add_parser(
+        "sync", help="write results journaled during a store outage (or by a killed driver) to the store",
+        description="Every write of a sweep goes to a journal under $HPO_HOME/journal first, then to the store. "
+                    "Write what a store outage or a killed driver left there, once (no duplicate runs or points).",
+    )
+    sync.add_argument("name", nargs="?", help="a sweep name or its parent run id (default: every journal)")
+    sync.add_argument("--all", action="store_true", help="every journal (the default without NAME)")
+    sync.add_argument("--tracking-uri", help="the store, when its URI carries a password (journals keep none)")
+    sync.set_defaults(handler=_cmd_sync)
     return parser
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from hpo.sync import check_sync_args, sync_command
+    from tracker.mlflow_log import open_client
+
+    check_sync_args(args.name, args.all)
+    uri = None if args.tracking_uri is None else _resolve(args.tracking_uri)
+    code, lines = sync_command(args.name, uri, open_client)
+    print("\n".join(lines))
+    return code
+
+
+def _resolve(uri: str) -> str:
+    from hpo import defaults
+
+    return defaults.tracking_uri(uri)
 
 
 # -- run -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
-from hpo.errors import ClusterError, HpoError, tracking_errors
+from hpo.errors import ClusterError, HpoError, TrackingError, tracking_errors
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
+from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, redact, sqlite_path
@@ -66,10 +68,15 @@ def run_sweep(
     uri = defaults.tracking_uri(config.tracking_uri)
     with tracking_errors():
         client = open_client(uri)
+    sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
     trials = rules.trials_planned(config)
     cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
     try:
         return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream, on_finish)
+    except Exception as e:
+        if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
+            raise TrackingError(str(unwritable)) from None
+        raise
     finally:
         import ray
 
@@ -124,6 +131,7 @@ def _run_started(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         best = best_trial(records, config.metric.goal)
         _finish_parent(logger, config, records, best, status, interrupted)
+        after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started,

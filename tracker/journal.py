@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import schema
-from tracker.uri import home, redact
+from tracker.uri import home, redact, resolve_tracking_uri
 
 __all__ = [
     "JOURNAL_VERSION",
@@ -99,6 +99,7 @@ class Journal:
         self._last_sync = time.monotonic()
         self._unsynced = False
         self.closed = False
+        self.broken: JournalWriteError | None = None  # after a failed write nothing more is appended
 
     @classmethod
     def create(
@@ -119,7 +120,9 @@ class Journal:
         path = folder / f"{sweep or 'sweep'}.{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "ab")  # noqa: SIM115 - held open for the session
+            # unbuffered: each append is in the OS when it returns (a killed driver loses nothing), and a failed
+            # write leaves no bytes in a buffer to be flushed later behind a torn line
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115 - held open for the session
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # `hpo sync` leaves a live journal alone
         except OSError as e:
             raise _write_error(path, e) from None
@@ -143,13 +146,17 @@ class Journal:
         """
         line = (json.dumps(entry, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
+            if self.broken is not None:  # a torn line may end the file: appending after it would corrupt the next
+                raise self.broken
             if self.closed:
                 raise JournalWriteError(f"the journal {self.path} is closed; nothing more can be written to it")
             try:
-                self._file.write(line)
-                self._file.flush()
+                view = memoryview(line)
+                while view:  # a raw write may take part of the line
+                    view = view[self._file.write(view) :]
             except OSError as e:
-                raise _write_error(self.path, e) from None
+                self.broken = _write_error(self.path, e)
+                raise self.broken from None
             self._unsynced = True
 
     def sync(self, *, if_due: bool = False) -> None:
@@ -576,26 +583,27 @@ def list_journals(folder: Path | None = None) -> list[Path]:
 
 
 def sync_journals(
-    tracking_uri: str,
     open_client: Callable[[str], Any],
     *,
     name: str | None = None,
+    tracking_uri: str | None = None,
     folder: Path | None = None,
 ) -> list[SyncReport]:
-    """Write every journal (of sweep or parent run ``name``, or all) left under ``folder`` to the store.
+    """Write every journal (of sweep or parent run ``name``, or all) left under ``folder`` to its store.
 
-    A journal whose writer is still running is left to it; one written for another store is reported (its
-    URI, without password) and kept. A journal whose every entry is in the store is deleted with its cursor
-    and artifact copies.
+    Each journal goes to the store it was written for (its header names it, without password): a journal
+    is only ever written there, where its sweep's parent run is. A journal whose writer still runs is left
+    to it. A journal whose every entry is in the store is deleted with its cursor and artifact copies.
 
     Args:
-        tracking_uri: the store to write to (journals name theirs; one that differs is not written here).
         open_client: opens an ``MlflowClient`` on a URI (raises ``StoreUnavailable`` when it does not answer).
         name: a sweep name or a parent run id; None for every journal.
+        tracking_uri: the store in use: only journals of this store are written; None for each journal's
+            own store (one whose URI carried a password is written only when ``tracking_uri`` gives it).
         folder: where the journals are (default ``$HPO_HOME/journal``).
     """
     reports = []
-    client = None
+    clients: dict[str, Any] = {}
     for path in list_journals(folder):
         header = read_header(path)
         if header is None:
@@ -603,16 +611,32 @@ def sync_journals(
         sweep = str(header.get("sweep", ""))
         if name is not None and name not in (sweep, header.get("parent_run_id")):
             continue
-        if header.get("tracking_uri") != redact(tracking_uri):
-            reports.append(SyncReport(path, sweep, "other_store", message=f"written for {header.get('tracking_uri')}"))
+        written_for = str(header.get("tracking_uri", ""))
+        uri = _store_of(written_for, tracking_uri)
+        if uri is None:
+            why = ("its store's URI carries a password: give it with --tracking-uri or $MLFLOW_TRACKING_URI"
+                   if tracking_uri is None else "it was written for another store")
+            reports.append(SyncReport(path, sweep, "other_store", message=f"{written_for}: {why}"))
             continue
         with _locked(path) as free:
             if not free:
                 reports.append(SyncReport(path, sweep, "in_use", message="its sweep is still running"))
                 continue
-            client = client or open_client(tracking_uri)
-            reports.append(_sync_one(path, sweep, client))
+            if uri not in clients:
+                clients[uri] = open_client(uri)
+            reports.append(_sync_one(path, sweep, clients[uri]))
     return reports
+
+
+def _store_of(written_for: str, given: str | None) -> str | None:
+    """The URI to write a journal to: ``given`` when it is the journal's store, else the journal's own
+    (when it has no password: the header keeps none), else None."""
+    if given is not None:
+        return given if redact(given) == written_for else None
+    if written_for and "***" not in written_for:
+        return written_for
+    default = resolve_tracking_uri()  # $MLFLOW_TRACKING_URI may carry the password
+    return default if redact(default) == written_for else None
 
 
 def _sync_one(path: Path, sweep: str, client: Any) -> SyncReport:
