@@ -646,8 +646,8 @@ def _sync_one(path: Path, sweep: str, client: Any) -> SyncReport:
     except Exception as e:  # noqa: BLE001 - report it; the journal keeps what was not written
         left = sum(1 for _ in replayer.pending())
         return SyncReport(path, sweep, "failed", replayer.counts, left, _short(e))
-    if replayer.caught_up():  # its writer is gone (we hold the lock) and the store has every entry
-        remove(path)
+    if next(replayer.pending(), None) is None:  # its writer is gone (we hold the lock) and the store has every
+        remove(path)  # entry; a torn last line (the writer was killed mid-write) never counted as written
     return SyncReport(path, sweep, "written", replayer.counts)
 
 
