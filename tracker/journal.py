@@ -464,6 +464,7 @@ class ReplayThread:
         self._wake = threading.Event()
         self._changed = threading.Condition()
         self._stop = False
+        self._draining = False  # the sweep has ended: retry a failing store every second, not every 30
         self._thread = threading.Thread(target=self._loop, name="hpo-journal-replay", daemon=True)
 
     def start(self) -> None:
@@ -492,6 +493,7 @@ class ReplayThread:
         """Wait until everything is replayed, or until the store made no progress for ``wait_s``; stops
         the thread either way. Returns True when the store has everything."""
         self.failing = None  # try at once, whatever the backoff said
+        self._draining = True
         self.wake()
         last_progress, last_offset = time.monotonic(), -1
         while not self.replayer.caught_up() or self._busy_since is not None:
@@ -513,7 +515,7 @@ class ReplayThread:
     def _loop(self) -> None:
         backoff = 0.0
         while not self._stop:
-            self._wake.wait(backoff or POLL_S)
+            self._wake.wait(min(backoff, 1.0) if self._draining and backoff else (backoff or POLL_S))
             self._wake.clear()
             if self._stop:
                 break

@@ -61,8 +61,8 @@ def _write_journal(folder: Path, client: Any, name: str, trials: int = 2) -> tup
     for key in keys:
         journal.append({"op": "tags", "key": key, "tags": {schema.DIAGNOSIS: "good_fit"}})
         journal.append({"op": "end", "key": key, "status": "FINISHED", "ms": T0 + 9000})
-    journal.append({"op": "tags", "run_id": parent, "tags": {schema.BEST_RUN_ID: keys[0], schema.SWEEP_STATE: "finished"},
-                    "refs": {schema.BEST_RUN_ID: keys[0]}})
+    journal.append({"op": "tags", "run_id": parent, "refs": {schema.BEST_RUN_ID: keys[0]},
+                    "tags": {schema.BEST_RUN_ID: keys[0], schema.SWEEP_STATE: "finished"}})
     journal.append({"op": "end", "run_id": parent, "status": "FINISHED", "ms": T0 + 10_000})
     journal.close()
     return journal.path, experiment_id, parent
