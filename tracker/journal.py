@@ -465,6 +465,7 @@ class ReplayThread:
         self._changed = threading.Condition()
         self._stop = False
         self._draining = False  # the sweep has ended: retry a failing store every second, not every 30
+        self._said_down = False
         self._thread = threading.Thread(target=self._loop, name="hpo-journal-replay", daemon=True)
 
     def start(self) -> None:
@@ -522,11 +523,12 @@ class ReplayThread:
             try:
                 self._busy_since = time.monotonic()
                 self.replayer.replay(should_stop=lambda: self._stop)
-                if self.failing is not None:
+                if self._said_down:
                     log.warning("the store answers again; journaled writes are being written")
-                self.failing, backoff = None, 0.0
+                self.failing, backoff, self._said_down = None, 0.0, False
             except Exception as e:  # noqa: BLE001 - any store error: keep the journal, try later
-                if self.failing is None:
+                if not self._said_down:
+                    self._said_down = True
                     log.warning("the store does not take writes (%s); results stay in the journal %s and are "
                                 "written when it answers", _short(e), self.replayer.path)
                 self.failing = e

@@ -8,12 +8,15 @@ otherwise retry a dead server for minutes): the outage lasts longer than the cli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +163,118 @@ def test_a_tracking_server_killed_mid_sweep_loses_no_point(tmp_path: Path, serve
     parent_run = client.get_run(parent)
     assert parent_run.info.status == "FINISHED" and parent_run.data.tags["hpo.state"] == "finished"
     assert parent_run.data.tags["hpo.best_run_id"] in {r.info.run_id for r in children}
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------
+def _postgres_bin() -> Path | None:
+    """The server binaries of the installed PostgreSQL (Debian's layout), if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+class Postgres:
+    """A PostgreSQL cluster of this test's own (initdb in a temporary folder, its own port), so stopping it
+    disturbs no other test's database. Run as the ``postgres`` user when this process is root."""
+
+    def __init__(self, folder: Path, bindir: Path) -> None:
+        self.folder, self.bindir, self.port = folder, bindir, _free_port()
+        self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/hpo_outage"
+
+    def _run(self, *args: str) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        done = subprocess.run([*as_postgres, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stdout[-1000:]}{done.stderr[-1000:]}")
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            os.chown(self.folder, *_postgres_ids())
+        self._run(str(self.bindir / "initdb"), "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres")
+        self.start()
+        self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                  "hpo_outage")
+
+    def start(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-w", "-l", str(self.folder / "log"),
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-w", "-m", "fast", "stop")
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam("postgres")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.fixture
+def postgres() -> Iterator[Postgres]:
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed here (no /usr/lib/postgresql/*/bin/pg_ctl)")
+    # not under pytest's tmp folder: its parent is private to root, and the cluster runs as postgres
+    folder = Path(tempfile.mkdtemp(prefix="hpo-outage-pg-"))
+    request_cleanup = contextlib.ExitStack()
+    request_cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+    server = Postgres(folder, bindir)
+    with request_cleanup:
+        try:
+            server.create()
+        except (RuntimeError, KeyError, OSError) as e:
+            pytest.skip(f"cannot start a PostgreSQL cluster of this test's own: {e}")
+        try:
+            yield server
+        finally:
+            with contextlib.suppress(RuntimeError):
+                server.stop()
+
+
+def test_postgresql_restarted_mid_sweep_loses_no_point(postgres: Postgres, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The driver's writer (the same ``SweepLogger`` calls ``hpo run`` makes) keeps taking a sweep's epochs
+    while PostgreSQL is down; once it is back, every point is stored once and no run twice."""
+    from tracker import schema
+    from tracker.mlflow_log import SweepLogger, open_client
+
+    caplog.set_level("WARNING", logger="tracker.journal")
+    client = open_client(postgres.uri)
+    logger = SweepLogger.start(client, experiment="pg-outage", run_name="pg-outage",
+                               tags={schema.SWEEP: "pg-outage"}, params={"budget.trials": TRIALS},
+                               artifact_location=(tmp_path / "artifacts").as_uri(), journal_folder=tmp_path / "journal")
+    handles = [logger.start_trial(f"pg-outage-{n:03d}", {"lr": 0.1}, {schema.TRIAL_NUMBER: str(n)})
+               for n in range(TRIALS)]
+    stamp = 1_700_000_000_000
+
+    def epoch(e: int) -> None:
+        for handle in handles:
+            logger.log_epoch(handle, {"val_loss": 1.0 / e, "train_loss": 2.0 / e}, step=e, timestamp_ms=stamp + e)
+        logger.flush()
+
+    epoch(1)
+    wait_until(lambda: len(client.get_metric_history(logger.run_id(handles[-1]), "val_loss")) == 1, 60,
+               message="the first epoch reaches PostgreSQL")
+    postgres.stop()
+    epoch(2)  # written while the database is down: it goes to the journal, nothing waits
+    late = logger.start_trial("pg-outage-late", {"lr": 0.2}, {schema.TRIAL_NUMBER: str(TRIALS)})
+    logger.log_epoch(late, {"val_loss": 0.5}, step=1, timestamp_ms=stamp + 1)
+    handles.append(late)
+    wait_until(lambda: "the store does not take writes" in caplog.text, 60, message="the writer sees the outage")
+    postgres.start()
+    epoch(3)
+    for handle in handles:
+        logger.finish_trial(handle, "FINISHED", {}, {schema.EPOCHS_RUN: 3.0})
+    logger.finish_sweep("FINISHED", {schema.SWEEP_STATE: "finished"}, {})
+    assert logger.unsynced is None and not logger.journal.path.exists()
+    assert logger.run_id(late) != late  # started during the outage: it had only our key, now MLflow's run id
+
+    runs = client.search_runs([logger.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{logger.parent_run_id}'")
+    assert sorted(int(r.data.tags[schema.TRIAL_NUMBER]) for r in runs) == list(range(TRIALS + 1))  # no duplicate
+    for run in runs:
+        history = sorted((m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "val_loss"))
+        expected = [(1, stamp + 1), (3, stamp + 3)] if run.info.run_name == "pg-outage-late" else [
+            (e, stamp + e) for e in range(1, 4)]
+        assert history == expected, run.info.run_name
+        assert run.info.status == "FINISHED"
