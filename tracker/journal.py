@@ -128,7 +128,7 @@ class Journal:
             raise _write_error(path, e) from None
         journal = cls(path, handle)
         journal.append({"op": "journal", "version": JOURNAL_VERSION, "sweep": sweep, "pid": os.getpid(),
-                        "tracking_uri": redact(tracking_uri), "experiment_id": experiment_id,
+                        "tracking_uri": shown_uri(tracking_uri), "experiment_id": experiment_id,
                         "parent_run_id": parent_run_id, "created_ms": now_ms()})
         journal.sync()
         return journal
@@ -173,14 +173,20 @@ class Journal:
             self._unsynced, self._last_sync = False, time.monotonic()
 
     def close(self) -> None:
-        """Append the end marker, fsync and release the lock; the writer of this session is done."""
+        """Append the end marker and fsync: the writer of this session is done (the lock stays: see release)."""
         if self.closed:
             return
         self.append({"op": "close", "ms": now_ms()})
         self.sync()
         with self._lock:
             self.closed = True
-            self._file.close()
+
+    def release(self) -> None:
+        """Close the file and release its lock: called once nothing in this process replays it any more."""
+        with self._lock:
+            self.closed = True
+            if not self._file.closed:
+                self._file.close()
 
     def size(self) -> int:
         return self.path.stat().st_size
@@ -457,8 +463,9 @@ class ReplayThread:
     retries a dead server for minutes inside one call; that blocks only this thread.
     """
 
-    def __init__(self, replayer: Replayer) -> None:
+    def __init__(self, replayer: Replayer, on_exit: Callable[[], None] = lambda: None) -> None:
         self.replayer = replayer
+        self._on_exit = on_exit
         self.failing: BaseException | None = None
         self._busy_since: float | None = None
         self._wake = threading.Event()
@@ -511,9 +518,18 @@ class ReplayThread:
                 self.wake()
         self._stop = True
         self.wake()
+        # a thread in its backoff ends at once; one inside a store call (MLflow may retry for minutes) keeps
+        # the journal's lock until that call returns, so `hpo sync` cannot replay it at the same time
+        self._thread.join(timeout=2.0)
         return self.replayer.caught_up()
 
     def _loop(self) -> None:
+        try:
+            self._replay_until_stopped()
+        finally:
+            self._on_exit()
+
+    def _replay_until_stopped(self) -> None:
         backoff = 0.0
         while not self._stop:
             self._wake.wait(min(backoff, 1.0) if self._draining and backoff else (backoff or POLL_S))
@@ -636,11 +652,17 @@ def _store_of(written_for: str, given: str | None) -> str | None:
     """The URI to write a journal to: ``given`` when it is the journal's store, else the journal's own
     (when it has no password: the header keeps none), else None."""
     if given is not None:
-        return given if redact(given) == written_for else None
+        return given if shown_uri(given) == written_for else None
     if written_for and "***" not in written_for:
         return written_for
     default = resolve_tracking_uri()  # $MLFLOW_TRACKING_URI may carry the password
-    return default if redact(default) == written_for else None
+    return default if shown_uri(default) == written_for else None
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as a journal keeps it: the password (if any) masked, a user without one kept as is."""
+    credentials = uri.partition("://")[2].rpartition("@")[0]
+    return redact(uri) if ":" in credentials else uri
 
 
 def _sync_one(path: Path, sweep: str, client: Any) -> SyncReport:

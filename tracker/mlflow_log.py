@@ -97,7 +97,7 @@ class SweepLogger:
             journal_folder or journal.journal_folder(), sweep=sweep or "", tracking_uri=client.tracking_uri,
             experiment_id=experiment_id, parent_run_id=parent_run_id,
         )
-        self._replay = journal.ReplayThread(journal.Replayer(self.journal.path, client))
+        self._replay = journal.ReplayThread(journal.Replayer(self.journal.path, client), on_exit=self.journal.release)
         self._replay.start()
         self._keys: set[str] = set()  # trial handles that are our run keys (the store had not answered)
         self.unsynced: str | None = None  # set by finish_sweep when the store did not take everything

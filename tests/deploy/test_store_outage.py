@@ -231,18 +231,23 @@ def postgres() -> Iterator[Postgres]:
                 server.stop()
 
 
-def test_postgresql_restarted_mid_sweep_loses_no_point(postgres: Postgres, tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_postgresql_down_mid_sweep_and_at_its_end_loses_no_point(
+    postgres: Postgres, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The driver's writer (the same ``SweepLogger`` calls ``hpo run`` makes) keeps taking a sweep's epochs
-    while PostgreSQL is down; once it is back, every point is stored once and no run twice."""
+    while PostgreSQL is down. Down mid-sweep: the journal catches up once it is back. Down at the sweep's
+    end: the sweep ends saying what waits where, and ``hpo sync``'s function writes it later. Every point
+    is stored once, every run once."""
     from tracker import schema
+    from tracker.journal import DRAIN_WAIT_ENV, sync_journals
     from tracker.mlflow_log import SweepLogger, open_client
 
     caplog.set_level("WARNING", logger="tracker.journal")
     client = open_client(postgres.uri)
+    folder = tmp_path / "journal"
     logger = SweepLogger.start(client, experiment="pg-outage", run_name="pg-outage",
                                tags={schema.SWEEP: "pg-outage"}, params={"budget.trials": TRIALS},
-                               artifact_location=(tmp_path / "artifacts").as_uri(), journal_folder=tmp_path / "journal")
+                               artifact_location=(tmp_path / "artifacts").as_uri(), journal_folder=folder)
     handles = [logger.start_trial(f"pg-outage-{n:03d}", {"lr": 0.1}, {schema.TRIAL_NUMBER: str(n)})
                for n in range(TRIALS)]
     stamp = 1_700_000_000_000
@@ -255,7 +260,7 @@ def test_postgresql_restarted_mid_sweep_loses_no_point(postgres: Postgres, tmp_p
     epoch(1)
     wait_until(lambda: len(client.get_metric_history(logger.run_id(handles[-1]), "val_loss")) == 1, 60,
                message="the first epoch reaches PostgreSQL")
-    postgres.stop()
+    postgres.stop()  # outage 1, mid-sweep
     epoch(2)  # written while the database is down: it goes to the journal, nothing waits
     late = logger.start_trial("pg-outage-late", {"lr": 0.2}, {schema.TRIAL_NUMBER: str(TRIALS)})
     logger.log_epoch(late, {"val_loss": 0.5}, step=1, timestamp_ms=stamp + 1)
@@ -263,11 +268,19 @@ def test_postgresql_restarted_mid_sweep_loses_no_point(postgres: Postgres, tmp_p
     wait_until(lambda: "the store does not take writes" in caplog.text, 60, message="the writer sees the outage")
     postgres.start()
     epoch(3)
+    wait_until(lambda: "the store answers again" in caplog.text, 120, message="the journal catches up")
+
+    postgres.stop()  # outage 2, as the sweep ends
     for handle in handles:
         logger.finish_trial(handle, "FINISHED", {}, {schema.EPOCHS_RUN: 3.0})
+    monkeypatch.setenv(DRAIN_WAIT_ENV, "1")
     logger.finish_sweep("FINISHED", {schema.SWEEP_STATE: "finished"}, {})
-    assert logger.unsynced is None and not logger.journal.path.exists()
-    assert logger.run_id(late) != late  # started during the outage: it had only our key, now MLflow's run id
+    assert logger.unsynced is not None
+    assert f"writes are journaled in {logger.journal.path}" in logger.unsynced and "`hpo sync`" in logger.unsynced
+    postgres.start()
+    [report] = sync_journals(open_client, folder=folder)
+    assert report.status == "written" and report.counts.entries > 0
+    assert list(folder.glob("*.jsonl")) == []
 
     runs = client.search_runs([logger.experiment_id],
                               filter_string=f"tags.`mlflow.parentRunId` = '{logger.parent_run_id}'")
@@ -277,4 +290,6 @@ def test_postgresql_restarted_mid_sweep_loses_no_point(postgres: Postgres, tmp_p
         expected = [(1, stamp + 1), (3, stamp + 3)] if run.info.run_name == "pg-outage-late" else [
             (e, stamp + e) for e in range(1, 4)]
         assert history == expected, run.info.run_name
-        assert run.info.status == "FINISHED"
+        assert run.info.status == "FINISHED" and run.data.metrics[schema.EPOCHS_RUN] == 3.0
+    parent = client.get_run(logger.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags[schema.SWEEP_STATE] == "finished"

@@ -65,6 +65,7 @@ def _write_journal(folder: Path, client: Any, name: str, trials: int = 2) -> tup
                     "tags": {schema.BEST_RUN_ID: keys[0], schema.SWEEP_STATE: "finished"}})
     journal.append({"op": "end", "run_id": parent, "status": "FINISHED", "ms": T0 + 10_000})
     journal.close()
+    journal.release()
     return journal.path, experiment_id, parent
 
 
@@ -187,7 +188,10 @@ def test_sync_leaves_a_live_journal_to_its_driver_and_refuses_name_with_all(clie
                              experiment_id=experiment_id, parent_run_id=parent)
     [report] = sync_journals(lambda uri: client, folder=tmp_path)
     assert report.status == "in_use" and journal.path.exists()
-    journal.close()
+    journal.close()  # its writer is done, but its replay has not let go of it yet
+    [report] = sync_journals(lambda uri: client, folder=tmp_path)
+    assert report.status == "in_use"
+    journal.release()
     [report] = sync_journals(lambda uri: client, folder=tmp_path)
     assert report.status == "written" and not journal.path.exists()
 
