@@ -130,8 +130,13 @@ class SweepLogger:
             experiment_id = found.experiment_id
         run = client.create_run(experiment_id, run_name=run_name, tags={
             **tags, **schema.kind_tags(schema.KIND_SWEEP), schema.RUN_KEY: journal.new_run_key()})
-        logger = cls(client, experiment_id, run.info.run_id, sweep=tags.get(schema.SWEEP, run_name),
-                     journal_folder=journal_folder)
+        try:
+            logger = cls(client, experiment_id, run.info.run_id, sweep=tags.get(schema.SWEEP, run_name),
+                         journal_folder=journal_folder)
+        except journal.JournalWriteError:  # nothing can be kept: close the run now rather than leave it RUNNING
+            client.set_tag(run.info.run_id, schema.SWEEP_STATE, "failed")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
         logger.log_params(run.info.run_id, params)
         return logger
 

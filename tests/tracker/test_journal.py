@@ -240,3 +240,13 @@ def test_a_full_disk_is_an_error_naming_the_journal(tmp_path: Path) -> None:
         journal.append({"op": "metrics", "run_id": "r", "points": [["a", 1.0, T0, 1]]})
     with pytest.raises(JournalWriteError, match="the disk is full"):  # nothing written after a torn line
         journal.append({"op": "end", "run_id": "r", "status": "FINISHED", "ms": T0})
+
+
+def test_an_unwritable_journal_folder_fails_the_sweep_at_once_naming_it(client: Any, tmp_path: Path) -> None:
+    blocked = tmp_path / "journal"
+    blocked.write_text("a file where the journal folder should be")
+    with pytest.raises(JournalWriteError, match=rf"cannot write the journal {blocked}/unwritable\..*: File exists"):
+        SweepLogger.start(client, experiment="unwritable", run_name="unwritable", tags={schema.SWEEP: "unwritable"},
+                          params={}, artifact_location=None, journal_folder=blocked)
+    [run] = client.search_runs([client.get_experiment_by_name("unwritable").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags[schema.SWEEP_STATE] == "failed"  # not left RUNNING
