@@ -193,10 +193,13 @@ class Journal:
 
 
 def _write_error(path: Path, e: OSError) -> JournalWriteError:
-    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    if e.errno == errno.ENOSPC:
+        why, fix = "the disk is full", f"free space in {path.parent} (or point $HPO_HOME at a disk with room)"
+    else:
+        why, fix = e.strerror or str(e), f"make {path.parent} a folder this user can write (or point $HPO_HOME at one)"
     return JournalWriteError(
-        f"cannot write the journal {path}: {why}. Every result is written there before it reaches the "
-        f"store; free space in {path.parent} (or point $HPO_HOME at a disk with room) and run the sweep again"
+        f"cannot write the journal {path}: {why}. Every result is written there before it reaches the store; "
+        f"{fix} and run the sweep again"
     )
 
 
