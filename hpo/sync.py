@@ -1,7 +1,8 @@
 """``hpo sync`` and the sweep's journal hooks: write journals left by earlier drivers, say what waits.
 
-The journal itself (``tracker.journal``) knows files and the store; this module decides what a user
-sees: one line per journal written, what was left and why, and the error a full disk gives.
+The journal's files (``tracker.journal``) and their replay to the store (``tracker.replay``) know no user;
+this module decides what a user sees: one line per journal written, what was left and why, and the error
+a full disk gives.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpo.errors import ConfigError, TrackingError, tracking_errors
-from tracker.journal import JournalWriteError, SyncReport, journal_folder, sync_journals
+from tracker.journal import JournalWriteError, journal_folder
+from tracker.replay import SyncReport, sync_journals
 
 __all__ = ["journal_error", "report_lines", "sync_command", "sync_leftovers"]
 

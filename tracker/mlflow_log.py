@@ -20,14 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tracker import journal, schema
+from tracker import journal, replay, schema
 from tracker.errors import StoreUnavailable
 from tracker.uri import is_server_uri, probe_server, redact, sqlite_path
 
 log = logging.getLogger(__name__)
 
 # MLflow's limits on value lengths (mlflow.utils.validation); its per-batch limits are the replay's
-# (tracker.journal), the one place that calls log_batch.
+# (tracker.replay), the one place that calls log_batch.
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 
@@ -97,7 +97,7 @@ class SweepLogger:
             journal_folder or journal.journal_folder(), sweep=sweep or "", tracking_uri=client.tracking_uri,
             experiment_id=experiment_id, parent_run_id=parent_run_id,
         )
-        self._replay = journal.ReplayThread(journal.Replayer(self.journal.path, client), on_exit=self.journal.release)
+        self._replay = replay.ReplayThread(replay.Replayer(self.journal.path, client), on_exit=self.journal.release)
         self._replay.start()
         self._keys: set[str] = set()  # trial handles that are our run keys (the store had not answered)
         self.unsynced: str | None = None  # set by finish_sweep when the store did not take everything
@@ -183,7 +183,7 @@ class SweepLogger:
         if self.journal.closed:
             return self.unsynced is None
         self.journal.close()
-        done = self._replay.drain(journal.drain_wait_s() if wait_s is None else wait_s)
+        done = self._replay.drain(replay.drain_wait_s() if wait_s is None else wait_s)
         if done:
             journal.remove(self.journal.path)
             return True

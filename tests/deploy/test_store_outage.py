@@ -239,10 +239,10 @@ def test_postgresql_down_mid_sweep_and_at_its_end_loses_no_point(
     end: the sweep ends saying what waits where, and ``hpo sync``'s function writes it later. Every point
     is stored once, every run once."""
     from tracker import schema
-    from tracker.journal import DRAIN_WAIT_ENV, sync_journals
     from tracker.mlflow_log import SweepLogger, open_client
+    from tracker.replay import DRAIN_WAIT_ENV, sync_journals
 
-    caplog.set_level("WARNING", logger="tracker.journal")
+    caplog.set_level("WARNING", logger="tracker.replay")
     client = open_client(postgres.uri)
     folder = tmp_path / "journal"
     logger = SweepLogger.start(client, experiment="pg-outage", run_name="pg-outage",

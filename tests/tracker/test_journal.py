@@ -15,15 +15,9 @@ from typing import Any
 import pytest
 
 from tracker import schema
-from tracker.journal import (
-    Journal,
-    JournalWriteError,
-    Replayer,
-    cursor_path,
-    list_journals,
-    sync_journals,
-)
+from tracker.journal import Journal, JournalWriteError, cursor_path, list_journals
 from tracker.mlflow_log import SweepLogger, open_client
+from tracker.replay import Replayer, sync_journals
 
 T0 = 1_700_000_000_000  # the trials' own clock: points must keep it, not the replay's
 EPOCHS = 3
