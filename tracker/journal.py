@@ -103,7 +103,8 @@ class Journal:
             JournalWriteError: the folder or file cannot be created or written.
         """
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        path = folder / f"{sweep or 'sweep'}.{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sweep) or "sweep"  # a stored name may be odd
+        path = folder / f"{safe}.{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             # unbuffered: each append is in the OS when it returns (a killed driver loses nothing), and a failed
