@@ -107,20 +107,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from hpo import defaults
     from hpo.sync import check_sync_args, sync_command
     from tracker.mlflow_log import open_client
 
     check_sync_args(args.name, args.all)
-    uri = None if args.tracking_uri is None else _resolve(args.tracking_uri)
+    uri = None if args.tracking_uri is None else defaults.tracking_uri(args.tracking_uri)
     code, lines = sync_command(args.name, uri, open_client)
     print("\n".join(lines))
     return code
-
-
-def _resolve(uri: str) -> str:
-    from hpo import defaults
-
-    return defaults.tracking_uri(uri)
 
 
 # -- run -------------------------------------------------------------------------------------------
