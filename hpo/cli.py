@@ -134,7 +134,29 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--tracking-uri")
     compress.add_argument("--json", action="store_true")
     compress.set_defaults(handler=_cmd_compress)
+
+    sync = commands.add_parser(
+        "sync", help="write results journaled during a store outage (or by a killed driver) to the store",
+        description="Every write of a sweep goes to a journal under $HPO_HOME/journal first, then to the store. "
+                    "Write what a store outage or a killed driver left there, once (no duplicate runs or points).",
+    )
+    sync.add_argument("name", nargs="?", help="a sweep name or its parent run id (default: every journal)")
+    sync.add_argument("--all", action="store_true", help="every journal (the default without NAME)")
+    sync.add_argument("--tracking-uri", help="the store, when its URI carries a password (journals keep none)")
+    sync.set_defaults(handler=_cmd_sync)
     return parser
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from hpo import defaults
+    from hpo.sync import check_sync_args, sync_command
+    from tracker.mlflow_log import open_client
+
+    check_sync_args(args.name, args.all)
+    uri = None if args.tracking_uri is None else defaults.tracking_uri(args.tracking_uri)
+    code, lines = sync_command(args.name, uri, open_client)
+    print("\n".join(lines))
+    return code
 
 
 # -- run -------------------------------------------------------------------------------------------

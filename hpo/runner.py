@@ -22,12 +22,13 @@ from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
-from hpo.errors import ClusterError, HpoError, tracking_errors
+from hpo.errors import ClusterError, HpoError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
 from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
+from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, redact, sqlite_path
@@ -85,6 +86,7 @@ def run_sweep(
     from hpo.resume import plan_resume
 
     with Lease(config.experiment_name, config.name):  # refuses while another driver here runs this sweep
+        sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
         with tracking_errors():
             plan = None if new else plan_resume(client, config, run_id=resume_run_id)
         if plan is not None:
@@ -97,6 +99,10 @@ def run_sweep(
         try:
             return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
                                 on_finish, plan)
+        except Exception as e:
+            if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
+                raise TrackingError(str(unwritable)) from None
+            raise
         finally:
             import ray
 
@@ -193,6 +199,7 @@ def _track(
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
         _finish_parent(logger, config, records, best, status, interrupted, elapsed)
+        after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives,

@@ -1,37 +1,38 @@
 """The only module that writes to MLflow: a parent run per sweep, a child run per trial, batched metrics.
 
 Writes happen on the driver only, so concurrent trials never contend for a SQLite file and remote
-trials need no tracking credentials. Per-call logging costs milliseconds (1,000 ``log_metric`` calls
-took 2.4 s on SQLite here, one ``log_batch`` of 1,000 points 0.045 s), so epoch metrics are buffered
-and written with ``log_batch`` in chunks within MLflow's limits.
+trials need no tracking credentials. They go through a local write-ahead journal (``tracker.journal``):
+appended to a file first, replayed to the store by a background thread, so the store may be down for
+minutes without stopping the sweep or losing a point. Per-call logging costs milliseconds (1,000
+``log_metric`` calls took 2.4 s on SQLite here, one ``log_batch`` of 1,000 points 0.045 s), so the
+replay writes consecutive epoch points with ``log_batch`` in chunks within MLflow's limits.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracker import schema
+from tracker import journal, replay, schema
 from tracker.errors import StoreUnavailable
+from tracker.replay import MAX_PARAMS_PER_BATCH, MAX_POINTS_PER_BATCH, MAX_TAGS_PER_BATCH
 from tracker.uri import is_server_uri, probe_server, redact, sqlite_path
 
 log = logging.getLogger(__name__)
 
-# MLflow's limits (mlflow.utils.validation): per log_batch call, and on value lengths.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_PER_BATCH = 100
-MAX_TAGS_PER_BATCH = 100
+# MLflow's limits on value lengths (mlflow.utils.validation); its per-batch limits are the replay's
+# (tracker.replay), the one place that calls log_batch.
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
-FLUSH_POINTS = 500  # flush when this many points wait ...
-FLUSH_SECONDS = 2.0  # ... or this long after the last flush
 
 RunStatus = str  # "FINISHED" | "FAILED" | "KILLED" (MLflow's RunStatus names)
 
@@ -88,29 +89,47 @@ def quiet_run_links() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-@dataclass
-
-
-@dataclass
-class _Buffer:
-    points: list[Any] = field(default_factory=list)
-    last_flush: float = field(default_factory=time.monotonic)
-
-
 class SweepLogger:
-    """Writes one sweep to MLflow. Create with ``start``; call ``finish_sweep`` in a ``finally``.
+    """Writes one sweep to MLflow through its journal. Create with ``start``; call ``finish_sweep`` in a ``finally``.
+
+    Every write is appended to the local journal (``tracker.journal``) and returns at once; a background
+    thread replays the journal to the store in order, so trials never wait on the store and an outage
+    loses nothing. Run ids handed out for trials are MLflow's when the store answers at once, else our own
+    run keys: :meth:`run_id` maps a key to the run id once the store has it.
 
     Args:
         client: an ``MlflowClient``.
         experiment_id: where the runs go.
-        parent_run_id: the sweep's run.
+        parent_run_id: the sweep's run (it exists: created by ``start`` or found by a resume).
+        sweep: the sweep's name, for the journal's file name (read from the parent run when not given).
+        journal_folder: where the journal goes (default ``$HPO_HOME/journal``).
+
+    Raises:
+        JournalWriteError: the journal cannot be created (disk full, no permission); names the path.
     """
 
-    def __init__(self, client: Any, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        experiment_id: str,
+        parent_run_id: str,
+        *,
+        sweep: str | None = None,
+        journal_folder: Path | None = None,
+    ) -> None:
         self.client = client
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self._buffer = _Buffer()
+        if sweep is None:
+            sweep = client.get_run(parent_run_id).data.tags.get(schema.SWEEP, "")
+        self.journal = journal.Journal.create(
+            journal_folder or journal.journal_folder(), sweep=sweep or "", tracking_uri=client.tracking_uri,
+            experiment_id=experiment_id, parent_run_id=parent_run_id,
+        )
+        self._replay = replay.ReplayThread(replay.Replayer(self.journal.path, client), on_exit=self.journal.release)
+        self._replay.start()
+        self._keys: set[str] = set()  # trial handles that are our run keys (the store had not answered)
+        self.unsynced: str | None = None  # set by finish_sweep when the store did not take everything
 
     # -- sweep ---------------------------------------------------------------------------------------
     @classmethod
@@ -123,8 +142,13 @@ class SweepLogger:
         tags: Mapping[str, str],
         params: Mapping[str, Any],
         artifact_location: str | None,
+        journal_folder: Path | None = None,
     ) -> SweepLogger:
-        """Create (or reuse) the experiment and open the sweep's parent run (run kind ``sweep``)."""
+        """Create (or reuse) the experiment and open the sweep's parent run (run kind ``sweep``).
+
+        The parent run is created here, synchronously (its id is printed and links everything else); the
+        store answered ``open_client`` a moment ago. Everything after goes through the journal.
+        """
         quiet_run_links()
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -137,108 +161,143 @@ class SweepLogger:
             experiment_id = found.experiment_id
             if EXPERIMENT_KIND_TAG not in found.tags:  # one created before this tag; a kind set in the UI stays
                 client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, **schema.kind_tags(schema.KIND_SWEEP)})
-        logger = cls(client, experiment_id, run.info.run_id)
+        run = client.create_run(experiment_id, run_name=run_name, tags={
+            **tags, **schema.kind_tags(schema.KIND_SWEEP), schema.RUN_KEY: journal.new_run_key()})
+        try:
+            logger = cls(client, experiment_id, run.info.run_id, sweep=tags.get(schema.SWEEP, run_name),
+                         journal_folder=journal_folder)
+        except journal.JournalWriteError:  # nothing can be kept: close the run now rather than leave it RUNNING
+            client.set_tag(run.info.run_id, schema.SWEEP_STATE, "failed")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
         logger.log_params(run.info.run_id, params)
         return logger
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        if len(text) <= journal.INLINE_TEXT_CHARS:
+            self._write("text", run_id, text=text, file=artifact_file)
+            return
+        with tempfile.TemporaryDirectory() as folder:  # too large to inline: a file copy beside the journal
+            (Path(folder) / Path(artifact_file).name).write_text(text)
+            self.log_artifacts(run_id, folder, str(Path(artifact_file).parent).strip("."))
 
     def log_json(self, run_id: str, payload: Any, artifact_file: str) -> None:
-        self.client.log_text(run_id, json.dumps(payload, indent=2, sort_keys=True, default=str), artifact_file)
+        self.log_text(run_id, json.dumps(payload, indent=2, sort_keys=True, default=str), artifact_file)
 
     def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str) -> None:
-        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+        """Copy ``local_dir`` beside the journal (the caller may delete it at once); uploaded on replay."""
+        copy = self.journal.files / f"{len(self._copies())}-{Path(artifact_path).name or 'files'}"
+        try:
+            shutil.copytree(local_dir, copy)
+        except OSError as e:
+            raise journal.JournalWriteError(f"cannot copy {local_dir} to the journal's folder {copy}: {e}") from None
+        self._write("files", run_id, folder=str(copy.relative_to(self.journal.path.parent)),
+                    artifact_path=artifact_path or None)
+
+    def _copies(self) -> list[Path]:
+        return list(self.journal.files.iterdir()) if self.journal.files.is_dir() else []
 
     def finish_sweep(self, status: RunStatus, tags: Mapping[str, str], metrics: Mapping[str, float]) -> None:
-        """Flush pending points and close the parent run."""
-        self.flush()
+        """Close the parent run, then wait (bounded) until the store has every write.
+
+        When the store does not take them in time, :attr:`unsynced` says how many writes wait in which
+        journal and how to write them (``hpo sync``); they are safe on disk either way.
+        """
         self.set_tags(self.parent_run_id, tags)
         self.log_metrics(self.parent_run_id, metrics, step=0)
-        self.client.set_terminated(self.parent_run_id, status=status)
+        self._write("end", self.parent_run_id, status=status, ms=journal.now_ms())
+        self.close()
+
+    def close(self, wait_s: float | None = None) -> bool:
+        """Mark the journal complete and wait up to ``wait_s`` of no progress for the store to take it all.
+
+        Returns True when the store has everything (the journal is then deleted).
+        """
+        if self.journal.closed:
+            return self.unsynced is None
+        self.journal.close()
+        done = self._replay.drain(replay.drain_wait_s() if wait_s is None else wait_s)
+        if done:
+            journal.remove(self.journal.path)
+            return True
+        left = sum(1 for _ in self._replay.replayer.pending())
+        self.unsynced = (f"{left} writes are journaled in {self.journal.path}; the store "
+                         f"{redact(self.client.tracking_uri)} did not take them: run `hpo sync` when it is back")
+        return False
+
+    def run_id(self, handle: str) -> str:
+        """MLflow's run id for a handle ``start_trial`` returned (the handle itself if not replayed yet)."""
+        return (self._replay.replayer.run_id(handle) or handle) if handle in self._keys else handle
 
     # -- trials --------------------------------------------------------------------------------------
     def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open a child run of kind ``trial`` nested under the sweep; returns its run id."""
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=run_name,
-            tags={**tags, schema.PARENT_RUN_ID: self.parent_run_id, **schema.kind_tags(schema.KIND_TRIAL)},
-        )
-        self.log_params(run.info.run_id, params)
-        return run.info.run_id
+        """Open a child run of kind ``trial`` nested under the sweep; returns its run id.
+
+        The run is created by the replay thread; while the store answers promptly this waits for its id
+        (milliseconds), else it returns the run's key at once (see :meth:`run_id`).
+        """
+        key = journal.new_run_key()
+        self._append({"op": "run", "key": key, "name": run_name, "ms": journal.now_ms(),
+                      "parent_run_id": self.parent_run_id,
+                      "tags": {**_tag_texts(tags), **schema.kind_tags(schema.KIND_TRIAL)}})
+        self._replay.wake()
+        run_id = self._replay.wait_for_run(key, TRIAL_RUN_WAIT_S)
+        handle = run_id or key
+        if run_id is None:
+            self._keys.add(key)
+        self.log_params(handle, params)
+        return handle
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float], step: int, timestamp_ms: int) -> None:
-        """Buffer one epoch's metrics (step = epoch); written by ``flush``."""
-        from mlflow.entities import Metric
-
-        for key, value in metrics.items():
-            self._buffer.points.append(Metric(key, float(value), timestamp_ms, step, run_id=run_id))
+        """Journal one epoch's metrics (step = epoch) with the time the trial reported them."""
+        if metrics:
+            self._write("metrics", run_id, points=[[k, float(v), int(timestamp_ms), int(step)]
+                                                   for k, v in metrics.items()])
 
     def maybe_flush(self) -> None:
-        """Flush when enough points wait or enough time passed; cheap to call often."""
-        waited = time.monotonic() - self._buffer.last_flush
-        if len(self._buffer.points) >= FLUSH_POINTS or (self._buffer.points and waited >= FLUSH_SECONDS):
-            self.flush()
+        """fsync the journal every few seconds and let the replay thread catch up; cheap to call often."""
+        self.journal.sync(if_due=True)
+        self._replay.wake()
 
     def flush(self) -> None:
-        """Write every buffered point, grouped by run, in batches of at most 1,000."""
-        points, self._buffer = self._buffer.points, _Buffer()
-        by_run: dict[str, list[Any]] = {}
-        for point in points:
-            by_run.setdefault(point.run_id, []).append(point)
-        for run_id, run_points in by_run.items():
-            for chunk in _chunks(run_points, MAX_METRICS_PER_BATCH):
-                plain = [_without_run_id(p) for p in chunk]
-                self.client.log_batch(run_id, metrics=plain, synchronous=True)
+        """fsync the journal now and wake the replay thread."""
+        self.journal.sync()
+        self._replay.wake()
 
     def finish_trial(
         self, run_id: str, status: RunStatus, tags: Mapping[str, str], metrics: Mapping[str, float]
     ) -> None:
-        """Write the trial's pending points, summary metrics and tags, then close its run with ``status``.
-
-        One ``log_batch`` carries all three when they fit MLflow's limits (a transaction each would cost
-        the Tune loop tens of milliseconds per trial on a busy SQLite file).
-        """
-        from mlflow.entities import Metric, RunTag
-
-        mine = [p for p in self._buffer.points if p.run_id == run_id]
-        self._buffer.points = [p for p in self._buffer.points if p.run_id != run_id]
-        now = int(time.time() * 1000)
-        points = [_without_run_id(p) for p in mine] + [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        entries = [RunTag(k, _clip(str(v), MAX_TAG_VALUE)) for k, v in tags.items()]
-        metric_chunks = list(_chunks(points, MAX_METRICS_PER_BATCH)) or [[]]
-        tag_chunks = list(_chunks(entries, MAX_TAGS_PER_BATCH)) or [[]]
-        for i in range(max(len(metric_chunks), len(tag_chunks))):
-            batch_metrics = metric_chunks[i] if i < len(metric_chunks) else []
-            batch_tags = tag_chunks[i] if i < len(tag_chunks) else []
-            if batch_metrics or batch_tags:
-                self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags, synchronous=True)
-        self.client.set_terminated(run_id, status=status)
+        """Journal the trial's summary metrics and tags, then close its run with ``status``."""
+        self.log_metrics(run_id, metrics, step=0)
+        self.set_tags(run_id, tags)
+        self._write("end", run_id, status=status, ms=journal.now_ms())
+        self.flush()
 
     # -- small writes ----------------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        entries = [Param(k, _clip(_as_text(v), MAX_PARAM_VALUE)) for k, v in params.items()]
-        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=chunk, synchronous=True)
+        if params:
+            self._write("params", run_id, params={k: _clip(_as_text(v), MAX_PARAM_VALUE) for k, v in params.items()})
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        entries = [RunTag(k, _clip(str(v), MAX_TAG_VALUE)) for k, v in tags.items()]
-        for chunk in _chunks(entries, MAX_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, tags=chunk, synchronous=True)
+        if not tags:
+            return
+        texts = _tag_texts(tags)
+        refs = {name: value for name, value in texts.items() if value in self._keys}  # e.g. hpo.best_run_id
+        self._write("tags", run_id, tags=texts, **({"refs": refs} if refs else {}))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+        now = journal.now_ms()
+        points = [[k, float(v), now, int(step)] for k, v in metrics.items() if math.isfinite(float(v))]
+        if points:
+            self._write("metrics", run_id, points=points)
 
-        now = int(time.time() * 1000)
-        entries = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=chunk, synchronous=True)
+    # -- the journal -----------------------------------------------------------------------------------
+    def _write(self, op: str, handle: str, **fields: Any) -> None:
+        target = {"key": handle} if handle in self._keys else {"run_id": handle}
+        self._append({"op": op, **target, **fields})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self.journal.append(entry)
 
     # -- resume (hpo.resume) ---------------------------------------------------------------------------
     @classmethod
@@ -255,18 +314,14 @@ class SweepLogger:
     def close_stale_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Close a trial run its dead driver left RUNNING: KILLED, with ``tags`` (why it stopped)."""
         self.set_tags(run_id, tags)
-        self.client.set_terminated(run_id, status="KILLED")
+        self._write("end", run_id, status="KILLED", ms=journal.now_ms())
 
 
-def _without_run_id(point: Any) -> Any:
-    from mlflow.entities import Metric
-
-    return Metric(point.key, point.value, point.timestamp, point.step)
+TRIAL_RUN_WAIT_S = 1.0  # the longest a new trial waits for its run id from a store that answers
 
 
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {k: _clip(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
 
 
 def _as_text(value: Any) -> str:
@@ -275,6 +330,11 @@ def _as_text(value: Any) -> str:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value)
     return str(value)
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -311,7 +371,7 @@ def log_compress_variant(
         for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=chunk, synchronous=True)
         points = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        for chunk in _chunks(points, MAX_METRICS_PER_BATCH):
+        for chunk in _chunks(points, MAX_POINTS_PER_BATCH):
             client.log_batch(run_id, metrics=chunk, synchronous=True)
         for path in files:
             client.log_artifact(run_id, str(path), artifact_path)

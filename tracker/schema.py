@@ -20,6 +20,7 @@ KIND_TRIAL: RunKind = "trial"  # one trial of the search, a child of its sweep
 KIND_CONFIRM: RunKind = "confirm"  # reserved: a top trial re-run with other seeds, a child of its sweep
 KIND_COMPRESS: RunKind = "compress"  # reserved: a compressed best model, a child of its sweep
 RUN_KINDS: tuple[RunKind, ...] = (KIND_SWEEP, KIND_TRIAL, KIND_CONFIRM, KIND_COMPRESS)
+RUN_KEY = "hpo.run_key"  # our own id of the run, made before MLflow's exists: replay finds the run by it
 SCHEMA_VERSION = "hpo.schema_version"
 CURRENT_SCHEMA_VERSION = "2"  # 2: hpo.run_kind + hpo.schema_version; 1 (no version tag): hpo.role
 LEGACY_ROLE = "hpo.role"  # schema 1's kind tag ("sweep" | "trial"); readers still accept it
