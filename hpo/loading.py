@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from hpo import rules
 from hpo.config import PARAM_KEYS, SweepConfig, did_you_mean, tag_param
 from hpo.errors import ConfigError
+from tracker.uri import TRACKING_URI_ENV
 
 
 class DuplicateKey(yaml.YAMLError):
@@ -109,7 +110,7 @@ def load_sweep(path: str | os.PathLike[str], overrides: Mapping[str, str] | None
         raise ConfigError(f"not valid YAML: {e}", source=source) from e
     if not isinstance(raw, dict):
         raise ConfigError(f"a sweep file is a YAML mapping of fields, got {type(raw).__name__}", source=source)
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    env_uri = os.environ.get(TRACKING_URI_ENV)
     if env_uri:
         raw["tracking_uri"] = env_uri
     for key, value in (overrides or {}).items():

@@ -138,22 +138,28 @@ def _run_started(
             experiment=config.experiment_name,
             run_name=config.name,
             tags=sweep_tags,
-            params=_flatten(config.model_dump(mode="json", exclude_none=True)),
+            params=_flatten(_stored_config(config, exclude_none=True)),
             artifact_location=_artifact_location(uri, config.experiment_name),
         )
     else:
         from hpo.resume import reopen
 
         logger = reopen(client, plan, sweep_tags)
+    # MLflow params cannot change: best.<param> is written once, when the sweep first ends. Asked now,
+    # while the store answers: at the end it may be down, and the journal must carry the close alone.
+    best_logged = plan is not None and any(
+        k.startswith(schema.BEST_PARAM_PREFIX) for k in client.get_run(logger.parent_run_id).data.params
+    )
     # written again on resume: a raised budget is what the next resume compares against
     logger.log_text(logger.parent_run_id, sweep_text, schema.SWEEP_FILE_ARTIFACT)
-    logger.log_json(logger.parent_run_id, config.model_dump(mode="json"), schema.RESOLVED_CONFIG_ARTIFACT)
+    logger.log_json(logger.parent_run_id, _stored_config(config), schema.RESOLVED_CONFIG_ARTIFACT)
     from hpo.lease import Heartbeat
 
     elapsed_before = plan.elapsed_s if plan is not None else 0.0
     heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
     try:
-        return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan)
+        return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan,
+                      best_logged)
     finally:
         heartbeat.stop()
 
@@ -168,6 +174,7 @@ def _track(
     progress_stream: Any,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None,
+    best_logged: bool = False,
 ) -> SweepResult:
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
@@ -198,12 +205,19 @@ def _track(
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
-        _finish_parent(logger, config, records, best, status, interrupted, elapsed)
+        _finish_parent(logger, config, records, best, status, interrupted, elapsed, best_logged)
         after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives,
     )
+
+
+def _stored_config(config: SweepConfig, *, exclude_none: bool = False) -> dict[str, Any]:
+    """The resolved config as the store keeps it (params, ``resolved_config.json``): without
+    ``tracking_uri``, which may carry a password (``$MLFLOW_TRACKING_URI`` of a team's PostgreSQL) and
+    names the store the run already lives in."""
+    return config.model_dump(mode="json", exclude_none=exclude_none, exclude={"tracking_uri"})
 
 
 def _start_ray(config: SweepConfig) -> float:
@@ -333,7 +347,10 @@ def _finish_parent(
     status: str,
     interrupted: bool,
     elapsed_s: float = 0.0,
+    best_logged: bool = False,
 ) -> None:
+    """Close the parent run with the sweep's state, counts and best trial. Nothing here reads the store
+    (it may be down: the journal carries every write), and the run is closed whatever an extra fails."""
     state = "interrupted" if interrupted else ("finished" if status == "FINISHED" else "failed")
     tags = {schema.SWEEP_STATE: state, schema.ELAPSED_S: f"{elapsed_s:.1f}"}
     metrics: dict[str, float] = {
@@ -341,23 +358,19 @@ def _finish_parent(
         "trials_failed": float(sum(r.status == "FAILED" for r in records)),
         "trials_stopped": float(sum(r.early_stopped for r in records)),
     }
-    _log_sweep_diagnosis(logger, records, tags)
-    metrics.update(log_front(logger, records, [(m.name, m.goal) for m in config.objectives]))
-    if best is not None and best.best is not None:
-        tags[schema.BEST_RUN_ID] = best.run_id
-        tags[schema.BEST_TRIAL_ID] = best.trial_id
-        metrics[schema.BEST_PREFIX + config.metric.name] = best.best
-        _log_best_params(logger, best)
-        _log_checkpoint(logger, best)
-    logger.finish_sweep(status, tags, metrics)
-
-
-def _log_best_params(logger: SweepLogger, best: TrialRecord) -> None:
-    """``best.<param>`` params, written when the sweep first finishes: MLflow params cannot change, so
-    after a resume that found a better trial the tag ``hpo.best_run_id`` alone names the best."""
-    stored = logger.client.get_run(logger.parent_run_id).data.params
-    if not any(k.startswith(schema.BEST_PARAM_PREFIX) for k in stored):
-        logger.log_params(logger.parent_run_id, {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
+    try:
+        _log_sweep_diagnosis(logger, records, tags)
+        metrics.update(log_front(logger, records, [(m.name, m.goal) for m in config.objectives]))
+        if best is not None and best.best is not None:
+            tags[schema.BEST_RUN_ID] = best.run_id
+            tags[schema.BEST_TRIAL_ID] = best.trial_id
+            metrics[schema.BEST_PREFIX + config.metric.name] = best.best
+            if not best_logged:  # after a resume that found a better trial, hpo.best_run_id alone names it
+                logger.log_params(logger.parent_run_id,
+                                  {schema.BEST_PARAM_PREFIX + k: v for k, v in best.config.items()})
+            _log_checkpoint(logger, best)
+    finally:
+        logger.finish_sweep(status, tags, metrics)
 
 
 def _log_sweep_diagnosis(logger: SweepLogger, records: list[TrialRecord], tags: dict[str, str]) -> None:
