@@ -172,9 +172,9 @@ class _Recorder:
         tags = {schema.COMPRESS_METHOD: row["method"], schema.COMPRESS_VARIANT: row["name"],
                 schema.COMPRESS_SOURCE_RUN: self.source.source_run_id, schema.COMPRESS_RUNTIME: row["runtime"],
                 schema.SWEEP: self.source.sweep, schema.METRIC: self.winner.metric, schema.GOAL: self.winner.goal,
-                "hpo.compress.split": SPLIT, "hpo.compress.test_split": NO_TEST_SPLIT}
+                schema.COMPRESS_SPLIT: SPLIT, schema.COMPRESS_TEST_SPLIT: NO_TEST_SPLIT}
         if row["note"]:
-            tags["hpo.compress.note"] = row["note"]
+            tags[schema.COMPRESS_NOTE] = row["note"]
         params = {**row["settings"], "threads": row["threads"], "large_batch": self.settings.large_batch,
                   "repeats": self.settings.repeats, "warmup": self.settings.warmup}
         run_id = log_compress_variant(self.client, self.source.parent_run_id, run_name=f"compress-{row['name']}",

@@ -22,7 +22,7 @@ from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig
-from hpo.errors import ClusterError, HpoError, TrackingError, tracking_errors
+from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
@@ -31,7 +31,7 @@ from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, le
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
-from tracker.mlflow_log import SweepLogger, open_client, redact, sqlite_path
+from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
 if TYPE_CHECKING:
     from hpo.resume import ResumePlan
@@ -478,4 +478,4 @@ def _quiet_ray_env() -> None:
         os.environ.setdefault(key, value)
 
 
-__all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings", "redact", "HpoError"]
+__all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings"]

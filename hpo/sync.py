@@ -15,7 +15,7 @@ from hpo.errors import ConfigError, TrackingError, tracking_errors
 from tracker.journal import JournalWriteError, journal_folder
 from tracker.replay import SyncReport, sync_journals
 
-__all__ = ["journal_error", "report_lines", "sync_command", "sync_leftovers"]
+__all__ = ["after_sweep", "check_sync_args", "journal_error", "report_lines", "sync_command", "sync_leftovers"]
 
 
 def sync_leftovers(name: str, tracking_uri: str, client: Any, stream: TextIO) -> None:

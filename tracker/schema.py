@@ -1,7 +1,7 @@
 """The run schema: the tags, params and metrics every run this project writes to MLflow carries.
 
 Readers and writers share these names; ``docs/run_schema.md`` is the same schema in prose. A sweep is
-one MLflow *parent* run; the runs it creates (its trials, and later confirmation and compression runs)
+one MLflow *parent* run; the runs it creates (its trials, compression variants, later confirmation runs)
 are *child* runs nested under it through MLflow's own ``mlflow.parentRunId`` tag, so the MLflow UI
 shows the nesting. What a run is comes from its ``hpo.run_kind`` tag, never from the parent link:
 readers select the kind they show, so adding a kind of child run changes no existing view.
@@ -17,8 +17,8 @@ RUN_KIND = "hpo.run_kind"
 RunKind = Literal["sweep", "trial", "confirm", "compress"]
 KIND_SWEEP: RunKind = "sweep"  # the parent run of one sweep
 KIND_TRIAL: RunKind = "trial"  # one trial of the search, a child of its sweep
-KIND_CONFIRM: RunKind = "confirm"  # reserved: a top trial re-run with other seeds, a child of its sweep
-KIND_COMPRESS: RunKind = "compress"  # reserved: a compressed best model, a child of its sweep
+KIND_CONFIRM: RunKind = "confirm"  # reserved for later work: a top trial re-run with other seeds, a child of its sweep
+KIND_COMPRESS: RunKind = "compress"  # a compressed variant of the best model (hpo compress), a child of its sweep
 RUN_KINDS: tuple[RunKind, ...] = (KIND_SWEEP, KIND_TRIAL, KIND_CONFIRM, KIND_COMPRESS)
 RUN_KEY = "hpo.run_key"  # our own id of the run, made before MLflow's exists: replay finds the run by it
 SCHEMA_VERSION = "hpo.schema_version"
@@ -118,4 +118,7 @@ COMPRESS_VARIANT = "hpo.compress.variant"  # the variant's name, e.g. prune_glob
 COMPRESS_SOURCE_RUN = "hpo.compress.source_run"  # the trial run whose checkpoint was compressed
 COMPRESS_RUNTIME = "hpo.compress.runtime"  # torch | onnxruntime
 COMPRESS_PARETO = "hpo.compress.pareto"  # e.g. "latency,size": fronts the variant is on
+COMPRESS_SPLIT = "hpo.compress.split"  # the split the variant's metric was measured on (validation)
+COMPRESS_TEST_SPLIT = "hpo.compress.test_split"  # what the test split is (none yet for the built-in tasks)
+COMPRESS_NOTE = "hpo.compress.note"  # a remark on the variant (e.g. int8 slower than fp32 at batch 1)
 COMPRESS_SUMMARY_ARTIFACT = "compression/summary.json"  # on the sweep run: the table and Pareto sets
