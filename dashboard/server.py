@@ -7,8 +7,6 @@ terminal) are forwarded to it, and it gets a parent-death signal for the cases n
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -17,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from hpo.ui import die_with_parent  # light: the standard library and tracker.uri
+
 APP = Path(__file__).resolve().parent / "app.py"
 STOP_TIMEOUT_S = 10.0
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def command(tracking_uri: str, port: int, *, host: str = "127.0.0.1", open_browser: bool = False) -> list[str]:
@@ -80,22 +79,3 @@ def _raise_on_stop_signals() -> dict[int, Callable[[int, FrameType | None], obje
         raise _StopSignal(signal.Signals(signum).name)
 
     return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies, even by SIGKILL; None
-    elsewhere. Checks the parent is still the one that forked it (it may have died before the prctl).
-
-    ``hpo ui`` holds its own copy (``hpo/ui.py``): the dashboard package imports nothing from ``hpo``.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died between fork and prctl: no signal will come
-            os._exit(1)
-
-    return preexec

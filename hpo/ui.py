@@ -114,7 +114,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies, even by SIGKILL (a new
     session does not stop it); None elsewhere. Exits the child when the parent already died before the
-    prctl. ``dashboard/server.py`` holds a copy: the dashboard imports nothing from ``hpo``.
+    prctl. ``hpo dashboard`` (``dashboard/server.py``) uses it too.
     """
     if not sys.platform.startswith("linux"):
         return None
