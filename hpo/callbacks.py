@@ -17,7 +17,6 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from hpo.results import TrialRecord
-from hpo.timeouts import STOPPED_BY_TIMEOUT
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
 from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
@@ -146,7 +145,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         record.error = timeout or _error_text(trial)
         tags = {schema.ERROR: record.error}
         if timeout:
-            tags[schema.STOPPED_BY] = STOPPED_BY_TIMEOUT
+            tags[schema.STOPPED_BY] = schema.STOPPED_BY_TIMEOUT
         self._finish(record, tags)
 
     def close_open(self, *, finished: bool = False) -> None:
@@ -159,7 +158,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             record.status = "KILLED"
             if timed_out:
                 record.early_stopped = True
-                self._finish(record, {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: "time_limit"})
+                self._finish(record, {schema.EARLY_STOPPED: "true", schema.STOPPED_BY: schema.STOPPED_BY_TIME_LIMIT})
             else:
                 self._finish(record, {schema.ERROR: "the sweep was interrupted"})
 

@@ -36,7 +36,6 @@ from hpo.trial_book import TrialBook
 
 log = logging.getLogger(__name__)
 
-STOPPED_BY_TIMEOUT = "timeout"  # the hpo.stopped_by value of a trial a timeout ended
 STALL_FACTOR = 10.0
 STALL_FLOOR_S = 600.0
 CHECK_INTERVAL_S = 0.5  # the controller steps many times a second; clocks need no finer look
