@@ -160,13 +160,16 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 # -- run -------------------------------------------------------------------------------------------
-def _cmd_run(args: argparse.Namespace, resume_run_id: str | None = None) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.ray_address is not None:
         overrides["ray.address"] = json.dumps(args.ray_address)  # a quoted YAML string: never read as a number
-    if getattr(args, "tracking_uri", None):
-        overrides["tracking_uri"] = json.dumps(args.tracking_uri)
     config, text = load_sweep(args.file, overrides)
+    return _run_loaded(args, config, text)
+
+
+def _run_loaded(args: argparse.Namespace, config: Any, text: str, resume_run_id: str | None = None) -> int:
+    """Run (or resume) a validated sweep and print its leaderboard or JSON; the exit code."""
     from hpo import defaults, rules
     from hpo.runner import run_sweep
 
@@ -211,22 +214,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    """``hpo resume``: the sweep file stored on the parent run, run again as ``hpo run`` would resume it."""
-    import tempfile
-
+    """``hpo resume``: the config the sweep ran with (its ``--set`` values and raised budgets included),
+    new ``--set`` pairs on top, run again as ``hpo run`` would resume it."""
     from hpo import defaults
     from hpo.errors import tracking_errors
-    from hpo.resume import find_sweep_run, stored_sweep_file
+    from hpo.resume import find_sweep_run, stored_sweep
     from tracker.mlflow_log import open_client
 
+    overrides = parse_overrides(args.overrides)
     uri = defaults.tracking_uri(args.tracking_uri)
+    overrides["tracking_uri"] = json.dumps(uri)  # the store it was found in, whatever the stored config says
     with tracking_errors():
         client = open_client(uri)
-    run = find_sweep_run(client, args.target)
-    with tempfile.TemporaryDirectory() as folder:
-        args.file = str(stored_sweep_file(client, run, folder))
-        args.tracking_uri = uri
-        return _cmd_run(args, resume_run_id=run.info.run_id)
+        run = find_sweep_run(client, args.target)
+        config, text = stored_sweep(client, run, overrides)
+    return _run_loaded(args, config, text, resume_run_id=run.info.run_id)
 
 
 # -- best ------------------------------------------------------------------------------------------
