@@ -12,10 +12,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
 from hpo.loading import load_sweep, parse_overrides
+
+if TYPE_CHECKING:
+    from hpo.config import SweepConfig
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -62,10 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     resume = commands.add_parser(
-        "resume", help="continue a sweep that did not finish (crashed, interrupted), from its stored sweep file",
+        "resume", help="continue a sweep that did not finish (crashed, interrupted), with the config stored on it",
         description="Continue a sweep from the store: trials that ended are kept and shown to the search, "
                     "trials in flight when the driver died are run again under their numbers. "
-                    "Raise the budget with --set budget.trials=N to extend a finished sweep.",
+                    "It runs the config stored with the sweep (resolved_config.json: the --set values it ran "
+                    "with included); raise the budget with --set budget.trials=N to extend a finished sweep.",
     )
     resume.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
     resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -168,7 +172,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_loaded(args, config, text)
 
 
-def _run_loaded(args: argparse.Namespace, config: Any, text: str, resume_run_id: str | None = None) -> int:
+def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume_run_id: str | None = None) -> int:
     """Run (or resume) a validated sweep and print its leaderboard or JSON; the exit code."""
     from hpo import defaults, rules
     from hpo.runner import run_sweep
