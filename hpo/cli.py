@@ -12,10 +12,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hpo.errors import ClusterError, ConfigError, HpoError, TrackingError
 from hpo.loading import load_sweep, parse_overrides
+
+if TYPE_CHECKING:
+    from hpo.config import SweepConfig
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -62,10 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     resume = commands.add_parser(
-        "resume", help="continue a sweep that did not finish (crashed, interrupted), from its stored sweep file",
+        "resume", help="continue a sweep that did not finish (crashed, interrupted), with the config stored on it",
         description="Continue a sweep from the store: trials that ended are kept and shown to the search, "
                     "trials in flight when the driver died are run again under their numbers. "
-                    "Raise the budget with --set budget.trials=N to extend a finished sweep.",
+                    "It runs the config stored with the sweep (resolved_config.json: the --set values it ran "
+                    "with included); raise the budget with --set budget.trials=N to extend a finished sweep.",
     )
     resume.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
     resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -160,13 +164,16 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 # -- run -------------------------------------------------------------------------------------------
-def _cmd_run(args: argparse.Namespace, resume_run_id: str | None = None) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.ray_address is not None:
         overrides["ray.address"] = json.dumps(args.ray_address)  # a quoted YAML string: never read as a number
-    if getattr(args, "tracking_uri", None):
-        overrides["tracking_uri"] = json.dumps(args.tracking_uri)
     config, text = load_sweep(args.file, overrides)
+    return _run_loaded(args, config, text)
+
+
+def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume_run_id: str | None = None) -> int:
+    """Run (or resume) a validated sweep and print its leaderboard or JSON; the exit code."""
     from hpo import defaults, rules
     from hpo.runner import run_sweep
 
@@ -211,22 +218,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    """``hpo resume``: the sweep file stored on the parent run, run again as ``hpo run`` would resume it."""
-    import tempfile
-
+    """``hpo resume``: the config the sweep ran with (its ``--set`` values and raised budgets included),
+    new ``--set`` pairs on top, run again as ``hpo run`` would resume it."""
     from hpo import defaults
     from hpo.errors import tracking_errors
-    from hpo.resume import find_sweep_run, stored_sweep_file
+    from hpo.resume import find_sweep_run, stored_sweep
     from tracker.mlflow_log import open_client
 
+    overrides = parse_overrides(args.overrides)
     uri = defaults.tracking_uri(args.tracking_uri)
+    overrides["tracking_uri"] = json.dumps(uri)  # the store it was found in, whatever the stored config says
     with tracking_errors():
         client = open_client(uri)
-    run = find_sweep_run(client, args.target)
-    with tempfile.TemporaryDirectory() as folder:
-        args.file = str(stored_sweep_file(client, run, folder))
-        args.tracking_uri = uri
-        return _cmd_run(args, resume_run_id=run.info.run_id)
+        run = find_sweep_run(client, args.target)
+        config, text = stored_sweep(client, run, overrides)
+    return _run_loaded(args, config, text, resume_run_id=run.info.run_id)
 
 
 # -- best ------------------------------------------------------------------------------------------

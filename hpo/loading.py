@@ -207,3 +207,22 @@ def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
     return {name for name, info in model.model_fields.items() if not info.exclude}  # not internal fields
+
+
+def validate_stored(raw: dict[str, Any], overrides: Mapping[str, str] | None = None, *, source: str) -> SweepConfig:
+    """Validate a stored resolved config (a sweep's ``resolved_config.json``) with ``--set`` pairs on top.
+
+    The same checks as a sweep file (:func:`load_sweep`), so ``hpo resume`` continues a sweep with the
+    config it ran with, its own ``--set`` values included, changed only where asked now.
+
+    Raises:
+        ConfigError: the config with the overrides breaks a rule; an override's error names ``--set``.
+    """
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value, source="--set")
+    try:
+        return validate(raw, source=source)
+    except ConfigError as e:
+        if e.field is not None and any(e.field == k or e.field.startswith(k + ".") for k in overrides or {}):
+            raise ConfigError(e.message, source=f"{source} (--set {e.field})", field=e.field) from None
+        raise

@@ -24,6 +24,7 @@ from hpo import rules, space
 from hpo.config import SweepConfig
 from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
+from hpo.objectives import Objective, objective_values
 from hpo.results import TrialRecord
 from hpo.trial_book import TrialBook, params_key
 from tracker import schema
@@ -95,6 +96,7 @@ class ResumePlan:
     time_left_s: float | None = None
     resumes: int = 0
     grid: list[dict[str, Any]] | None = None  # the grid's points when the sweep runs every point
+    objectives: list[Objective] = field(default_factory=list)  # (name, goal) each; 2+: a multi-objective study
 
     @property
     def to_start(self) -> int:
@@ -103,16 +105,22 @@ class ResumePlan:
 
     @property
     def nothing_to_do(self) -> bool:
-        """A finished sweep whose budget was not raised (or whose time is spent)."""
+        """A finished sweep whose budget was not raised (or whose time is spent: see ``left_open``)."""
         spent = self.time_left_s is not None and self.time_left_s <= 0
         return (self.state == "finished" and self.to_start == 0) or spent
+
+    @property
+    def left_open(self) -> bool:
+        """A dead driver left the parent run or a trial run RUNNING: it must be closed, even with nothing to do."""
+        return self.state == "crashed" or any(t.status == "RUNNING" for t in [*self.rerun, *self.stale])
 
     def message(self) -> str:
         """What the user is told on stderr."""
         done = f"{len(self.ended)} of {self.budget} trials done"
         if self.time_left_s is not None and self.time_left_s <= 0:
+            closed = "; the runs its dead driver left open are closed" if self.left_open else ""
             return (f"sweep {self.sweep} has used its time budget ({self.elapsed_s:.0f} s): {done}; nothing to do "
-                    "(raise budget.time_limit_s to continue it, or run with --new for a fresh sweep)")
+                    f"(raise budget.time_limit_s to continue it, or run with --new for a fresh sweep){closed}")
         if self.nothing_to_do:
             return (f"sweep {self.sweep} already finished: {done}; nothing to do "
                     "(raise budget.trials to extend it, or run with --new for a fresh sweep)")
@@ -170,6 +178,31 @@ def stored_sweep_file(client: Any, run: Any, folder: str) -> Path:
     return Path(client.download_artifacts(run.info.run_id, schema.SWEEP_FILE_ARTIFACT, folder))
 
 
+def stored_sweep(client: Any, run: Any, overrides: Mapping[str, str]) -> tuple[SweepConfig, str]:
+    """What ``hpo resume`` runs: the config the sweep ran with, ``overrides`` on top, and its sweep file's text.
+
+    The config comes from the stored ``resolved_config.json`` (the file with the ``--set`` values it ran
+    with, and any budget a resume raised), validated as a file is: rebuilding it from ``sweep.yaml``
+    would lose those and be refused as a changed search. The text is the sweep file as first given, logged
+    again unchanged (``resolved_config.json`` is where the overrides show).
+
+    Raises:
+        ConfigError: the stored config cannot be read, or breaks a rule with ``overrides``.
+    """
+    from hpo.loading import validate_stored
+
+    name = run.data.tags.get(schema.SWEEP, run.info.run_id)
+    raw = _resolved_config(client, run, name)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            text = stored_sweep_file(client, run, folder).read_text(encoding="utf-8")
+        except Exception as e:  # noqa: BLE001 - MLflow raises its own error types per artifact store
+            raise ConfigError(f"sweep {name} (run {run.info.run_id}) has no readable {schema.SWEEP_FILE_ARTIFACT} "
+                              f"({e}); run its sweep file with `hpo run --new`", source="hpo resume") from None
+    source = f"{schema.RESOLVED_CONFIG_ARTIFACT} of sweep run {run.info.run_id}"
+    return validate_stored(raw, overrides, source=source), text
+
+
 # -- planning ----------------------------------------------------------------------------------------
 def plan_resume(client: Any, config: SweepConfig, *, run_id: str | None = None) -> ResumePlan | None:
     """The plan to continue the latest sweep named ``config.name``, or None when there is none to continue.
@@ -213,20 +246,14 @@ def plan_resume(client: Any, config: SweepConfig, *, run_id: str | None = None) 
         elapsed_s=elapsed, time_left_s=None if limit is None else limit - elapsed,
         resumes=int(tags.get(schema.RESUMES) or 0),
         grid=space.grid_points(config) if space.runs_every_point(config, budget) else None,
+        objectives=[(m.name, str(m.goal)) for m in config.objectives],
     )
     return plan
 
 
 def _check_same_search(client: Any, run: Any, config: SweepConfig) -> None:
     """Refuse a sweep file that differs from the stored one in what changes the search or the trials."""
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(run.info.run_id, schema.RESOLVED_CONFIG_ARTIFACT, folder)
-            stored = json.loads(Path(path).read_text(encoding="utf-8"))
-        except Exception as e:  # noqa: BLE001 - a sweep without its config cannot be checked, so not resumed
-            raise ConfigError(
-                f"sweep {config.name} (run {run.info.run_id}) has no readable {schema.RESOLVED_CONFIG_ARTIFACT} "
-                f"({e}); run with --new to start a fresh sweep", source="resume") from None
+    stored = _resolved_config(client, run, config.name)
     differ = changed_fields(stored, config.model_dump(mode="json"))
     if differ:
         shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
@@ -234,6 +261,26 @@ def _check_same_search(client: Any, run: Any, config: SweepConfig) -> None:
             f"the sweep file differs from the one sweep {config.name} (run {run.info.run_id}) ran with in {shown}: "
             "resuming would change its search; only raising budget.trials or budget.time_limit_s is allowed. "
             "Run with --new to start a fresh sweep of this name", source="resume")
+
+
+def _resolved_config(client: Any, run: Any, name: str) -> dict[str, Any]:
+    """The ``resolved_config.json`` stored on a sweep's parent run: the config it ran with.
+
+    Raises:
+        ConfigError: it is missing or not a JSON mapping (such a sweep cannot be checked, so not resumed).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run.info.run_id, schema.RESOLVED_CONFIG_ARTIFACT, folder)
+            stored = json.loads(Path(path).read_text(encoding="utf-8"))
+        except Exception as e:  # noqa: BLE001 - MLflow raises its own error types per artifact store
+            stored, why = None, str(e)
+        else:
+            why = f"a JSON {type(stored).__name__}, not a mapping"
+    if not isinstance(stored, dict):
+        raise ConfigError(f"sweep {name} (run {run.info.run_id}) has no readable {schema.RESOLVED_CONFIG_ARTIFACT} "
+                          f"({why}); run with --new to start a fresh sweep", source="resume")
+    return stored
 
 
 def changed_fields(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -323,34 +370,29 @@ def _sort_trials(trials: list[StoredTrial]) -> tuple[list[StoredTrial], list[Sto
 def rebuild_study(study: Any, space_fn: Callable[[Any], Any], plan: ResumePlan, book: TrialBook) -> None:
     """Add the plan's ended trials to ``study`` and queue its re-runs, so the search goes on where it was.
 
-    Each ended trial becomes a finished Optuna trial (params with their distributions, the running best
-    as value and per-epoch intermediate values; COMPLETE, PRUNED or FAIL). Grid trials carry GridSampler's
+    Each ended trial becomes a finished Optuna trial (params with their distributions, the values Optuna
+    was told and per-epoch intermediate values; COMPLETE, PRUNED or FAIL). Single objective: the running
+    best as value. Several objectives: each objective's value at the first objective's best epoch (what
+    the trainable reported, ``hpo.objectives``), no intermediate values (Optuna keeps none for such a
+    study), and FAIL when one is missing (as Optuna recorded it). Grid trials carry GridSampler's
     ``grid_id`` so it proposes exactly the points not yet run; other re-runs are enqueued so they are the
-    first proposals. ``book`` learns which configuration keeps which number.
+    first proposals. ``book`` learns which configuration to re-run under which number (``requeued``); the
+    numbers the store holds (``ResumePlan.fill_book``) are the caller's to write, once.
     """
     import optuna
 
-    plan.fill_book(book)
-    maximize = plan.goal == "maximize"
     search_space = getattr(study.sampler, "_search_space", None)
     for trial in plan.ended:
         params, distributions, grid_id = _optuna_params(trial, space_fn, plan.grid)
         if params is None:
             continue  # a point no longer in the space (cannot happen with an unchanged file): not shown
-        curve = _running_best(trial.history.get(plan.metric, []), maximize)
-        best = trial.metrics.get(schema.BEST_PREFIX + plan.metric)
-        if trial.status == "FAILED":
-            state, value = optuna.trial.TrialState.FAIL, None
-        elif trial.status == "FINISHED" and best is not None and math.isfinite(best):
-            state, value = optuna.trial.TrialState.COMPLETE, best
-        else:
-            state, value = optuna.trial.TrialState.PRUNED, None
+        state, values, curve = _told(trial, plan)
         system_attrs = {} if grid_id is None else {
             # GridSampler's grid_id is a position in its own (seeded, shuffled) list of points
             "grid_id": list(study.sampler._all_grids).index((grid_id,)), "search_space": search_space,
         }
         study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=distributions, value=value, state=state,
+            params=params, distributions=distributions, values=values, state=state,
             intermediate_values=curve, system_attrs=system_attrs,
         ))
     for trial in plan.rerun:
@@ -360,6 +402,25 @@ def rebuild_study(study: Any, space_fn: Callable[[Any], Any], plan: ResumePlan, 
         book.requeued[params_key(params)] = trial.number
         if grid_id is None:  # GridSampler proposes the unrun points itself; the others need a queue
             study.enqueue_trial(params)
+
+
+def _told(trial: StoredTrial, plan: ResumePlan) -> tuple[Any, list[float] | None, dict[int, float]]:
+    """The state, values and intermediate values Optuna recorded for an ended trial when it ran."""
+    from optuna.trial import TrialState
+
+    if len(plan.objectives) > 1:
+        told = objective_values(trial.history, plan.objectives) if trial.status == "FINISHED" else None
+        if told is not None:
+            return TrialState.COMPLETE, [told[name] for name, _ in plan.objectives], {}
+        # a missing objective is a failure to Optuna; a multi-objective sweep has no scheduler to stop trials
+        return TrialState.FAIL if trial.status in ("FINISHED", "FAILED") else TrialState.PRUNED, None, {}
+    curve = _running_best(trial.history.get(plan.metric, []), plan.goal == "maximize")
+    best = trial.metrics.get(schema.BEST_PREFIX + plan.metric)
+    if trial.status == "FAILED":
+        return TrialState.FAIL, None, curve
+    if trial.status == "FINISHED" and best is not None and math.isfinite(best):
+        return TrialState.COMPLETE, [best], curve
+    return TrialState.PRUNED, None, curve
 
 
 def _optuna_params(

@@ -92,7 +92,7 @@ def run_sweep(
         if plan is not None:
             print(plan.message(), file=progress_stream or sys.stderr, flush=True)
             if plan.nothing_to_do:
-                return _stored_result(plan, uri, started)
+                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
         watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
         with watchdog.marking():
             cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
@@ -110,12 +110,26 @@ def run_sweep(
             watchdog.close()
 
 
-def _stored_result(plan: ResumePlan, uri: str, started: float) -> SweepResult:
-    """A sweep with nothing left to run, as the store holds it."""
+def _stored_result(
+    plan: ResumePlan, config: SweepConfig, client: Any, uri: str, started: float, stream: Any
+) -> SweepResult:
+    """A sweep with nothing left to run, as the store holds it.
+
+    A dead driver's sweep whose time budget is spent is closed here rather than left running: its parent
+    reopened, the trials it left RUNNING closed KILLED (``hpo.stopped_by: crash``), and the sweep finished
+    (``finished`` when no trial was cut short, else ``interrupted``), all through the journaled logger.
+    """
     records = sorted(plan.records().values(), key=lambda r: r.number)
-    best = best_trial(records, plan.goal)
+    best = best_trial(records, plan.goal, plan.objectives)
+    if plan.left_open:
+        from hpo.resume import reopen
+
+        logger = reopen(client, plan, {})
+        cut = bool(plan.rerun)  # a trial in flight when the driver died will not run again: the time is spent
+        _finish_parent(logger, config, records, best, "KILLED" if cut else "FINISHED", cut, plan.elapsed_s)
+        after_sweep(logger, records, stream)
     return SweepResult(plan.sweep, plan.parent_run_id, plan.experiment_id, uri, plan.metric, plan.goal, records,
-                       best, False, time.monotonic() - started)
+                       best, False, time.monotonic() - started, objectives=plan.objectives)
 
 
 def _run_started(
@@ -189,7 +203,7 @@ def _track(
     )
     if plan is not None:  # the trials that ended before count, and keep their numbers
         tracker.records.update(plan.records())
-        plan.fill_book(book)
+        plan.fill_book(book)  # here only: Relay copies it to the head's book; the searcher adds `requeued`
     progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)
     interrupted = False
     status = "FAILED"

@@ -89,3 +89,20 @@ def test_console_script_prints_one_json_document(tmp_path: Path):
     doc = json.loads(done.stdout)
     assert doc["verdict"] == "overfitting"
     assert all(not (isinstance(v, float) and math.isnan(v)) for v in doc["evidence"].values())
+
+
+def test_a_compress_run_id_is_refused_naming_its_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``hpo diagnose`` judges trials and sweeps; a compressed variant's run is neither (it has no curves)."""
+    from tracker import schema
+    from tracker.mlflow_log import SweepLogger, log_compress_variant, open_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = SweepLogger.start(open_client(uri), experiment="e", run_name="s", tags={schema.SWEEP: "s"}, params={},
+                               artifact_location=(tmp_path / "artifacts").as_uri())
+    logger.close()
+    variant = log_compress_variant(logger.client, logger.parent_run_id, run_name="s-int8", tags={}, params={},
+                                   metrics={"val_accuracy": 0.9}, files=[])
+    assert main(["diagnose", variant, "--tracking-uri", uri, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"run {variant!r} is a compress run" in captured.err and "takes a trial run, a sweep run" in captured.err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -192,15 +193,19 @@ def test_sigint_then_hpo_run_again_resumes(tmp_path: Path) -> None:
 
 
 # -- fast: no Ray -------------------------------------------------------------------------------------
-def _stored_sweep(home: Path, text: str, *, state: str = "running", beat: dict[str, str] | None = None) -> str:
-    """A sweep parent run as a driver leaves it (sweep file and resolved config stored), no trials."""
+def _stored_sweep(home: Path, text: str, *, state: str = "running", beat: dict[str, str] | None = None,
+                  overrides: dict[str, str] | None = None) -> str:
+    """A sweep parent run as a driver leaves it (sweep file and resolved config stored), no trials.
+
+    ``overrides``: the ``--set`` pairs it ran with (they show in the resolved config only, as a driver stores them).
+    """
     from hpo.loading import load_sweep
     from hpo.runner import _sweep_tags
     from tracker.mlflow_log import SweepLogger, open_client
 
     path = home.parent / "sweep.yaml"
     path.write_text(text, encoding="utf-8")
-    config, _ = load_sweep(path)
+    config, _ = load_sweep(path, overrides)
     logger = SweepLogger.start(
         open_client(f"sqlite:///{home / 'mlflow.db'}"), experiment=config.experiment_name, run_name=config.name,
         tags={**_sweep_tags(config), schema.SWEEP_STATE: state, **(beat or {})}, params={},
@@ -208,6 +213,7 @@ def _stored_sweep(home: Path, text: str, *, state: str = "running", beat: dict[s
     )
     logger.log_text(logger.parent_run_id, text, schema.SWEEP_FILE_ARTIFACT)
     logger.log_json(logger.parent_run_id, config.model_dump(mode="json"), schema.RESOLVED_CONFIG_ARTIFACT)
+    assert logger.close(), "the journaled writes are in the store before any command reads it"
     if state != "running":
         logger.client.set_terminated(logger.parent_run_id, "FINISHED" if state == "finished" else "KILLED")
     return logger.parent_run_id
@@ -322,17 +328,19 @@ parameters:
 """
 
 
-def _plan(text: str, folder: Path, points: list[dict[str, Any]], states: list[str]) -> tuple[Any, Any]:
+def _plan(text: str, folder: Path, points: list[dict[str, Any]], states: list[str],
+          histories: list[dict[str, list[float | None]]] | None = None) -> tuple[Any, Any]:
     from hpo.loading import load_sweep
     from hpo.resume import ResumePlan, StoredTrial, _sort_trials
 
     (folder / "s.yaml").write_text(text, encoding="utf-8")
     config, _ = load_sweep(folder / "s.yaml")
+    histories = histories or [{"val_accuracy": [0.5, 0.6 + n / 100]} for n in range(len(points))]
     trials = [
         StoredTrial(run_id=f"{n:08x}" * 4, number=n, trial_id=f"t{n}", status=state,
                     tags={schema.TRIAL_NUMBER: str(n)}, params={"epochs": 2, "hidden": 16, **point},
-                    history={"val_accuracy": [0.5, 0.6 + n / 100]}, metrics={"best_val_accuracy": 0.6 + n / 100})
-        for n, (point, state) in enumerate(zip(points, states, strict=True))
+                    history=history, metrics={"best_val_accuracy": 0.6 + n / 100})
+        for n, (point, state, history) in enumerate(zip(points, states, histories, strict=True))
     ]
     ended, rerun, stale = _sort_trials(trials)
     from hpo import rules, space
@@ -341,7 +349,7 @@ def _plan(text: str, folder: Path, points: list[dict[str, Any]], states: list[st
     grid = space.grid_points(config) if space.runs_every_point(config, budget) else None
     return config, ResumePlan(sweep=config.name, parent_run_id="p", experiment_id="0", state="crashed",
                               metric="val_accuracy", goal="maximize", budget=budget, ended=ended, rerun=rerun,
-                              stale=stale, grid=grid)
+                              stale=stale, grid=grid, objectives=[(m.name, m.goal) for m in config.objectives])
 
 
 def test_resumed_grid_proposes_exactly_the_points_not_run_and_keeps_numbers(isolated_cwd: Path) -> None:
@@ -352,6 +360,7 @@ def test_resumed_grid_proposes_exactly_the_points_not_run_and_keeps_numbers(isol
     config, plan = _plan(GRID, isolated_cwd, points, ["FINISHED", "RUNNING", "FINISHED"])
     assert (len(plan.ended), len(plan.rerun), plan.to_start) == (2, 1, 2)
     book = TrialBook()
+    plan.fill_book(book)  # as the runner does before it makes the searcher
     searcher = make_searcher(config, plan.budget, book, plan)
     proposed = {}
     for i in range(plan.to_start):
@@ -372,6 +381,10 @@ def test_resumed_bayes_study_holds_the_ended_trials_and_reruns_first(isolated_cw
     config, plan = _plan(text, isolated_cwd, points, ["FINISHED", "FAILED", "RUNNING"])
     book = TrialBook()
     searcher = make_searcher(config, plan.budget, book, plan)
+    # the searcher learns only what to re-run; the store's numbers are the runner's to write, once (under
+    # Ray Client the relay copies them from the driver's book to the head's)
+    assert (book.taken, book.replaces, list(book.requeued.values())) == (set(), {}, [2])
+    plan.fill_book(book)
     study = searcher._ot_study
     assert [(t.state.name, t.params) for t in study.trials] == [
         ("COMPLETE", {"lr": 0.01, "optimizer": "sgd"}), ("FAIL", {"lr": 0.2, "optimizer": "adam"}),
@@ -381,6 +394,119 @@ def test_resumed_bayes_study_holds_the_ended_trials_and_reruns_first(isolated_cw
     assert first["lr"] == 0.05 and first["optimizer"] == "sgd" and book.number_of("a") == 2
     searcher.suggest("b")
     assert book.number_of("b") == 3 and book.replaces == {2: plan.rerun[0].run_id}
+
+
+PARETO = """\
+name: pareto
+method: bayes
+metric:
+  - {name: val_accuracy, goal: maximize}
+  - {name: params, goal: minimize}
+budget: {trials: 4, max_concurrent: 1}
+seed: 3
+trainer: {task: digits, epochs: 3, options: {hidden: 16, train_fraction: 0.3}}
+parameters:
+  lr: {min: 0.001, max: 0.3, distribution: log_uniform}
+  optimizer: {values: [sgd, adam]}
+"""
+
+
+def test_resumed_multi_objective_study_holds_each_trials_objective_values(isolated_cwd: Path) -> None:
+    from hpo.search import make_searcher
+    from hpo.trial_book import TrialBook
+
+    points = [{"lr": 0.01, "optimizer": "sgd"}, {"lr": 0.2, "optimizer": "adam"}, {"lr": 0.05, "optimizer": "sgd"},
+              {"lr": 0.003, "optimizer": "adam"}]
+    histories: list[dict[str, list[float | None]]] = [
+        {"val_accuracy": [0.5, 0.7, 0.6], "params": [900.0, 900.0, 900.0]},  # the values of its best epoch, 2
+        {"val_accuracy": [0.4, 0.45], "params": [300.0, 300.0]},
+        {"val_accuracy": [0.6, 0.8], "params": [500.0, None]},  # no params at its best epoch: Optuna failed it
+        {"val_accuracy": [0.3], "params": [100.0]},
+    ]
+    config, plan = _plan(PARETO, isolated_cwd, points, ["FINISHED", "FINISHED", "FINISHED", "RUNNING"], histories)
+    book = TrialBook()
+    plan.fill_book(book)
+    searcher = make_searcher(config, plan.budget, book, plan)
+    study = searcher._ot_study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert [(t.state.name, t.values, t.intermediate_values) for t in study.trials] == [
+        ("COMPLETE", [0.7, 900.0], {}), ("COMPLETE", [0.45, 300.0], {}), ("FAIL", None, {}), ("WAITING", None, {})]
+    first = searcher.suggest("a")  # the in-flight trial runs again first, under its number
+    assert (first["lr"], first["optimizer"], book.number_of("a")) == (0.003, "adam", 3)
+
+
+def _add_trial(home: Path, number: int, history: dict[str, list[float]], status: str = "FINISHED") -> str:
+    """A trial run of the home's one sweep, with per-epoch values; left RUNNING when ``status`` is RUNNING."""
+    from tracker.mlflow_log import SweepLogger
+
+    parent = _parents(home)[0]
+    logger = SweepLogger(_client(home), parent.info.experiment_id, parent.info.run_id)
+    run_id = logger.start_trial(f"t-{number:03d}", {"lr": 0.01 * (number + 1), "optimizer": "adam", "epochs": 3},
+                                {schema.TRIAL_NUMBER: str(number), schema.TRIAL_ID: f"t{number}"})
+    for epoch, values in enumerate(zip(*history.values(), strict=True), 1):
+        logger.log_epoch(run_id, dict(zip(history, values, strict=True)), epoch, int(time.time() * 1000))
+    if status != "RUNNING":
+        best = max(history["val_accuracy"])
+        logger.finish_trial(run_id, status, {}, {"best_val_accuracy": best, "final_val_accuracy": best})
+    logger.close()
+    return logger.run_id(run_id)
+
+
+def test_finished_multi_objective_sweep_prints_its_front_when_run_again(isolated_cwd: Path) -> None:
+    import json
+
+    home = isolated_cwd / "hpo_home"
+    _stored_sweep(home, PARETO.replace("trials: 4", "trials: 2"), state="finished")
+    big = _add_trial(home, 0, {"val_accuracy": [0.6, 0.9], "params": [900.0, 900.0]})
+    small = _add_trial(home, 1, {"val_accuracy": [0.5, 0.7], "params": [100.0, 100.0]})
+    done = _hpo(isolated_cwd, "run", "sweep.yaml", "--json")  # nothing to do: the stored result, no Ray
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert [o["name"] for o in doc["objectives"]] == ["val_accuracy", "params"]
+    assert doc["pareto_front"] == [big, small] and doc["chosen"] == big
+    assert {t["run_id"]: t["objectives"] for t in doc["trials"]} == {
+        big: {"val_accuracy": 0.9, "params": 900.0}, small: {"val_accuracy": 0.7, "params": 100.0}}
+
+
+def test_hpo_resume_keeps_the_set_values_and_raised_budget_it_ran_with(isolated_cwd: Path) -> None:
+    home = isolated_cwd / "hpo_home"
+    # run as `hpo run sweep.yaml --set parameters.lr.max=0.5`, then resumed with `--set budget.trials=2`:
+    # the stored sweep.yaml says neither, the resolved config holds both
+    _stored_sweep(home, SWEEP.format(trials=1, epochs=3), state="finished",
+                  overrides={"parameters.lr.max": "0.5", "budget.trials": "2"})
+    for number in (0, 1):
+        _add_trial(home, number, {"val_accuracy": [0.5, 0.6 + number / 10]})
+    done = _hpo(isolated_cwd, "resume", "chaos")
+    assert done.returncode == 0, done.stderr
+    assert "sweep chaos already finished: 2 of 2 trials done; nothing to do" in done.stderr
+    changed = _hpo(isolated_cwd, "resume", "chaos", "--set", "parameters.lr.max=0.9")  # new values go on top
+    assert changed.returncode == 2, changed.stderr
+    assert re.search(r"differs from the one sweep chaos \(run \w+\) ran with in parameters.lr.max:", changed.stderr)
+    bad = _hpo(isolated_cwd, "resume", "chaos", "--set", "budget.trials=0")
+    assert bad.returncode == 2 and "resolved_config.json of sweep run" in bad.stderr and "--set budget" in bad.stderr
+    stored = _parents(home)[0]
+    assert stored.info.status == "FINISHED" and stored.data.tags[schema.SWEEP_STATE] == "finished"
+
+
+def test_crashed_sweep_whose_time_is_spent_is_closed_not_left_running(isolated_cwd: Path) -> None:
+    home = isolated_cwd / "hpo_home"
+    text = SWEEP.format(trials=3, epochs=3).replace("max_concurrent: 2", "max_concurrent: 2, time_limit_s: 60")
+    parent_id = _stored_sweep(home, text, beat={**_dead_beat(), schema.ELAPSED_S: "75.0"})
+    ended = _add_trial(home, 0, {"val_accuracy": [0.5, 0.7]})
+    left = _add_trial(home, 1, {"val_accuracy": [0.4]}, status="RUNNING")  # in flight when the driver died
+    done = _hpo(isolated_cwd, "run", "sweep.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "has used its time budget (75 s): 1 of 3 trials done; nothing to do" in done.stderr
+    mlflow = _client(home)
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.status == "KILLED" and parent.data.tags[schema.SWEEP_STATE] == "interrupted"
+    assert parent.data.tags[schema.BEST_RUN_ID] == ended
+    killed = mlflow.get_run(left)
+    assert killed.info.status == "KILLED" and killed.data.tags[schema.STOPPED_BY] == schema.STOPPED_BY_CRASH
+    assert mlflow.get_run(ended).info.status == "FINISHED"
+    again = _hpo(isolated_cwd, "run", "sweep.yaml")  # closed once: nothing is reopened a second time
+    assert again.returncode == 0 and "left open" not in again.stderr
+    assert mlflow.get_run(parent_id).data.tags[schema.RESUMES] == "1"
 
 
 def test_dashboard_shows_a_dead_drivers_sweep_as_crashed(isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
