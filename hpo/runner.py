@@ -126,10 +126,16 @@ def _stored_result(
 
         logger = reopen(client, plan, {})
         cut = bool(plan.rerun)  # a trial in flight when the driver died will not run again: the time is spent
-        _finish_parent(logger, config, records, best, "KILLED" if cut else "FINISHED", cut, plan.elapsed_s)
+        _finish_parent(logger, config, records, best, "KILLED" if cut else "FINISHED", cut, plan.elapsed_s,
+                       _best_params_logged(client, plan.parent_run_id))
         after_sweep(logger, records, stream)
     return SweepResult(plan.sweep, plan.parent_run_id, plan.experiment_id, uri, plan.metric, plan.goal, records,
                        best, False, time.monotonic() - started, objectives=plan.objectives)
+
+
+def _best_params_logged(client: Any, parent_run_id: str) -> bool:
+    """Whether the sweep's ``best.<param>`` params exist (MLflow params cannot change: written once)."""
+    return any(k.startswith(schema.BEST_PARAM_PREFIX) for k in client.get_run(parent_run_id).data.params)
 
 
 def _run_started(
@@ -161,9 +167,7 @@ def _run_started(
         logger = reopen(client, plan, sweep_tags)
     # MLflow params cannot change: best.<param> is written once, when the sweep first ends. Asked now,
     # while the store answers: at the end it may be down, and the journal must carry the close alone.
-    best_logged = plan is not None and any(
-        k.startswith(schema.BEST_PARAM_PREFIX) for k in client.get_run(logger.parent_run_id).data.params
-    )
+    best_logged = plan is not None and _best_params_logged(client, logger.parent_run_id)
     # written again on resume: a raised budget is what the next resume compares against
     logger.log_text(logger.parent_run_id, sweep_text, schema.SWEEP_FILE_ARTIFACT)
     logger.log_json(logger.parent_run_id, _stored_config(config), schema.RESOLVED_CONFIG_ARTIFACT)
