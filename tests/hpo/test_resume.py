@@ -12,13 +12,14 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import wait_until
+from waiting import WaitTimeout, wait_until
 
 from tracker import schema
 
@@ -33,6 +34,9 @@ parameters:
   lr: {{min: 0.001, max: 0.3, distribution: log_uniform}}
   optimizer: {{values: [sgd, adam]}}
 """
+
+
+SLOW_EPOCHS = 12  # for the kill tests: trials long enough to be in flight when the store shows one ended
 
 
 def hpo_script() -> str:
@@ -76,13 +80,20 @@ def _trials(home: Path, parent_id: str) -> list[Any]:
 
 
 def _ended(home: Path) -> int:
+    """Trial runs that ended, read with plain SQL while the driver runs: an MlflowClient here would run
+    MLflow's schema migration on a store the driver is still creating, and the two would race."""
+    db = home / "mlflow.db"
+    if not db.exists():
+        return 0
+    query = f"""
+        SELECT count(*) FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid
+        WHERE k.key = '{schema.RUN_KIND}' AND k.value = '{schema.KIND_TRIAL}' AND (r.status IN ('FINISHED', 'FAILED')
+          OR EXISTS (SELECT 1 FROM tags e WHERE e.run_uuid = r.run_uuid
+                     AND e.key = '{schema.EARLY_STOPPED}' AND e.value = 'true'))"""
     try:
-        parents = _parents(home)
-        if not parents:
-            return 0
-        return sum(r.info.status in ("FINISHED", "FAILED") or r.data.tags.get(schema.EARLY_STOPPED) == "true"
-                   for r in _trials(home, parents[0].info.run_id))
-    except Exception:  # noqa: BLE001 - the store may be mid-migration while the driver starts
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+            return int(connection.execute(query).fetchone()[0])
+    except sqlite3.Error:  # tables not created yet, or the file is mid-migration
         return 0
 
 
@@ -110,8 +121,13 @@ def _start(folder: Path, *args: str, sigint: bool = False) -> subprocess.Popen[s
 
 
 def _kill_when(process: subprocess.Popen[str], home: Path, ended: int, sig: int = signal.SIGKILL) -> None:
-    wait_until(lambda: _ended(home) >= ended, 240, interval_s=0.5, process=process,
-               message=f"{ended} ended trials in the store")
+    try:
+        wait_until(lambda: _ended(home) >= ended, 240, interval_s=0.5, process=process,
+                   message=f"{ended} ended trials in the store")
+    except WaitTimeout:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"hpo exited {process.wait()} early; its stderr:\n{process.communicate()[1][-3000:]}")
     os.killpg(process.pid, sig)
     process.wait(timeout=60)
 
@@ -144,7 +160,9 @@ def _assert_exactly_once(home: Path, budget: int, kept: dict[str, dict[str, Any]
 @pytest.mark.timeout(600)  # four drivers, each starting Ray: minutes on a busy 2-core machine
 def test_kill_9_three_times_then_resume_runs_every_trial_exactly_once(tmp_path: Path) -> None:
     home = tmp_path / "hpo_home"
-    (tmp_path / "sweep.yaml").write_text(SWEEP.format(trials=5, epochs=2), encoding="utf-8")
+    # 12 epochs (~1-3 s a trial): the store, written through the journal, lags the driver by up to ~2 s, and
+    # a kill must find trials still in flight however fast this machine is
+    (tmp_path / "sweep.yaml").write_text(SWEEP.format(trials=5, epochs=SLOW_EPOCHS), encoding="utf-8")
     kept: dict[str, dict[str, Any]] = {}
     for ended in (1, 2, 3):  # after the first trial ended, midway, near the end (2 left, in flight)
         _kill_when(_start(tmp_path, "run", "sweep.yaml"), home, ended)
@@ -168,7 +186,7 @@ def test_kill_9_three_times_then_resume_runs_every_trial_exactly_once(tmp_path: 
 @pytest.mark.timeout(600)
 def test_sigint_then_hpo_run_again_resumes(tmp_path: Path) -> None:
     home = tmp_path / "hpo_home"
-    (tmp_path / "sweep.yaml").write_text(SWEEP.format(trials=4, epochs=2), encoding="utf-8")
+    (tmp_path / "sweep.yaml").write_text(SWEEP.format(trials=4, epochs=SLOW_EPOCHS), encoding="utf-8")
     _kill_when(_start(tmp_path, "run", "sweep.yaml", sigint=True), home, 1, signal.SIGINT)
     kept = _snapshot(home)
     again = _start(tmp_path, "run", "sweep.yaml")
