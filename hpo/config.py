@@ -397,3 +397,18 @@ def did_you_mean(word: str, candidates: set[str]) -> str:
     prefixed = [c for c in sorted(candidates) if c.startswith(word) and len(word) >= 3]
     match = prefixed[:1] if len(prefixed) == 1 else difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def flatten(value: Any, *, keep_empty: bool = False, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (a dumped config) as ``{"dotted.name": value}``.
+
+    ``keep_empty``: an empty mapping stays as a key of its own (``trainer.options: {}``), so comparing
+    two configs sees it; MLflow params (which cannot hold a mapping) leave it out.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, keep_empty=keep_empty, prefix=f"{prefix}{key}."))
+        return out or ({prefix.rstrip("."): {}} if keep_empty else {})
+    return {prefix.rstrip("."): value}
+

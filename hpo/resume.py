@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import rules, space
-from hpo.config import SweepConfig
+from hpo.config import SweepConfig, flatten
 from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
@@ -285,7 +285,7 @@ def _resolved_config(client: Any, run: Any, name: str) -> dict[str, Any]:
 
 def changed_fields(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """Dotted names of the fields that differ in a way resuming cannot honour (see ``_SEARCH_FIELDS``)."""
-    old, new = _flatten(stored), _flatten(now)
+    old, new = flatten(stored, keep_empty=True), flatten(now, keep_empty=True)
     out = []
     for key in sorted(set(old) | set(new)):
         if not key.startswith(_SEARCH_FIELDS) and key not in _GROWABLE:
@@ -300,15 +300,6 @@ def changed_fields(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
             continue
         out.append(key)
     return out
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out or {prefix.rstrip("."): {}}
-    return {prefix.rstrip("."): value}
 
 
 def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[StoredTrial]:

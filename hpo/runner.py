@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
-from hpo.config import SweepConfig
+from hpo.config import SweepConfig, flatten
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
@@ -158,7 +158,7 @@ def _run_started(
             experiment=config.experiment_name,
             run_name=config.name,
             tags=sweep_tags,
-            params=_flatten(_stored_config(config, exclude_none=True)),
+            params=flatten(_stored_config(config, exclude_none=True)),
             artifact_location=_artifact_location(uri, config.experiment_name),
         )
     else:
@@ -467,15 +467,6 @@ def git_commit(folder: Path) -> str | None:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
 
 
 # Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hpo import runner
+from hpo.config import flatten
 from hpo.loading import load_sweep, validate
 from hpo.results import TrialRecord
 from tracker import schema
@@ -64,6 +65,6 @@ def test_stored_config_keeps_no_password(monkeypatch: pytest.MonkeyPatch, tmp_pa
     config, _ = load_sweep(tmp_path / "sweep.yaml")
     assert config.tracking_uri is not None and "s3cret" in config.tracking_uri  # the sweep uses it ...
     stored = runner._stored_config(config)
-    params = runner._flatten(runner._stored_config(config, exclude_none=True))
+    params = flatten(runner._stored_config(config, exclude_none=True))
     assert "s3cret" not in json.dumps(stored) and "s3cret" not in json.dumps(params, default=str)  # ... keeps none
     assert stored["name"] == "closing" and params["trainer.task"] == "digits"
