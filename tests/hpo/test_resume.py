@@ -286,6 +286,7 @@ def test_finished_sweep_with_unchanged_file_has_nothing_to_do(isolated_cwd: Path
     done = _hpo(isolated_cwd, "run", "sweep.yaml")
     assert done.returncode == 0, done.stderr
     assert "sweep chaos already finished: 1 of 1 trials done; nothing to do" in done.stderr
+    assert "Downloading artifacts" not in done.stderr  # reading the stored config prints no MLflow progress bar
     assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
