@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo import rules, space
 from hpo.config import SweepConfig, flatten
+from hpo.diagnosis import diagnose_trial, task_classes
 from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 # Fields whose change alters the search or the trials; the budget's trials and time limit may only grow.
 _SEARCH_FIELDS = ("parameters", "method", "sampler", "metric", "seed", "trainer", "early_stop")
 _GROWABLE = ("budget.trials", "budget.time_limit_s")
-_SCHEDULER_STOPS = ("asha", "hyperband", "median")
 _SUMMARY = (schema.BEST_PREFIX, schema.FINAL_PREFIX, schema.EPOCHS_RUN)
 
 
@@ -59,7 +59,7 @@ class StoredTrial:
     def early_stopped(self) -> bool:
         """Stopped by the sweep's scheduler: an ended trial (time limits and crashes are not)."""
         return (self.status == "KILLED" and self.tags.get(schema.EARLY_STOPPED) == "true"
-                and self.tags.get(schema.STOPPED_BY) in _SCHEDULER_STOPS)
+                and self.tags.get(schema.STOPPED_BY) in schema.STOPPED_BY_SCHEDULERS)
 
     @property
     def ended(self) -> bool:
@@ -71,10 +71,16 @@ class StoredTrial:
         best = self.metrics.get(schema.BEST_PREFIX + metric)
         final = self.metrics.get(schema.FINAL_PREFIX + metric)
         epochs = int(self.metrics.get(schema.EPOCHS_RUN) or max((len(v) for v in self.history.values()), default=0))
+        error = self.tags.get(schema.ERROR)
+        history = {k: list(v) for k, v in self.history.items()}
+        # the one diagnosis path, so the leaderboard and the sweep's summary count the kept trials too
+        diagnosis = diagnose_trial(history, status=self.status, error=error, params=self.params,
+                                   n_classes=task_classes(self.tags.get(schema.TASK)),
+                                   stopped_early=self.early_stopped)
         return TrialRecord(
             self.trial_id, self.number, self.run_id, dict(self.params), status=self.status,
-            early_stopped=self.early_stopped, best=best, final=final, epochs=epochs,
-            error=self.tags.get(schema.ERROR), history={k: list(v) for k, v in self.history.items()},
+            early_stopped=self.early_stopped, best=best, final=final, epochs=epochs, error=error,
+            history=history, diagnosis=diagnosis,
         )
 
 

@@ -549,3 +549,20 @@ def test_dashboard_shows_a_dead_drivers_sweep_as_crashed(isolated_cwd: Path, mon
     assert not page.exception, [e.value for e in page.exception]
     assert "hpo resume chaos" in " ".join(w.value for w in page.warning)
     assert "**crashed**" in " ".join(c.value for c in page.caption)
+
+
+def test_kept_trials_carry_the_diagnosis_the_runner_gave_them() -> None:
+    """A resumed (or finished) sweep's stored trials are diagnosed by the one path, so its leaderboard and the
+    sweep summary written when it ends count them too."""
+    from hpo.diagnosis import diagnose_trial
+    from hpo.resume import StoredTrial
+
+    train = [2.3, 1.2, 0.6, 0.3, 0.15, 0.08, 0.04, 0.02]
+    val = [2.3, 1.3, 0.9, 0.85, 0.9, 1.0, 1.15, 1.3]
+    history: dict[str, list[float | None]] = {"train_loss": list(train), "val_loss": list(val)}
+    stored = StoredTrial("r0", 0, "t0", "FINISHED", {schema.TASK: "digits"}, {"lr": 0.01, "dropout": 0.0},
+                         history, {"best_val_loss": 0.85})
+    record = stored.record("val_loss")
+    expected = diagnose_trial(history, status="FINISHED", params={"lr": 0.01, "dropout": 0.0}, n_classes=10)
+    assert expected is not None and record.diagnosis is not None
+    assert record.diagnosis.verdict == expected.verdict == "overfitting"
