@@ -160,8 +160,10 @@ def test_the_local_ray_dies_with_its_driver_whatever_signal_ends_it(tmp_path: Pa
         log_tail = (folders[signum] / "hpo.log").read_text()[-3000:]
         if signum == signal.SIGINT:  # Ctrl-C: the sweep is closed as interrupted, then Ray is shut down
             assert driver.returncode == 130, log_tail
-        else:  # died of it (Ray's own SIGTERM handler in the driver aborts: SIGABRT)
-            assert driver.returncode < 0, log_tail
+        elif signum == signal.SIGKILL:
+            assert driver.returncode == -signal.SIGKILL, log_tail
+        else:  # SIGTERM: Ray's own handler in the driver aborts it (SIGABRT) or exits 1, depending on timing
+            assert driver.returncode != 0, log_tail
 
 
 def test_only_processes_started_while_marking_carry_the_token() -> None:
