@@ -237,15 +237,16 @@ class SweepLogger:
         (milliseconds), else it returns the run's key at once (see :meth:`run_id`).
         """
         key = journal.new_run_key()
+        # the params in the run's own entry: no run reaches the store without its configuration
         self._append({"op": "run", "key": key, "name": run_name, "ms": journal.now_ms(),
                       "parent_run_id": self.parent_run_id,
-                      "tags": {**_tag_texts(tags), **schema.kind_tags(schema.KIND_TRIAL)}})
+                      "tags": {**_tag_texts(tags), **schema.kind_tags(schema.KIND_TRIAL)},
+                      "params": {k: _clip(_as_text(v), MAX_PARAM_VALUE) for k, v in params.items()}})
         self._replay.wake()
         run_id = self._replay.wait_for_run(key, TRIAL_RUN_WAIT_S)
         handle = run_id or key
         if run_id is None:
             self._keys.add(key)
-        self.log_params(handle, params)
         return handle
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, float], step: int, timestamp_ms: int) -> None:

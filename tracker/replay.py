@@ -211,24 +211,32 @@ class Replayer:
             log.warning("%s: the store refused a %s entry, skipped: %s", self.path, op, e)
 
     def _create_run(self, entry: Mapping[str, Any]) -> None:
+        """Create the run of ``entry`` (or find it by its key) and log the params that came with it.
+
+        The params travel in the same entry as the run, so no run exists in the store without them: a
+        driver killed between the two leaves the entry unconfirmed, and replaying it logs the same values
+        again (MLflow accepts an identical param twice).
+        """
         key = str(entry["key"])
-        if self.run_id(key) is not None:
-            return
-        run_id = self._find(key) if self.verify else None
-        if run_id is not None:
-            self.counts.runs_found += 1
-        else:
-            tags = {**entry.get("tags", {}), schema.RUN_KEY: key}
-            parent = entry.get("parent_run_id")
-            if parent:
-                tags[schema.PARENT_RUN_ID] = parent
-            run = self.client.create_run(self.experiment_id, start_time=entry.get("ms"), tags=tags,
-                                         run_name=entry.get("name"))
-            run_id = run.info.run_id
-            self._created.add(run_id)
-            self.counts.runs_created += 1
-        with self.lock:
-            self.cursor.runs[key] = run_id
+        run_id = self.run_id(key)
+        if run_id is None:
+            run_id = self._find(key) if self.verify else None
+            if run_id is not None:
+                self.counts.runs_found += 1
+            else:
+                tags = {**entry.get("tags", {}), schema.RUN_KEY: key}
+                parent = entry.get("parent_run_id")
+                if parent:
+                    tags[schema.PARENT_RUN_ID] = parent
+                run = self.client.create_run(self.experiment_id, start_time=entry.get("ms"), tags=tags,
+                                             run_name=entry.get("name"))
+                run_id = run.info.run_id
+                self._created.add(run_id)
+                self.counts.runs_created += 1
+            with self.lock:
+                self.cursor.runs[key] = run_id
+        if entry.get("params"):
+            self._params(run_id, entry["params"])
 
     def _find(self, key: str) -> str | None:
         from mlflow.entities import ViewType

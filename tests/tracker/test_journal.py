@@ -36,17 +36,23 @@ def _parent(client: Any, name: str) -> tuple[str, str]:
     return experiment_id, run.info.run_id
 
 
-def _write_journal(folder: Path, client: Any, name: str, trials: int = 2) -> tuple[Path, str, str]:
+def _write_journal(folder: Path, client: Any, name: str, trials: int = 2,
+                   params_in_run: bool = False) -> tuple[Path, str, str]:
     """A finished sweep's journal as a driver writes it: trials interleaved, as concurrent trials are.
+    ``params_in_run``: the params travel in the run's own entry (as ``SweepLogger.start_trial`` writes
+    them), else in a ``params`` entry of their own (journals of earlier drivers).
     Returns the journal, the experiment id and the parent run id."""
     experiment_id, parent = _parent(client, name)
     journal = Journal.create(folder, sweep=name, tracking_uri=client.tracking_uri, experiment_id=experiment_id,
                              parent_run_id=parent)
     keys = [f"{name}-{n}-{uuid.uuid4().hex[:6]}" for n in range(trials)]
     for n, key in enumerate(keys):
+        params = {"lr": str(0.1 * (n + 1))}
         journal.append({"op": "run", "key": key, "name": f"{name}-{n:03d}", "ms": T0, "parent_run_id": parent,
-                        "tags": {schema.TRIAL_NUMBER: str(n), **schema.kind_tags(schema.KIND_TRIAL)}})
-        journal.append({"op": "params", "key": key, "params": {"lr": str(0.1 * (n + 1))}})
+                        "tags": {schema.TRIAL_NUMBER: str(n), **schema.kind_tags(schema.KIND_TRIAL)},
+                        **({"params": params} if params_in_run else {})})
+        if not params_in_run:
+            journal.append({"op": "params", "key": key, "params": params})
     for epoch in range(1, EPOCHS + 1):
         for n, key in enumerate(keys):
             journal.append({"op": "metrics", "key": key, "points": [
@@ -124,10 +130,15 @@ class _DiesAfter:
         return write
 
 
-def test_a_replay_killed_after_any_write_then_replayed_writes_once(client: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("params_in_run", [False, True], ids=["params apart", "params with the run"])
+def test_a_replay_killed_after_any_write_then_replayed_writes_once(client: Any, tmp_path: Path,
+                                                                  params_in_run: bool) -> None:
+    """Killed right after a run was created, its params still reach it on the next replay (no run is left
+    without its configuration), and nothing is written twice."""
     killed_at = []
     for n in range(1, 40):
-        path, experiment_id, parent = _write_journal(tmp_path / str(n), client, f"killed-{n}")
+        path, experiment_id, parent = _write_journal(tmp_path / str(n), client, f"killed-{int(params_in_run)}-{n}",
+                                                     params_in_run=params_in_run)
         try:
             Replayer(path, _DiesAfter(client, n)).replay()
         except _Killed:
