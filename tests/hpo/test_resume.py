@@ -150,10 +150,8 @@ def _assert_exactly_once(home: Path, budget: int, kept: dict[str, dict[str, Any]
             replacement = next(r for r in trials if r.info.run_id == t.data.tags[schema.REPLACED_BY])
             assert replacement.data.tags[schema.REPLACES] == t.info.run_id
             assert replacement.data.tags[schema.TRIAL_NUMBER] == t.data.tags[schema.TRIAL_NUMBER]
-            # a run killed before its params left the driver's journal may hold none in the store (a known
-            # gap of #9, rare); whatever it holds, the re-run has the same
-            assert t.data.params.items() <= replacement.data.params.items(), "a re-run keeps the killed trial's params"
-            assert replacement.data.params, "the re-run holds its configuration"
+            # the params travel with the run's own journal entry: even a run killed at once holds them
+            assert replacement.data.params == t.data.params, "a re-run keeps the killed trial's parameters"
     after = _snapshot(home)
     for run_id, before in kept.items():
         assert after.get(run_id) == before, f"trial run {run_id} changed after a resume"
