@@ -7,6 +7,7 @@ speed: pick it generously, since a busy CI machine starts servers many times slo
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
@@ -69,6 +70,20 @@ def http_body(url: str, timeout_s: float = 2) -> bytes | None:
             return bytes(response.read()) or None
     except OSError:  # refused, reset, timed out, or an HTTP error status (HTTPError is an OSError)
         return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _say(message: str | Callable[[], str]) -> str:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import waiting
+from waiting import free_port, http_body, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0  # a bound on each wait below, not a claim about speed: the loops end as soon as they can
@@ -22,35 +21,11 @@ WAIT_S = 60.0  # a bound on each wait below, not a claim about speed: the loops 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PDEATHSIG is Linux's")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status) == 200
-    except OSError:
-        return False
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def wait_until(condition: Callable[[], bool], what: str, hpo: Hpo | None = None) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after WAIT_S, or when ``hpo`` exits early."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if hpo is not None and hpo.process.poll() is not None:
-            pytest.fail(f"hpo exited with {hpo.process.returncode} before {what}:\n{hpo.output()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting ({WAIT_S:.0f} s) for {what}")
-        time.sleep(0.3)
+    """``waiting.wait_until`` for ``condition``, bounded by WAIT_S; it fails at once when ``hpo`` exits
+    first, with its output."""
+    waiting.wait_until(condition, WAIT_S, interval_s=0.3, process=hpo.process if hpo is not None else None,
+                       message=lambda: what if hpo is None else f"{what}; hpo's output:\n{hpo.output()}")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -95,7 +70,7 @@ class Hpo:
 
     def serving(self, urls: list[str]) -> set[int]:
         """Wait until every URL answers; returns (and remembers) the processes below hpo then."""
-        wait_until(lambda: all(answers(u) for u in urls), f"{', '.join(urls)} to answer", self)
+        wait_until(lambda: all(http_body(u) is not None for u in urls), f"{', '.join(urls)} to answer", self)
         self.children = descendants(self.process.pid)
         assert self.children, "hpo started no child process"
         return self.children

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from waiting import free_port, http_body, port_open, wait_until
 
 from hpo import ui
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status) == 200
-    except OSError:
-        return False
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_ui_serves_both_and_stops_on_sigint(tmp_path: Path) -> None:
@@ -52,7 +30,7 @@ def test_ui_serves_both_and_stops_on_sigint(tmp_path: Path) -> None:
 
         def both_answer() -> bool:
             assert process.poll() is None, process.communicate()  # it exited: say what it printed
-            return all(answers(u) for u in urls)
+            return all(http_body(u) is not None for u in urls)
 
         wait_until(both_answer, 60, interval_s=0.5, message="hpo ui answers on both ports")
         process.send_signal(signal.SIGINT)
