@@ -48,6 +48,7 @@ class SweepResult:
     interrupted: bool = False
     elapsed_s: float = 0.0
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
+    confirmation: dict[str, Any] | None = None  # confirmation.json (hpo.confirm) when the top trials were confirmed
 
     @property
     def multi_objective(self) -> bool:

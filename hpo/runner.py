@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
-from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
+from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
 from hpo.config import SweepConfig, flatten
+from hpo.confirm import confirm_search
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
-from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
+from hpo.relay import client_connected, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
+from hpo.tuning import fit_fixed, fit_search
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
@@ -211,9 +213,18 @@ def _track(
     progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)
     interrupted = False
     status = "FAILED"
+    confirmation = None
     try:
         if plan is None or plan.to_start > 0:
-            _fit(config, trials, tracker, progress, cluster_cpus, plan)
+            fit_search(config, trials, tracker, progress, cluster_cpus, plan)
+        tracker.close_open(finished=True)
+        if config.confirm is not None:
+            confirmation = confirm_search(
+                config, logger, list(tracker.records.values()),
+                fit=lambda t, configs: fit_fixed(config, cluster_cpus, progress_stream, t, configs),
+                tracker_args=_confirm_tracker_args(tracker), top=config.confirm.top, seeds=config.confirm.seeds,
+                resumed=plan is not None,
+            )
         status = "FINISHED"
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
@@ -222,13 +233,21 @@ def _track(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
+        if confirmation is not None and confirmation.winner is not None:  # the best mean over fresh seeds
+            best = confirmation.winner
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
         _finish_parent(logger, config, records, best, status, interrupted, elapsed, best_logged)
         after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives,
+        confirmation=confirmation.doc if confirmation is not None else None,
     )
+
+
+def _confirm_tracker_args(tracker: TrialTracker) -> dict[str, Any]:
+    """What a confirmation pass's tracker shares with the search's: tags, fixed settings, the diagnosis."""
+    return {"base_tags": tracker.base_tags, "fixed": tracker.fixed, "on_finish": tracker.on_finish}
 
 
 def _stored_config(config: SweepConfig, *, exclude_none: bool = False) -> dict[str, Any]:
@@ -271,72 +290,6 @@ def _start_ray(config: SweepConfig) -> float:
         ray.shutdown()
         raise
     return float(cluster.get("CPU", os.cpu_count() or 1))
-
-
-def _fit(
-    config: SweepConfig,
-    trials: int,
-    tracker: TrialTracker,
-    progress: Progress,
-    cluster_cpus: float,
-    plan: ResumePlan | None = None,
-) -> None:
-    """Run the Tuner on the Ray session ``_start_ray`` opened (on a resume, the trials still to run)."""
-    from ray import tune
-
-    from hpo.search import make_scheduler, make_searcher
-    from hpo.timeouts import TrialTimeouts
-    from hpo.trainable import make_trainable
-
-    per_trial = config.resources.cpu
-    need_cpu, _ = cluster_need(config.workers, per_trial, config.resources.gpu)
-    concurrent = config.budget.max_concurrent or max(1, min(trials, int(cluster_cpus // need_cpu) or 1))
-    fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
-
-    relay = None
-    book: TrialBook
-    callbacks: list[Any]
-    if client_connected():  # the Tuner will run on the head: relay its events back to this process
-        relay = Relay(tracker, progress)
-        book, callbacks = relay.book, [relay.callback]
-        storage = cluster_storage_path()
-    else:
-        book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
-    # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
-    callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
-
-    trainable = make_trainable(
-        task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
-        user_parts=config.trainer.user_parts,
-        metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
-        workers=config.workers, resources=config.resources.model_dump(),
-        objectives=[(m.name, m.goal) for m in config.objectives],
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
-        tune_config=tune.TuneConfig(
-            search_alg=make_searcher(config, trials, book, plan),
-            scheduler=make_scheduler(config, book, fixed_epochs, plan),
-            num_samples=plan.to_start if plan is not None else trials,
-            max_concurrent_trials=concurrent,
-            time_budget_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
-            # a fresh worker spends ~1.7 s importing torch; a DDP trial's Train run must end with its actor
-            reuse_actors=config.workers == 1,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{config.name}-{int(time.time())}",
-            storage_path=storage,
-            callbacks=callbacks,
-            verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # trainers save only improvements
-            failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
-        ),
-    )
-    # trial errors do not raise: each failed trial was recorded by the tracker
-    if relay is not None:
-        relay.run(tuner.fit)
-    else:
-        tuner.fit()
 
 
 def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:
