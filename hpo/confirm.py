@@ -63,7 +63,8 @@ class Candidate:
 
 def candidates(records: Sequence[TrialRecord], goal: str, top: int, seeds: int, sweep_seed: int) -> list[Candidate]:
     """The ``top`` scored trials of the search, best first, each with ``seeds`` fresh seeds (distinct overall)."""
-    scored = [r for r in leaderboard(list(records), goal) if r.best is not None and r.status != "FAILED"][:top]
+    ordered = leaderboard(sorted(records, key=lambda r: r.number), goal)  # ties: the earlier trial first
+    scored = [r for r in ordered if r.best is not None and r.status != "FAILED"][:top]
     taken = {sweep_seed, *(int(r.config["seed"]) for r in records if isinstance(r.config.get("seed"), int))}
     out = []
     for rank, record in enumerate(scored, 1):
