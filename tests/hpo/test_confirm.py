@@ -79,7 +79,8 @@ def test_intervals_match_a_recomputation_from_the_stored_runs(armed) -> None:
     doc = json.loads(Path(mlflow.download_artifacts(parent, schema.CONFIRM_ARTIFACT)).read_text())
     stored = _confirm_runs(armed.tracking_uri, parent)
     for config in doc["configs"]:
-        values = [r.data.metrics["best_val_accuracy"] for r in stored if r.data.tags[schema.CONFIRMS] == config["run_id"]]
+        mine = [r for r in stored if r.data.tags[schema.CONFIRMS] == config["run_id"]]
+        values = [r.data.metrics["best_val_accuracy"] for r in mine]
         mean, std = statistics.mean(values), statistics.stdev(values)
         half = stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
         val = config["val"]
