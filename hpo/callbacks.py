@@ -212,8 +212,12 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
     On a terminal one line is redrawn in place; otherwise a line is printed when a trial ends.
     """
 
-    def __init__(self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None,
+        noun: str = "trials",
+    ) -> None:
         self.tracker = tracker
+        self.noun = noun  # what is counted: "trials", or "confirm runs" in a confirmation pass
         self.total = total
         self.maximize = goal == "maximize"
         self.metric = metric
@@ -250,7 +254,7 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         done_now = done - self.done_before
         eta = elapsed / done_now * (self.total - done) if done_now > 0 else None
         parts = [
-            f"trials {done}/{self.total} done",
+            f"{self.noun} {done}/{self.total} done",
             f"{running} running",
             *([f"{failed} failed"] if failed else []),
             f"best {self.metric} {best:.4g}" if best is not None else f"best {self.metric} -",

@@ -17,11 +17,13 @@ the 95% t-interval of the validation and test metric; Welch's t-test compares wi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hpo.confirm_stats import Summary, summarize, verdict, welch
@@ -207,6 +209,15 @@ def confirm_search(
     _log_summary(logger, doc)
     winner = next((c.origin for c in cands if c.origin.run_id == doc["winner"]), None)
     return Confirmation(doc, winner, runs)
+
+
+def stored_confirmation(client: Any, parent_run_id: str) -> dict[str, Any] | None:
+    """The sweep run's ``confirmation.json`` once its confirmation finished (``hpo.confirm.state: done``), else None."""
+    if client.get_run(parent_run_id).data.tags.get(schema.CONFIRM_STATE) != "done":
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(parent_run_id, schema.CONFIRM_ARTIFACT, folder)
+        return json.loads(Path(path).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def _kept_runs(logger: Any, cands: Sequence[Candidate], metric: str) -> dict[tuple[str, int], ConfirmRun]:

@@ -22,7 +22,7 @@ from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
 from hpo.config import SweepConfig, flatten
-from hpo.confirm import confirm_search
+from hpo.confirm import confirm_search, stored_confirmation
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
@@ -92,9 +92,13 @@ def run_sweep(
         with tracking_errors():
             plan = None if new else plan_resume(client, config, run_id=resume_run_id)
         if plan is not None:
-            print(plan.message(), file=progress_stream or sys.stderr, flush=True)
-            if plan.nothing_to_do:
-                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
+            with tracking_errors():
+                confirmed = stored_confirmation(client, plan.parent_run_id)
+            confirm_now = plan.nothing_to_do and config.confirm is not None and confirmed is None
+            print(f"sweep {config.name}: its search is done; confirming its top trials" if confirm_now
+                  else plan.message(), file=progress_stream or sys.stderr, flush=True)
+            if plan.nothing_to_do and not confirm_now:
+                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr, confirmed)
         watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
         with watchdog.marking():
             cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
@@ -113,7 +117,8 @@ def run_sweep(
 
 
 def _stored_result(
-    plan: ResumePlan, config: SweepConfig, client: Any, uri: str, started: float, stream: Any
+    plan: ResumePlan, config: SweepConfig, client: Any, uri: str, started: float, stream: Any,
+    confirmation: dict[str, Any] | None = None,
 ) -> SweepResult:
     """A sweep with nothing left to run, as the store holds it.
 
@@ -123,6 +128,8 @@ def _stored_result(
     """
     records = sorted(plan.records().values(), key=lambda r: r.number)
     best = best_trial(records, plan.goal, plan.objectives)
+    if confirmation is not None:  # the confirmed winner, as the sweep run names it
+        best = next((r for r in records if r.run_id == confirmation["winner"]), best)
     if plan.left_open:
         from hpo.resume import reopen
 
@@ -132,7 +139,7 @@ def _stored_result(
                        _best_params_logged(client, plan.parent_run_id))
         after_sweep(logger, records, stream)
     return SweepResult(plan.sweep, plan.parent_run_id, plan.experiment_id, uri, plan.metric, plan.goal, records,
-                       best, False, time.monotonic() - started, objectives=plan.objectives)
+                       best, False, time.monotonic() - started, objectives=plan.objectives, confirmation=confirmation)
 
 
 def _best_params_logged(client: Any, parent_run_id: str) -> bool:
@@ -215,7 +222,7 @@ def _track(
     status = "FAILED"
     confirmation = None
     try:
-        if plan is None or plan.to_start > 0:
+        if plan is None or (plan.to_start > 0 and (plan.time_left_s is None or plan.time_left_s > 0)):
             fit_search(config, trials, tracker, progress, cluster_cpus, plan)
         tracker.close_open(finished=True)
         if config.confirm is not None:

@@ -49,7 +49,7 @@ def fit_fixed(
 
     from hpo.search import FixedConfigs
 
-    progress = Progress(tracker, len(configs), config.metric.goal, config.metric.name, stream)
+    progress = Progress(tracker, len(configs), config.metric.goal, config.metric.name, stream, noun="confirm runs")
     tune_pass(config, tracker, progress, cluster_cpus, searcher=lambda book: FixedConfigs(configs, book),
           scheduler=lambda book: FIFOScheduler(), num_samples=len(configs), time_budget_s=None,
           name=f"{config.name}-confirm")
