@@ -87,9 +87,9 @@ def verdict(test: WelchTest | None, winner: str, runner_up: str) -> str:
     if test is None:
         return f"{winner} vs {runner_up}: not tested (each needs 2 or more seeds)"
     word = "distinguishable" if test.distinguishable else "not distinguishable"
-    return (f"{winner} vs {runner_up}: {word} at 5% (Welch's t-test, p = {format_p(test.p_value)})")
+    return f"{winner} vs {runner_up}: {word} at 5% (Welch's t-test, {format_p(test.p_value)})"
 
 
 def format_p(p: float) -> str:
-    """A p-value as text: 3 significant digits, ``< 0.001`` below that."""
-    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+    """A p-value as text: ``p = 0.0123`` (3 significant digits), ``p < 0.001`` below that."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"

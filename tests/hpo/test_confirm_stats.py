@@ -49,7 +49,7 @@ def test_equal_constant_samples_are_not_distinguishable_and_different_ones_are()
     assert verdict(same, "trial 3", "trial 1") == (
         "trial 3 vs trial 1: not distinguishable at 5% (Welch's t-test, p = 1)")
     assert verdict(None, "trial 3", "trial 1") == "trial 3 vs trial 1: not tested (each needs 2 or more seeds)"
-    assert format_p(0.0004) == "< 0.001" and format_p(0.01234) == "0.0123"
+    assert format_p(0.0004) == "p < 0.001" and format_p(0.01234) == "p = 0.0123"
 
 
 def test_seeds_are_derived_distinct_stable_and_avoid_taken_ones() -> None:
