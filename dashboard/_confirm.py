@@ -120,7 +120,7 @@ def section(uri: str, data: SweepData) -> None:
                f"{doc['seeds_per_config']} fresh seeds; ranked by the mean {doc['metric']} over those seeds "
                "(the search's own run is left out: it was selected for being high).")
     if not doc.get("test_metric"):
-        st.caption("No test estimate: the confirmation runs hold no test metric.")
+        st.caption(f"Test: {doc.get('test_note') or 'the confirm runs hold no test metric'}.")
     st.dataframe(stats_table(doc), hide_index=True, key="confirm_table")
     labels = {c["run_id"]: f"trial {c['trial_number']} (rank {c['rank']})" for c in doc["configs"]}
     chosen = st.selectbox("Configuration", list(labels), format_func=labels.__getitem__, key="confirm_config")

@@ -29,7 +29,7 @@ def confirmation_table(doc: Mapping[str, Any]) -> tuple[str, list[str], list[lis
         winner = next(c for c in doc["configs"] if c["run_id"] == doc["winner"])
         notes.append(f"confirmed winner: trial {winner['trial_number']}, run {winner['run_id']}")
     if not test_metric:
-        notes.append("no test estimate: the confirmation runs hold no test metric (no test split)")
+        notes.append(f"test: {doc.get('test_note') or 'the confirm runs hold no test metric'}")
     return title, header, rows, notes
 
 
