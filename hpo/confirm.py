@@ -106,7 +106,7 @@ def summary_doc(
     document then says that no test estimate exists).
     """
     maximize = goal == "maximize"
-    configs = []
+    configs: list[dict[str, Any]] = []
     for cand in cands:
         mine = [r for r in runs if r.confirms == cand.origin.run_id and r.status == "FINISHED"]
         val = summarize([r.value for r in mine if r.value is not None])
@@ -138,9 +138,9 @@ def summary_doc(
         return doc
     first, second = scored[0], scored[1]
     doc["runner_up"] = second["run_id"]
-    test = welch(first["val"]["values"], second["val"]["values"])
-    doc["welch"] = None if test is None else test.to_dict()
-    doc["verdict"] = verdict(test, f"trial {first['trial_number']}", f"trial {second['trial_number']}")
+    compared = welch(first["val"]["values"], second["val"]["values"])
+    doc["welch"] = None if compared is None else compared.to_dict()
+    doc["verdict"] = verdict(compared, f"trial {first['trial_number']}", f"trial {second['trial_number']}")
     return doc
 
 

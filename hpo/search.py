@@ -156,9 +156,9 @@ class FixedConfigs(Searcher):  # type: ignore[misc]
         self.book = book
         self.proposed = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.proposed >= len(self.configs):
-            return Searcher.FINISHED  # type: ignore[no-any-return]
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's documented end-of-search marker
         self.book.set_number(trial_id, self.proposed)
         self.proposed += 1
         return dict(self.configs[self.proposed - 1])
