@@ -268,7 +268,7 @@ def test_cross_validation_runs_k_folds_in_lockstep(cancer: TaskData) -> None:
     assert last["val_accuracy_std"] >= 0 and "val_f1_std" in last and "lr_std" not in last
     checkpoint = next(c for c in rec.checkpoints if c)
     assert len(checkpoint["fold_states"]) == 3
-    folds = cancer.folds(3)
+    folds = cancer.folds(3, 0)
     sizes = [len(f.y_val) for f in folds]
     assert sum(sizes) == len(cancer.y_train) + len(cancer.y_val) and max(sizes) - min(sizes) <= 1
     for f in folds:  # stratified: every fold keeps the class ratio within a couple of rows

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Literal
 
-from trainers.catalog import MODELS
+from trainers.catalog import DEFAULT_TEST_FRACTION, MODELS
 
 __all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "COST_METRICS"]
 
@@ -41,18 +41,22 @@ class TaskInfo:
     n_classes: int
     description: str
     kind: Literal["classification", "regression"] = "classification"
-    n_samples: int = 0  # rows before any split
+    n_samples: int = 0  # rows before any split (mnist1d: its official training sequences)
     fixed_train: int | None = None  # an official split's training size (val_fraction does not apply)
+    official_test: bool = False  # the test split is the dataset's own (test_fraction does not apply)
 
     def train_size(self, config: Mapping[str, Any]) -> int:
         """Rows a trial trains on under the settings ``config`` (hold-out or k-fold, then train_fraction)."""
         folds = int(config.get("folds") or 0)
+        labelled = self.n_samples  # rows for training and validation: the test split stays out of both
+        if not self.official_test:
+            labelled = int(labelled * (1 - float(config.get("test_fraction", DEFAULT_TEST_FRACTION))))
         if folds >= 2:
-            rows = self.n_samples * (folds - 1) // folds
+            rows = labelled * (folds - 1) // folds
         elif self.fixed_train is not None:
             rows = self.fixed_train
         else:
-            rows = int(self.n_samples * (1 - float(config.get("val_fraction", 0.2))))
+            rows = int(labelled * (1 - float(config.get("val_fraction", 0.2))))
         return max(1, int(round(rows * float(config.get("train_fraction", 1.0)))))
 
 
@@ -62,8 +66,9 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("digits", "trainers.tasks.digits", CLASSIFICATION_METRICS, ("mlp", "cnn"), 10,
                  "scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)", n_samples=1797),
         TaskInfo("mnist1d", "trainers.tasks.mnist1d", CLASSIFICATION_METRICS, MODELS, 10,
-                 "MNIST-1D (Greydanus 2020), generated offline; official 4,000/1,000 split",
-                 n_samples=5000, fixed_train=4000),
+                 "MNIST-1D (Greydanus 2020), generated offline; 3,600/400 of the official 4,000 training "
+                 "sequences for training/validation, the official 1,000 for test",
+                 n_samples=4000, fixed_train=3600, official_test=True),
         TaskInfo("breast_cancer", "trainers.tasks.breast_cancer", CLASSIFICATION_METRICS, ("mlp",), 2,
                  "scikit-learn's Wisconsin breast cancer (569 rows, 30 features, binary), standardised",
                  n_samples=569),
