@@ -13,6 +13,7 @@ from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard, pa
 from tracker import schema
 from tracker.mlflow_log import redact, sqlite_path
 from tracker.params import present
+from trainers.tasks import TASKS
 
 MAX_PARAM_COLUMNS = 8
 
@@ -71,8 +72,12 @@ def test_line(result: SweepResult) -> str | None:
     if headline not in metrics:
         headline = next(n for n in ("test_accuracy", "test_loss", *metrics) if n in metrics)
     rest = ", ".join(f"{name} {_fmt(value)}" for name, value in metrics.items() if name != headline)
-    return (f"{headline.replace('_', ' ')} of the selected trial (selected on validation): {_fmt(metrics[headline])}"
-            + (f"  ({rest})" if rest else ""))
+    line = f"{headline.replace('_', ' ')} of the selected trial (selected on validation): {_fmt(metrics[headline])}"
+    line += f"  ({rest})" if rest else ""
+    if result.task in TASKS and result.best is not None:  # how many rows the figure rests on
+        train, val, test = TASKS[result.task].split_sizes(result.best.config)
+        line += f"\n  trained on {train:,} rows, selected on {val:,} validation rows, tested once on {test:,} rows"
+    return line
 
 
 def _verdict(record: TrialRecord) -> str | None:

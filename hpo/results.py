@@ -50,6 +50,7 @@ class SweepResult:
     elapsed_s: float = 0.0
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
     test_note: str | None = None  # why the winner has no test estimate (None: see best.test_metrics)
+    task: str | None = None  # the built-in task, when the sweep trained one
 
     @property
     def multi_objective(self) -> bool:

@@ -234,6 +234,7 @@ def _track(
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives, test_note=test_note,
+        task=config.trainer.task,
     )
 
 

@@ -16,9 +16,11 @@ from hpo.results import SweepResult, TrialRecord
 from tracker import schema
 
 
-def _result(test: dict[str, float], note: str | None = None, metric: str = "val_accuracy") -> SweepResult:
+def _result(test: dict[str, float], note: str | None = None, metric: str = "val_accuracy",
+            task: str | None = None) -> SweepResult:
     best = TrialRecord("t0", 0, "run0", {"lr": 0.1}, "FINISHED", best=0.9, test_metrics=test)
-    return SweepResult("s", "parent", "1", "sqlite:///x.db", metric, "maximize", [best], best, test_note=note)
+    return SweepResult("s", "parent", "1", "sqlite:///x.db", metric, "maximize", [best], best, test_note=note,
+                       task=task)
 
 
 def test_the_summary_says_the_test_figure_is_of_the_trial_selected_on_validation() -> None:
@@ -27,6 +29,8 @@ def test_the_summary_says_the_test_figure_is_of_the_trial_selected_on_validation
             in where_to_look(result, "sqlite:///x.db").splitlines())
     best = result_json(result)["best"]
     assert best["test"] == {"test_loss": 0.31, "test_accuracy": 0.875} and best["test_note"] is None
+    mnist1d = where_to_look(_result({"test_accuracy": 0.9}, task="mnist1d"), "sqlite:///x.db")
+    assert "trained on 3,600 rows, selected on 400 validation rows, tested once on 1,000 rows" in mnist1d
     regression = _result({"test_loss": 0.5, "test_mae": 0.4}, metric="val_mae")
     assert "test mae of the selected trial (selected on validation): 0.4  (test_loss 0.5)" in where_to_look(
         regression, "sqlite:///x.db")

@@ -16,7 +16,7 @@ from trainers.data import TaskData, from_arrays
 from trainers.evaluate import score_checkpoint
 from trainers.loop import fit
 from trainers.models import build_model
-from trainers.tasks import load_task
+from trainers.tasks import TASKS, load_task
 from trainers.tasks.mnist1d import _arrays as mnist1d_arrays
 from trainers.user_parts import data_from_function
 
@@ -26,7 +26,8 @@ torch.set_num_threads(1)
 def test_mnist1d_validation_comes_out_of_the_official_training_split() -> None:
     data: TaskData = load_task("mnist1d", {"split_seed": 0})
     assert data.y_test is not None
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3600, 400, 1000)
+    sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
+    assert sizes == (3600, 400, 1000) == TASKS["mnist1d"].split_sizes({})
     official = mnist1d_arrays()
     assert torch.equal(data.y_test, torch.from_numpy(official["y_test"].astype(np.int64)))  # the paper's test set
     share = Counter(official["y"].tolist())
