@@ -269,12 +269,10 @@ def _run_fresh(
 
 
 def _score_test(config: Any, logger: Any, runs: Sequence[ConfirmRun]) -> str | None:
-    """Score each fresh finished run's checkpoint on the test split once (``hpo.holdout``), in place; the
-    metrics go onto each run. Returns why there is no test estimate, or None."""
-    try:
-        from hpo.holdout import NO_TEST_SPLIT, Holdout, no_estimate_reason, score_on_test
-    except ModuleNotFoundError:  # the splits work (issue 10.1) has not landed: no test split exists yet
-        return "no test split: no test estimate"
+    """Score each fresh finished run's checkpoint on the test split once (``hpo.holdout``, one Ray task), in
+    place; the metrics go onto each run. Returns why there is no test estimate, or None."""
+    from hpo.holdout import NO_TEST_SPLIT, Holdout, no_estimate_reason, score_on_test
+
     reason = no_estimate_reason(config)
     ready = [r for r in runs if r.status == "FINISHED" and r.checkpoint is not None]
     if reason is not None or not ready:

@@ -25,6 +25,7 @@ from hpo.config import SweepConfig, flatten
 from hpo.confirm import confirm_search, stored_confirmation
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
+from hpo.holdout import score_winner
 from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
 from hpo.relay import client_connected, fetch_checkpoint
@@ -242,13 +243,18 @@ def _track(
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         if confirmation is not None and confirmation.winner is not None:  # the best mean over fresh seeds
             best = confirmation.winner
+        test_note = None
+        try:  # after the search, and only then: the winner's checkpoint on the test split, once
+            test_note = score_winner(config, logger, best) if status == "FINISHED" else None
+        except KeyboardInterrupt:
+            interrupted, status, test_note = True, "KILLED", "interrupted while scoring the winner: no test estimate"
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
         _finish_parent(logger, config, records, best, status, interrupted, elapsed, best_logged)
         after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
-        records, best, interrupted, time.monotonic() - started, objectives=objectives,
-        confirmation=confirmation.doc if confirmation is not None else None,
+        records, best, interrupted, time.monotonic() - started, objectives=objectives, test_note=test_note,
+        task=config.trainer.task, confirmation=confirmation.doc if confirmation is not None else None,
     )
 
 
