@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
@@ -54,6 +55,17 @@ class TaskInfo:
         else:
             rows = int(self.n_samples * (1 - float(config.get("val_fraction", 0.2))))
         return max(1, int(round(rows * float(config.get("train_fraction", 1.0)))))
+
+    def val_size(self, config: Mapping[str, Any]) -> int:
+        """Rows each validation score of a trial is computed on under ``config``: the official split's test
+        part, one of ``folds`` shares (the smallest), or the hold-out of ``val_fraction`` (rounded up, as
+        scikit-learn's split rounds it)."""
+        folds = int(config.get("folds") or 0)
+        if folds >= 2:
+            return self.n_samples // folds
+        if self.fixed_train is not None:
+            return self.n_samples - self.fixed_train
+        return min(self.n_samples - 1, math.ceil(self.n_samples * float(config.get("val_fraction", 0.2))))
 
 
 TASKS: dict[str, TaskInfo] = {
