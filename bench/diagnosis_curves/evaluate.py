@@ -52,7 +52,8 @@ def evaluate(curves: list[dict[str, Any]]) -> dict[str, dict[str, list[bool]]]:
 
 
 def table(res: dict[str, dict[str, list[bool]]]) -> str:
-    groups = sorted(k for k in res if k not in ("design", "held-out", "all")) + ["design", "held-out", "all"]
+    groups = sorted(k for k in res if k not in ("design", "held-out", "all"))
+    groups += [g for g in ("design", "held-out", "all") if g in res]
     head = "| set | " + " | ".join(VERDICTS) + " | overall |"
     lines = [head, "|" + "---|" * (len(VERDICTS) + 2)]
     for g in groups:

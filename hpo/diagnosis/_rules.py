@@ -28,7 +28,8 @@ class Thresholds:
     # -- overfitting
     rise_min: float = 0.04  # smoothed val loss ended >= 4% above its minimum ...
     rise_noise_x: float = 4.0  # ... and >= 4x the epoch-to-epoch noise ...
-    rise_size_x: float = 1.0  # ... and >= 1x the sampling error of a mean over the validation set ...
+    rise_size_x: float = 0.5  # ... and >= half the sampling error of a mean over the validation set (the same
+    # examples are scored every epoch, so two epochs' means differ by less than either is off) ...
     since_min_frac: float = 0.3  # ... with the minimum >= 30% of the run before the end
     rise_strong: float = 0.25  # or a rise this large, whatever the timing
     gap_for_overfit: float = 0.1  # train loss must sit well below val loss
@@ -175,8 +176,8 @@ def _diverged(c: Curves, f: Features, is_classifier: bool, t: Thresholds) -> Jud
 
 def rise_needed(f: Features, t: Thresholds = BASE) -> float:
     """How far validation loss must rise above its minimum to count: a floor, the curve's own epoch-to-epoch
-    noise, and the sampling error of a mean over ``val_size`` examples (per-example losses spread about as
-    much as their mean, so the mean's relative standard error is about 1/sqrt(n))."""
+    noise, and a share of the sampling error of a mean over ``val_size`` examples (per-example losses spread
+    about as much as their mean, so the mean's relative standard error is about 1/sqrt(n))."""
     size_noise = 1.0 / math.sqrt(f.val_size) if f.val_size else 0.0
     return max(t.rise_min, t.rise_noise_x * f.val_noise, t.rise_size_x * size_noise)
 

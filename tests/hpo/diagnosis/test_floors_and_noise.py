@@ -69,7 +69,8 @@ def test_high_train_and_val_accuracy_is_never_underfitting_whatever_the_loss():
 
 
 def test_high_accuracy_does_not_hide_overfitting():
-    over = {"train_loss": list(2.0 * 0.7 ** T), "val_loss": list(0.3 + 1.7 * np.exp(-0.5 * T) + 0.04 * np.maximum(0, T - 6))}
+    val = 0.3 + 1.7 * np.exp(-0.5 * T) + 0.04 * np.maximum(0, T - 6)
+    over = {"train_loss": list(2.0 * 0.7**T), "val_loss": list(val)}
     d = diagnose(over | _accuracies(0.99), n_classes=10)
     assert d.verdict == "overfitting" and d.evidence["decided_by"] == "validation_loss_rise"
 
