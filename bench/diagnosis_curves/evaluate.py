@@ -46,7 +46,8 @@ def evaluate(curves: list[dict[str, Any]]) -> dict[str, dict[str, list[bool]]]:
         ok = d.verdict == c["label"]
         c["predicted"], c["borderline"] = d.verdict, "borderline" in d.findings
         split = "design" if is_design(c) else "held-out"
-        for group in (c["dataset"], split, "all"):
+        name = c["dataset"] if c["dataset"] != "field" else f"field seed {c['params'].get('seed')}"
+        for group in (name, split, "all"):
             out[group][c["label"]].append(ok)
     return out
 

@@ -176,10 +176,8 @@ def _diverged(c: Curves, f: Features, is_classifier: bool, t: Thresholds) -> Jud
 
 def rise_needed(f: Features, t: Thresholds = BASE) -> float:
     """How far validation loss must rise above its minimum to count: a floor, the curve's own epoch-to-epoch
-    noise, and a share of the sampling error of a mean over ``val_size`` examples (per-example losses spread
-    about as much as their mean, so the mean's relative standard error is about 1/sqrt(n))."""
-    size_noise = 1.0 / math.sqrt(f.val_size) if f.val_size else 0.0
-    return max(t.rise_min, t.rise_noise_x * f.val_noise, t.rise_size_x * size_noise)
+    noise, and a share of the sampling error of a value over ``val_size`` examples (``sampling_error``)."""
+    return max(t.rise_min, t.rise_noise_x * f.val_noise, t.rise_size_x * f.val_sampling_error)
 
 
 def _overfitting(f: Features, t: Thresholds) -> Judgement | None:
