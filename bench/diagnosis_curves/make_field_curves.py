@@ -15,7 +15,7 @@ the best), so a reader can check a label without trusting the rules under test.
 
 Usage:  nice -n 10 python bench/diagnosis_curves/make_field_curves.py [--seeds 0 1]
             [--out tests/data/diagnosis_curves/field]
-About 5 CPU-minutes per seed on one core (torch is held to one thread).
+About 7 minutes per seed on one free core (torch is held to one thread).
 """
 
 from __future__ import annotations

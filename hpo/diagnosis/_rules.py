@@ -1,7 +1,8 @@
 """The rules that turn one trial's evidence into a verdict, findings and a one-sentence summary.
 
-Thresholds are round numbers chosen on the sklearn-digits curves only (see docs/diagnosis.md); the other
-datasets in tests/data/diagnosis_curves are held out to check that they transfer.
+Thresholds are round numbers chosen on the sklearn-digits curves (and, for the accuracy, validation-size and
+borderline settings, on seed 0 of the field curves; see docs/diagnosis.md); the other curves in
+tests/data/diagnosis_curves are held out to check that they transfer.
 """
 
 from __future__ import annotations
