@@ -43,6 +43,10 @@ def test_tabular_tasks_split_with_val_fraction(name: str, shape: tuple[int, ...]
     assert data.kind == TASKS[name].kind
     smaller: TaskData = load_task(name, {"val_fraction": 0.5})
     assert abs(len(smaller.y_val) - len(smaller.y_train)) <= 1
+    # what the diagnosis is told of the validation set without loading the data
+    assert TASKS[name].val_size({}) == len(data.y_val)
+    assert TASKS[name].val_size({"val_fraction": 0.5}) == len(smaller.y_val)
+    assert TASKS[name].val_size({"folds": 5}) == min(len(f.y_val) for f in data.folds(5))
 
 
 @pytest.mark.parametrize("name", ["breast_cancer", "diabetes"])
