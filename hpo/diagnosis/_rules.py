@@ -51,6 +51,8 @@ BORDERLINE_CONFIDENCE = 0.6  # the most a borderline verdict claims
 # A verdict read from validation loss is only as sure as the validation set is large: confidence is capped
 # at 0.5 + 0.45 * sqrt(val_size / FULL_CONFIDENCE_VAL_SIZE) (40 examples: 0.59; 200: 0.70; 1,000+: 0.95).
 FULL_CONFIDENCE_VAL_SIZE = 1000
+# ... and only as sure as it is steady: capped at 0.95 - 2 x its epoch-to-epoch noise (noise 0.1: 0.75), >= 0.5.
+NOISE_CONFIDENCE_X = 2.0
 
 
 @dataclass
@@ -103,17 +105,27 @@ def judge(c: Curves, f: Features, is_classifier: bool) -> Judgement:
         j.confidence = round(min(j.confidence, BORDERLINE_CONFIDENCE), 2)
         j.summary = (f"Borderline between {j.verdict} and {' / '.join(others)}: the deciding measure sits "
                      f"near its threshold. " + j.summary)
-    if f.val_size and j.verdict in ("overfitting", "good_fit") and j.decided_by != "accuracy":
-        cap = 0.5 + 0.45 * min(1.0, math.sqrt(f.val_size / FULL_CONFIDENCE_VAL_SIZE))
-        if j.confidence > cap:
-            j.confidence = round(cap, 2)
-            j.findings.append("small_validation_set")
+    if j.verdict in ("overfitting", "good_fit") and j.decided_by != "accuracy":
+        _cap_by_validation(j, f)
     if f.n < 6:
         j.confidence = round(min(j.confidence, 0.6), 2)
         j.findings.append("short_history")
     if c.val is None and j.verdict != "diverged":
         j.confidence = round(min(j.confidence, 0.6), 2)
     return j
+
+
+def _cap_by_validation(j: Judgement, f: Features) -> None:
+    """A verdict read from the validation loss is only as sure as that loss is steady and its set large."""
+    if f.val_size:
+        cap = 0.5 + 0.45 * min(1.0, math.sqrt(f.val_size / FULL_CONFIDENCE_VAL_SIZE))
+        if j.confidence > cap:
+            j.confidence = round(cap, 2)
+            j.findings.append("small_validation_set")
+    cap = max(0.5, 0.95 - NOISE_CONFIDENCE_X * f.val_noise)
+    if j.confidence > cap:
+        j.confidence = round(cap, 2)
+        j.findings.append("noisy_validation")
 
 
 def _decide(c: Curves, f: Features, is_classifier: bool, t: Thresholds) -> Judgement:

@@ -103,6 +103,13 @@ def test_a_noisy_validation_curve_needs_a_larger_rise():
     assert noisy.evidence["val_noise"] > 0.02
 
 
+def test_confidence_falls_with_the_noise_of_the_validation_curve():
+    clean, noisy = diagnose(_rising(0.0)), diagnose(_rising(0.0, noise=0.15, seed=2))
+    assert clean.verdict == noisy.verdict == "good_fit"
+    assert noisy.confidence <= 0.95 - 2 * noisy.evidence["val_noise"] + 0.005 < clean.confidence
+    assert "noisy_validation" in noisy.findings and "noisy_validation" not in clean.findings
+
+
 def test_a_family_of_curves_changes_verdict_only_through_borderline_cases():
     results = [diagnose(_rising(r)) for r in np.linspace(0.0, 0.3, 61)]
     verdicts = [d.verdict for d in results]
