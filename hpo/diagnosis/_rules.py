@@ -216,13 +216,11 @@ def accuracy_fits(f: Features, t: Thresholds = BASE) -> bool:
 def _underfitting(c: Curves, f: Features, t: Thresholds) -> Judgement | None:
     if f.progress is None or accuracy_fits(f, t):
         return None
-    level = "its floor" if f.loss_floor else "chance level" if f.chance_loss else "its start"
-    left = 1 - f.progress
+    came = f"training loss came only {_pct(max(f.progress, 0.0))} of the way down from {_way(f)}"
     if f.progress < t.progress_low:
         return Judgement("underfitting", _conf((t.progress_low - f.progress) / t.progress_low),
                          ["high_training_loss"],
-                         f"Underfitting: training loss still has {_pct(left)} of the way from {level} to its "
-                         "start left to go; the model barely fit its own training data.", "training_loss_vs_floor")
+                         f"Underfitting: {came}; the model barely fit its own training data.", "training_loss_vs_floor")
     val_improving = f.val_still_improving if c.val is not None else f.still_improving
     if (f.still_improving or 0) >= t.still_improving and (val_improving or 0) >= t.still_improving:
         return Judgement("underfitting", _conf((f.still_improving or 0) / 0.3), ["still_improving"],
@@ -231,9 +229,8 @@ def _underfitting(c: Curves, f: Features, t: Thresholds) -> Judgement | None:
     if f.gap_ratio is not None and f.gap_ratio < t.gap_none and f.progress < t.progress_mid:
         return Judgement("underfitting", _conf(0.5 * (t.progress_mid - f.progress) / 0.4 + 0.3),
                          ["no_generalization_gap"],
-                         f"Underfitting: training loss still has {_pct(left)} of the way from {level} to its "
-                         "start left to go and is no lower than validation loss; the model is held back, not "
-                         "overfitting.", "generalization_gap")
+                         f"Underfitting: {came} and is no lower than validation loss; the model is held back, "
+                         "not overfitting.", "generalization_gap")
     return None
 
 
@@ -253,11 +250,17 @@ def _good_fit(c: Curves, f: Features, t: Thresholds) -> Judgement:
         return Judgement("good_fit", conf, [],
                          "Good fit on training data; no validation series, so overfitting cannot be checked.",
                          "training_loss")
-    floor = f" (floor {f.loss_floor:.3g}: {f.floor_source})" if f.loss_floor else ""
     return Judgement("good_fit", conf, [],
                      f"Good fit: validation loss reached its minimum at epoch {f.val_min_epoch} of {f.n} "
-                     f"and training loss covered {_pct(f.progress or 0)} of the way from its start to its "
-                     f"floor{floor}.", "validation_loss")
+                     f"and training loss came {_pct(f.progress or 0)} of the way down from {_way(f)}.",
+                     "validation_loss")
+
+
+def _way(f: Features) -> str:
+    """'chance level to its floor 0.5 (label smoothing 0.1 over 10 classes)', 'its start to zero', ..."""
+    start = "chance level" if f.chance_loss else "its start"
+    floor = f"its floor {f.loss_floor:.3g} ({f.floor_source})" if f.loss_floor else "zero"
+    return f"{start} to {floor}"
 
 
 def _findings(c: Curves, f: Features) -> list[str]:
