@@ -122,13 +122,14 @@ def task_classes(task: str | None) -> int | None:
 
 
 def task_val_size(task: str | None, params: Mapping[str, Any]) -> int | None:
-    """Validation examples of a built-in task's trial under its ``params`` (hold-out, fold or official
-    split: ``TaskInfo.val_size``); ``None`` for a custom trainer, whose split the store does not know."""
+    """Validation examples of a built-in task's trial under its ``params`` (the validation part of
+    ``TaskInfo.split_sizes``: hold-out, one fold, or an official split's); ``None`` for a custom trainer,
+    whose split the store does not know."""
     from trainers.tasks import TASKS  # torch-free: the task table only
 
     if not isinstance(task, str) or task not in TASKS:
         return None
     try:
-        return TASKS[task].val_size(params)
+        return TASKS[task].split_sizes(params)[1]
     except (TypeError, ValueError):  # a stored param that does not parse as a number: size unknown
         return None
