@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import _charts, _data
-from hpo.diagnosis import diagnose_trial, task_classes
+from hpo.diagnosis import diagnose_trial, task_classes, task_val_size
 from tracker import schema
 from tracker.queries import SweepData, TrialData
 
@@ -48,7 +48,9 @@ def mean_diagnosis(mean: pd.DataFrame, params: Mapping[str, Any], task: str | No
         for step, value in zip(group["step"], group["value"], strict=True):
             values[int(step) - 1] = float(value)
         curves[str(key)] = values
-    found = diagnose_trial(curves, status="FINISHED", params=dict(params), n_classes=task_classes(task))
+    # the validation size of one run: each mean point averages several runs' noise, so the confidence errs low
+    found = diagnose_trial(curves, status="FINISHED", params=dict(params), n_classes=task_classes(task),
+                           val_size=task_val_size(task, params))
     return None if found is None else found.to_dict()
 
 
