@@ -54,6 +54,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped_by: name of the early-stopping rule for the tag.
         on_finish: called with each record when its trial ends (diagnosis hooks in here).
         time_limit_s: the sweep's time budget: trials it cuts short are KILLED, stopped by ``time_limit``.
+        kind: the run kind of the runs it opens: ``trial`` (the search) or ``confirm`` (``hpo.confirm``).
+        extra_tags: more tags per trial number (a confirmation run's ``hpo.confirms`` and seed).
     """
 
     def __init__(
@@ -67,6 +69,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped_by: str,
         on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
         time_limit_s: float | None = None,
+        kind: schema.RunKind = schema.KIND_TRIAL,
+        extra_tags: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         self.logger = logger
         self.base_tags = dict(base_tags)
@@ -78,6 +82,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         # Tune stops every running trial when budget.time_limit_s runs out; they end short, not finished
         self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
         self.records: dict[str, TrialRecord] = {}
+        self.kind = kind
+        self.extra_tags = dict(extra_tags or {})
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a retried trial keeps its run
@@ -90,10 +96,11 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         sweep = self.base_tags.get(schema.SWEEP, "sweep")
         replaced = self.book.replaces.pop(number, None)  # a resumed sweep re-runs a killed trial's number
         run_id = self.logger.start_trial(
-            f"{sweep}-{number:03d}",
+            f"{sweep}-{number:03d}" if self.kind == schema.KIND_TRIAL else f"{sweep}-{self.kind}-{number:03d}",
             config,
             {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
-             **({schema.REPLACES: replaced} if replaced else {})},
+             **({schema.REPLACES: replaced} if replaced else {}), **self.extra_tags.get(number, {})},
+            kind=self.kind,
         )
         if replaced:
             self.logger.set_tags(replaced, {schema.REPLACED_BY: run_id})
@@ -205,8 +212,12 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
     On a terminal one line is redrawn in place; otherwise a line is printed when a trial ends.
     """
 
-    def __init__(self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None,
+        noun: str = "trials",
+    ) -> None:
         self.tracker = tracker
+        self.noun = noun  # what is counted: "trials", or "confirm runs" in a confirmation pass
         self.total = total
         self.maximize = goal == "maximize"
         self.metric = metric
@@ -243,7 +254,7 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         done_now = done - self.done_before
         eta = elapsed / done_now * (self.total - done) if done_now > 0 else None
         parts = [
-            f"trials {done}/{self.total} done",
+            f"{self.noun} {done}/{self.total} done",
             f"{running} running",
             *([f"{failed} failed"] if failed else []),
             f"best {self.metric} {best:.4g}" if best is not None else f"best {self.metric} -",

@@ -79,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
     resume.set_defaults(handler=_cmd_resume, ray_address=None, new=False)
 
+    confirm = commands.add_parser(
+        "confirm", help="re-run a finished sweep's top configurations with fresh seeds; winner by mean, with intervals",
+        description="Train the sweep's top K configurations again with N fresh seeds each (child runs of kind "
+                    "confirm), rank them by mean validation metric with 95%% intervals, and test the winner "
+                    "against the runner-up (Welch's t-test). The winner becomes the sweep's best trial.",
+    )
+    confirm.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
+    confirm.add_argument("--top", type=int, help="configurations to confirm (default: the sweep's confirm.top, or 3)")
+    confirm.add_argument("--seeds", type=int, help="fresh seeds per configuration (default: confirm.seeds, or 5)")
+    confirm.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    confirm.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    confirm.set_defaults(handler=_cmd_confirm)
+
     validate = commands.add_parser("validate", help="check a sweep file without running it")
     validate.add_argument("file")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -234,6 +247,22 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         run = find_sweep_run(client, args.target)
         config, text = stored_sweep(client, run, overrides)
     return _run_loaded(args, config, text, resume_run_id=run.info.run_id)
+
+
+def _cmd_confirm(args: argparse.Namespace) -> int:
+    from hpo.confirm_command import confirm_stored
+
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = confirm_stored(args.target, args.tracking_uri, args.top, args.seeds)
+    from hpo.report import confirmation_text, result_json
+
+    if args.json:
+        doc = result_json(result)
+        doc.pop("trials")  # the search's trials did not change: `hpo best --json` lists them
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(confirmation_text(result.confirmation or {}))
+    return EXIT_OK if result.best is not None else EXIT_RUNTIME
 
 
 # -- best ------------------------------------------------------------------------------------------

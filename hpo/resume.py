@@ -160,7 +160,7 @@ def latest_sweep_run(client: Any, experiment_ids: list[str], name: str) -> Any |
     return sweeps[0] if sweeps else None
 
 
-def find_sweep_run(client: Any, target: str) -> Any:
+def find_sweep_run(client: Any, target: str, source: str = "hpo resume") -> Any:
     """The sweep parent run named by ``target``: a run id, else the latest sweep of that name anywhere.
 
     Raises:
@@ -176,7 +176,7 @@ def find_sweep_run(client: Any, target: str) -> Any:
     found = latest_sweep_run(client, experiments, target)
     if found is None:
         raise ConfigError(f"no sweep named or with run id {target!r} in the store; `hpo best` lists by name",
-                          source="hpo resume")
+                          source=source)
     return found
 
 
@@ -309,15 +309,18 @@ def changed_fields(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
     return out
 
 
-def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[StoredTrial]:
-    """Every trial run of a sweep with its tags, typed params and per-epoch history."""
+def stored_trials(
+    client: Any, experiment_id: str, parent_run_id: str, kind: schema.RunKind = schema.KIND_TRIAL
+) -> list[StoredTrial]:
+    """Every trial run (or run of another ``kind``: ``confirm``) of a sweep with its tags, typed params and
+    per-epoch history."""
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{parent_run_id}'", max_results=10000,
     )
     out = []
     for run in runs:
         tags = dict(run.data.tags)
-        if schema.run_kind(tags) != schema.KIND_TRIAL:
+        if schema.run_kind(tags) != kind:
             continue
         number = tags.get(schema.TRIAL_NUMBER)
         history: dict[str, list[float | None]] = {}

@@ -17,7 +17,7 @@ RUN_KIND = "hpo.run_kind"
 RunKind = Literal["sweep", "trial", "confirm", "compress"]
 KIND_SWEEP: RunKind = "sweep"  # the parent run of one sweep
 KIND_TRIAL: RunKind = "trial"  # one trial of the search, a child of its sweep
-KIND_CONFIRM: RunKind = "confirm"  # reserved for later work: a top trial re-run with other seeds, a child of its sweep
+KIND_CONFIRM: RunKind = "confirm"  # a top trial re-run with a fresh seed (hpo.confirm), a child of its sweep
 KIND_COMPRESS: RunKind = "compress"  # a compressed variant of the best model (hpo compress), a child of its sweep
 RUN_KINDS: tuple[RunKind, ...] = (KIND_SWEEP, KIND_TRIAL, KIND_CONFIRM, KIND_COMPRESS)
 RUN_KEY = "hpo.run_key"  # our own id of the run, made before MLflow's exists: replay finds the run by it
@@ -120,6 +120,15 @@ EPOCH_METRICS = (*CURVE_METRICS, "epoch_seconds")
 BEST_PREFIX = "best_"  # best_<metric>: best value of the sweep metric over the trial's epochs
 FINAL_PREFIX = "final_"  # final_<metric>: value at the last epoch the trial ran
 EPOCHS_RUN = "epochs_run"
+
+# -- seed confirmation (``confirm:`` / ``hpo confirm``): confirm runs are children of the sweep run ---------
+CONFIRMS = "hpo.confirms"  # on a confirm run: the run id of the search trial whose configuration it re-runs
+CONFIRM_SEED = "hpo.confirm.seed"  # on a confirm run: its seed (also its `seed` param)
+CONFIRM_STATE = "hpo.confirm.state"  # on the sweep run: "done" once the confirmation summary is written
+CONFIRM_VERDICT = "hpo.confirm.verdict"  # on the sweep run: winner vs runner-up, distinguishable or not at 5%
+CONFIRM_ARTIFACT = "confirmation.json"  # on the sweep run: per configuration mean/std/95% interval, the test
+CONFIRM_MEAN_PREFIX = "confirm_mean_"  # sweep-run metrics: the winner's mean over seeds (val and test metric)
+CONFIRM_P_VALUE = "confirm_p_value"  # sweep-run metric: Welch's p-value, winner vs runner-up (validation)
 
 # -- compression runs (``hpo compress``): children of the sweep run, one per variant --------------------
 COMPRESS_METHOD = "hpo.compress.method"  # fp32 | dynamic_int8 | static_int8 | prune_global | ... | onnx

@@ -17,7 +17,7 @@ from typing import Any  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import _charts, _data  # noqa: E402
+from dashboard import _charts, _confirm, _data  # noqa: E402
 from tracker import schema  # noqa: E402
 from tracker.queries import RunNotFound, StoreUnavailable, TrialData  # noqa: E402
 
@@ -158,6 +158,7 @@ def body(uri: str, run_id: str, was_running: bool) -> None:
         st.rerun()
     diagnosis, source = _data.trial_diagnosis(trial)
     header(trial, diagnosis, source)
+    _confirm.trial_links(uri, trial)
     curves(trial, diagnosis)
     explanation(diagnosis)
     params_and_metrics(trial)
