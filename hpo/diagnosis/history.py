@@ -1,7 +1,8 @@
 """The ``hpo diagnose --history FILE`` format: a JSON object of per-epoch learning curves.
 
 ``{"train_loss": [...], "val_loss": [...], "train_accuracy": [...], "val_accuracy": [...], "lr": [...]}``;
-NaN, Infinity and null are allowed (they are evidence of divergence or a missed epoch). A labelled curve
+NaN, Infinity and null are allowed (they are evidence of divergence or a missed epoch). The training
+signals' series (``"signals/grad_norm": [...]``, docs/run_schema.md) may sit beside them. A labelled curve
 file of ``tests/data/diagnosis_curves`` (``{"history": {...}, "label": ..., ...}``) reads too.
 """
 
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from tracker.schema import CURVE_METRICS as CURVE_KEYS
+from trainers.signal_names import is_signal
 
 __all__ = ["HistoryFileError", "load_history_file"]
 
@@ -43,10 +45,10 @@ def load_history_file(path: str | os.PathLike[str]) -> dict[str, list[float | No
                                f"got {type(data).__name__}.")
     if isinstance(data.get("history"), dict) and set(data) - set(CURVE_KEYS):
         data = data["history"]  # a labelled curve file (tests/data/diagnosis_curves) wraps its history
-    unknown = sorted(set(data) - set(CURVE_KEYS))
+    unknown = sorted(k for k in set(data) - set(CURVE_KEYS) if not is_signal(k))
     if unknown:
         raise HistoryFileError(f"{p}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys are "
-                               f"{', '.join(CURVE_KEYS)}.")
+                               f"{', '.join(CURVE_KEYS)} and signals/* series.")
     out: dict[str, list[float | None]] = {}
     for key, series in data.items():
         if not isinstance(series, list):

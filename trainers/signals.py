@@ -1,0 +1,273 @@
+"""Signals from inside training: gradient and weight norms, update ratios, dead and saturated units.
+
+A handful of per-epoch summary metrics (names in :mod:`trainers.signal_names`) for ``hpo.diagnosis``:
+the global gradient norm before clipping, the update-to-weight ratio of three layer groups (the first
+weighted layer, the ones between, the last), the fraction of dead ReLU and saturated tanh/sigmoid units
+on a small probe batch, the weight norm and non-finite counts. Per-layer detail stays out of the metrics
+(``layer_report``, an artifact per trial), so the store grows by a constant, not by the layer count.
+
+Cheap by construction: one norm per parameter per optimizer step (no host sync), a copy of the weights
+on 4 sampled steps per epoch, one no-grad forward of the probe per epoch. Your own loop::
+
+    signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
+    ...                                                     # your loop, unchanged
+    report({**metrics, **signals.epoch_metrics(probe=x)})   # once per epoch (x: a batch of inputs)
+
+Without a ``gradients()`` call before your clipping, the gradient norm is measured at the optimizer's
+step, after it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers import signal_names as names
+
+_RELUS = (nn.ReLU, nn.ReLU6)
+_SQUASHES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid)
+_SATURATED_SHARE = 0.95  # a unit is saturated when this share of its outputs sit in the flat zone
+_FLAT_ZONE = 0.98  # tanh |y| > 0.98; sigmoid y < 0.01 or > 0.99 (same slopes, < 4% of the largest)
+_UPDATE_SAMPLES = 4  # steps per epoch whose update ratio is measured
+
+
+class TrainingSignals:
+    """Per-epoch statistics of one model and its optimizer.
+
+    Args:
+        model: the model (the bare module, not a DDP wrapper around it).
+        optimizer: its optimizer; its step is hooked to measure updates (and gradients, when
+            :meth:`gradients` was not called for the step).
+        steps_per_epoch: optimizer steps per epoch, to spread the update samples (else learnt after the
+            first epoch, which samples steps 1, 2, 4, 8, ...).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                 steps_per_epoch: int | None = None) -> None:
+        self.model = model
+        self.layers = _layers(model)
+        self.params = [p for _, params in self.layers for p in params]
+        self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps], dtype=torch.long)
+        self.group_of = _groups(len(self.layers))
+        self.steps_per_epoch = steps_per_epoch
+        self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
+                                                      optimizer.register_step_post_hook(self._after_step)]
+        self.last_report: dict[str, Any] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.steps, self.measured_steps, self.measured = 0, 0, False
+        self.grad_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.grad_max = torch.zeros((), device=device, dtype=torch.float64)
+        self.layer_grad_sq = torch.zeros(len(self.layers), device=device, dtype=torch.float64)
+        self.nonfinite_steps = torch.zeros((), device=device, dtype=torch.float64)
+        self.snapshot: list[torch.Tensor] | None = None
+        self.update_samples: list[torch.Tensor] = []  # per sampled step: squared update norm of each layer
+
+    def close(self) -> None:
+        """Remove the optimizer hooks."""
+        for handle in self.handles:
+            handle.remove()
+
+    @torch.no_grad()
+    def gradients(self) -> None:
+        """Measure the gradients now: call it after backward (and ``scaler.unscale_``), before clipping."""
+        self.measured = True
+        idx = [i for i, p in enumerate(self.params) if p.grad is not None and not p.grad.is_sparse]
+        if not idx:
+            return
+        norms = torch.stack(torch._foreach_norm([self.params[i].grad for i in idx])).double()  # type: ignore[misc]
+        squares = norms * norms
+        total = squares.sum().sqrt()
+        finite = torch.isfinite(total)
+        self.nonfinite_steps += (~finite).double()
+        total = torch.where(finite, total, torch.zeros_like(total))  # a skipped fp16 step must not poison the mean
+        self.grad_sum += total
+        self.grad_max = torch.maximum(self.grad_max, total)
+        layer_sq = torch.zeros_like(self.layer_grad_sq).index_add_(0, self.layer_of[idx].to(squares.device), squares)
+        self.layer_grad_sq += torch.where(torch.isfinite(layer_sq), layer_sq, torch.zeros_like(layer_sq))
+        self.measured_steps += 1
+
+    def _sampled(self) -> bool:
+        n = self.steps
+        if self.steps_per_epoch:
+            stride = max(1, self.steps_per_epoch // _UPDATE_SAMPLES)
+            return n % stride == 0 and n // stride < _UPDATE_SAMPLES
+        return n & (n + 1) == 0 if n < 64 else False  # steps 0, 1, 3, 7, ... until the epoch's length is known
+
+    @torch.no_grad()
+    def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self.measured:
+            self.gradients()
+        self.measured = False
+        if self._sampled() and self.params:
+            self.snapshot = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.snapshot is not None:
+            deltas = torch._foreach_sub([p.detach() for p in self.params], self.snapshot)
+            sq = torch.stack(torch._foreach_norm(deltas)).double() ** 2  # type: ignore[misc]
+            before = torch.stack(torch._foreach_norm(self.snapshot)).double() ** 2  # type: ignore[misc]
+            self.update_samples.append(torch.stack([self._by_layer(sq), self._by_layer(before)]))
+            self.snapshot = None
+        self.steps += 1
+
+    def _by_layer(self, per_param: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(self.layers), device=per_param.device, dtype=per_param.dtype)
+        return out.index_add_(0, self.layer_of.to(per_param.device), per_param)
+
+    @torch.no_grad()
+    def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
+        """The epoch's signals (then start a new epoch); ``probe``: inputs for the dead/saturated units.
+
+        Returns:
+            ``signals/...`` metrics; those that were not measured (no step, no ReLU, no probe) are absent.
+        """
+        out: dict[str, float] = {}
+        weight_sq = self._by_layer(torch.stack(torch._foreach_norm(self.params)).double() ** 2)  # type: ignore[misc]
+        bad = sum(int((~torch.isfinite(p)).sum()) for p in self.params)
+        out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = float(weight_sq.sum().sqrt()), float(bad)
+        layer_grads: list[float | None] = [None] * len(self.layers)
+        if self.measured_steps:
+            n = self.measured_steps
+            out[names.GRAD_NORM] = float(self.grad_sum) / max(n - float(self.nonfinite_steps), 1)
+            out[names.GRAD_NORM_MAX] = float(self.grad_max)
+            out[names.NONFINITE_GRAD_STEPS] = float(self.nonfinite_steps)
+            layer_grads = [math.sqrt(v / n) for v in self.layer_grad_sq.tolist()]  # rms over steps
+            for group, mask in self._group_masks():
+                out[names.grad_norm_of(group)] = math.sqrt(float(self.layer_grad_sq[mask].sum()) / n)
+        ratios = self._update_ratios(out)
+        units = _probe_units(self.model, probe) if probe is not None and len(probe) else []
+        for kind, key in (("relu", names.DEAD_RELU), ("squash", names.SATURATED)):
+            of_kind = [u for u in units if u["kind"] == kind]
+            if of_kind:
+                out[key] = sum(u["flagged"] for u in of_kind) / max(1, sum(u["units"] for u in of_kind))
+        self.last_report = self._layer_report(weight_sq, layer_grads, ratios, units)
+        if self.steps and not self.steps_per_epoch:
+            self.steps_per_epoch = self.steps
+        self._reset()
+        return out
+
+    def _group_masks(self) -> Iterable[tuple[names.Group, torch.Tensor]]:
+        for group in names.GROUPS:
+            mask = torch.tensor([g == group for g in self.group_of], dtype=torch.bool)
+            if bool(mask.any()):
+                yield group, mask.to(self.layer_grad_sq.device)
+
+    def _update_ratios(self, out: dict[str, float]) -> list[float | None]:
+        """Group ratios into ``out``; per-layer ratios returned (medians over the sampled steps)."""
+        if not self.update_samples:
+            return [None] * len(self.layers)
+        samples = torch.stack(self.update_samples).cpu()  # (steps, 2, layers): squared update, squared weight
+        for group, mask in self._group_masks():
+            m = mask.cpu()
+            per_step = samples[:, 0, m].sum(1).sqrt() / samples[:, 1, m].sum(1).sqrt().clamp(min=1e-30)
+            out[names.update_ratio_of(group)] = float(per_step.median())
+        layer = (samples[:, 0].sqrt() / samples[:, 1].sqrt().clamp(min=1e-30)).median(0).values
+        return [float(v) for v in layer]
+
+    def _layer_report(self, weight_sq: torch.Tensor, grads: list[float | None], ratios: list[float | None],
+                      units: list[dict[str, Any]]) -> dict[str, Any]:
+        layers = [{"name": name or "(model)", "group": group, "params": sum(p.numel() for p in params),
+                   "weight_norm": math.sqrt(float(w)), "grad_norm": g, "update_ratio": r}
+                  for (name, params), group, w, g, r in zip(self.layers, self.group_of, weight_sq.tolist(), grads,
+                                                             ratios, strict=True)]
+        return {"layers": layers, "activations": units}
+
+    def layer_report(self) -> dict[str, Any]:
+        """Per-layer detail of the last epoch measured: for an artifact, not for metrics."""
+        return _finite(self.last_report)
+
+
+class NoSignals:
+    """Signals switched off: the same calls, nothing measured."""
+
+    last_report: dict[str, Any] = {}
+
+    def gradients(self) -> None:
+        return None
+
+    def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
+        return {}
+
+    def layer_report(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+def _layers(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    """Modules that own trainable parameters, in model order; a container's own parameters come last
+    of the model's hidden part (a transformer's position table is not its input layer)."""
+    leaves, own = [], []
+    for name, module in model.named_modules():
+        params = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if params:
+            (leaves if not any(True for _ in module.children()) else own).append((name, params))
+    if len(leaves) >= 2:
+        return [leaves[0], *leaves[1:-1], *own, leaves[-1]]
+    return leaves + own
+
+
+def _groups(n_layers: int) -> list[names.Group]:
+    if n_layers == 1:
+        return ["input"]
+    return ["input", *(["hidden"] * (n_layers - 2)), "output"]  # type: ignore[list-item]
+
+
+def _probe_units(model: nn.Module, probe: torch.Tensor) -> list[dict[str, Any]]:
+    """Dead ReLU and saturated tanh/sigmoid units of each activation module on ``probe`` (eval mode)."""
+    found: list[dict[str, Any]] = []
+    hooks = []
+
+    def watch(name: str, module: nn.Module) -> None:
+        kind = "relu" if isinstance(module, _RELUS) else "squash"
+        low = 0.0 if isinstance(module, nn.Tanh | nn.Hardtanh) or kind == "relu" else 0.5  # sigmoid's centre
+
+        def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
+            y = output.detach().float()
+            y = y.transpose(0, 1).reshape(y.shape[1], -1) if y.dim() >= 2 else y.reshape(1, -1)  # units x values
+            if kind == "relu":
+                flagged = int((y.amax(1) <= 0).sum())
+            else:
+                flat = (y - low).abs() > (_FLAT_ZONE if low == 0.0 else _FLAT_ZONE / 2)
+                flagged = int((flat.double().mean(1) >= _SATURATED_SHARE).sum())
+            found.append({"name": name, "kind": kind, "type": type(module).__name__, "units": int(y.shape[0]),
+                          "flagged": flagged})
+
+        hooks.append(module.register_forward_hook(hook))
+
+    for name, module in model.named_modules():
+        if isinstance(module, _RELUS + _SQUASHES):
+            watch(name, module)
+    if not hooks:
+        return []
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), probe.device)
+    try:
+        model.eval()
+        model(probe.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return found
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe: NaN/inf as None."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
