@@ -186,8 +186,8 @@ class _FoldRun:
         self.closure_needed = needs_closure(config)
         # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
         on = bool(config["training_signals"]) and dist.rank == 0
-        self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch) if on else NoSignals()
         self.probe = data.x_train[:PROBE_SIZE]
+        self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe) if on else NoSignals()
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""

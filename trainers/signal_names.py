@@ -18,7 +18,11 @@ NONFINITE_GRAD_STEPS = PREFIX + "nonfinite_grad_steps"  # optimizer steps whose 
 NONFINITE_WEIGHTS = PREFIX + "nonfinite_weights"  # parameter elements that are NaN/inf at the epoch's end
 WEIGHT_NORM = PREFIX + "weight_norm"  # global L2 norm of all parameters at the epoch's end
 DEAD_RELU = PREFIX + "dead_relu"  # fraction of ReLU units that are 0 on every probe example
-SATURATED = PREFIX + "saturated"  # fraction of tanh/sigmoid units in their flat zone on >= 95% of the probe
+SATURATED = PREFIX + "saturated"  # fraction of tanh/sigmoid units in their flat zone on >= 90% of the probe
+# measured once, before the first step (logged with epoch 1): what the initialization alone does
+INIT_DEAD_RELU = PREFIX + "init_dead_relu"
+INIT_SATURATED = PREFIX + "init_saturated"
+INIT_GRAD_RATIO = PREFIX + "init_grad_input_to_output"  # first step: input group's gradient norm / output's
 ARTIFACT = "training_signals.json"  # per-layer detail at the best epoch, one file per trial
 
 

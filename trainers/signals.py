@@ -30,8 +30,9 @@ from trainers import signal_names as names
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 _SQUASHES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid)
-_SATURATED_SHARE = 0.95  # a unit is saturated when this share of its outputs sit in the flat zone
-_FLAT_ZONE = 0.98  # tanh |y| > 0.98; sigmoid y < 0.01 or > 0.99 (same slopes, < 4% of the largest)
+_SATURATED_SHARE = 0.9  # a unit is saturated when this share of its outputs sit in the flat zone
+# where the slope is below 10% of its largest: tanh |y| > 0.949, sigmoid y < 0.026 or > 0.974
+_FLAT_TANH, _FLAT_SIGMOID = math.sqrt(0.9), 0.5 * math.sqrt(0.6)
 _UPDATE_SAMPLES = 4  # steps per epoch whose update ratio is measured
 
 
@@ -44,10 +45,12 @@ class TrainingSignals:
             :meth:`gradients` was not called for the step).
         steps_per_epoch: optimizer steps per epoch, to spread the update samples (else learnt after the
             first epoch, which samples steps 1, 2, 4, 8, ...).
+        probe: inputs to measure dead and saturated units on at once, before training (the
+            ``init_*`` signals, logged with the first epoch).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                 steps_per_epoch: int | None = None) -> None:
+                 steps_per_epoch: int | None = None, probe: torch.Tensor | None = None) -> None:
         self.model = model
         self.layers = _layers(model)
         self.params = [p for _, params in self.layers for p in params]
@@ -57,6 +60,10 @@ class TrainingSignals:
         self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
                                                       optimizer.register_step_post_hook(self._after_step)]
         self.last_report: dict[str, Any] = {}
+        self.initial: dict[str, float] = {}  # reported once, with the first epoch
+        if probe is not None and len(probe):
+            self.initial.update(_unit_shares(_probe_units(model, probe), names.INIT_DEAD_RELU, names.INIT_SATURATED))
+        self.first_step = True
         self._reset()
 
     def _reset(self) -> None:
@@ -90,6 +97,9 @@ class TrainingSignals:
         self.grad_sum += total
         self.grad_max = torch.maximum(self.grad_max, total)
         layer_sq = torch.zeros_like(self.layer_grad_sq).index_add_(0, self.layer_of[idx].to(squares.device), squares)
+        if self.first_step and len(self.layers) >= 2:  # the gradient's reach at initialization
+            self.first_step = False
+            self.initial[names.INIT_GRAD_RATIO] = float(layer_sq[0].sqrt() / layer_sq[-1].sqrt().clamp(min=1e-30))
         self.layer_grad_sq += torch.where(torch.isfinite(layer_sq), layer_sq, torch.zeros_like(layer_sq))
         self.measured_steps += 1
 
@@ -129,7 +139,8 @@ class TrainingSignals:
         Returns:
             ``signals/...`` metrics; those that were not measured (no step, no ReLU, no probe) are absent.
         """
-        out: dict[str, float] = {}
+        out: dict[str, float] = dict(self.initial)
+        self.initial = {}
         weight_sq = self._by_layer(torch.stack(torch._foreach_norm(self.params)).double() ** 2)  # type: ignore[misc]
         bad = sum(int((~torch.isfinite(p)).sum()) for p in self.params)
         out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = float(weight_sq.sum().sqrt()), float(bad)
@@ -144,10 +155,7 @@ class TrainingSignals:
                 out[names.grad_norm_of(group)] = math.sqrt(float(self.layer_grad_sq[mask].sum()) / n)
         ratios = self._update_ratios(out)
         units = _probe_units(self.model, probe) if probe is not None and len(probe) else []
-        for kind, key in (("relu", names.DEAD_RELU), ("squash", names.SATURATED)):
-            of_kind = [u for u in units if u["kind"] == kind]
-            if of_kind:
-                out[key] = sum(u["flagged"] for u in of_kind) / max(1, sum(u["units"] for u in of_kind))
+        out.update(_unit_shares(units, names.DEAD_RELU, names.SATURATED))
         self.last_report = self._layer_report(weight_sq, layer_grads, ratios, units)
         if self.steps and not self.steps_per_epoch:
             self.steps_per_epoch = self.steps
@@ -222,6 +230,16 @@ def _groups(n_layers: int) -> list[names.Group]:
     return ["input", *(["hidden"] * (n_layers - 2)), "output"]  # type: ignore[list-item]
 
 
+def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str) -> dict[str, float]:
+    """Share of dead ReLU units and of saturated tanh/sigmoid units over all such units, under the given keys."""
+    out = {}
+    for kind, key in (("relu", dead_key), ("squash", saturated_key)):
+        of_kind = [u for u in units if u["kind"] == kind]
+        if of_kind:
+            out[key] = sum(u["flagged"] for u in of_kind) / max(1, sum(u["units"] for u in of_kind))
+    return out
+
+
 def _probe_units(model: nn.Module, probe: torch.Tensor) -> list[dict[str, Any]]:
     """Dead ReLU and saturated tanh/sigmoid units of each activation module on ``probe`` (eval mode)."""
     found: list[dict[str, Any]] = []
@@ -237,7 +255,7 @@ def _probe_units(model: nn.Module, probe: torch.Tensor) -> list[dict[str, Any]]:
             if kind == "relu":
                 flagged = int((y.amax(1) <= 0).sum())
             else:
-                flat = (y - low).abs() > (_FLAT_ZONE if low == 0.0 else _FLAT_ZONE / 2)
+                flat = (y - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
                 flagged = int((flat.double().mean(1) >= _SATURATED_SHARE).sum())
             found.append({"name": name, "kind": kind, "type": type(module).__name__, "units": int(y.shape[0]),
                           "flagged": flagged})

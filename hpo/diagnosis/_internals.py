@@ -21,13 +21,13 @@ from hpo.diagnosis._verdict import Diagnosis
 from trainers import signal_names as names
 
 # -- thresholds (round numbers; the labelled runs of bench/diagnosis_signals.py check them) --------------
-VANISHING_RATIO = 1e-3  # the first layer's gradient norm below 1/1000 of the last layer's
+VANISHING_RATIO = 1e-3  # the first layer's gradient norm below 1/1000 of the last layer's (median over epochs)
 VANISHING_NORM = 1e-6  # or the whole gradient below this while the loss has not reached zero
-EXPLODING_X = 100.0  # the largest gradient norm of an epoch 100x the first epoch's mean
-DEAD_SHARE = 0.5  # half the ReLU units output 0 on every probe example
-SATURATED_SHARE = 0.5  # half the tanh/sigmoid units sit in their flat zone
-UPDATE_TOO_LARGE = 0.1  # a step changes a layer group's weights by 10% of their norm
-UPDATE_TOO_SMALL = 1e-5  # ... by a 100,000th: training stands still
+EXPLODING_X = 100.0  # the largest gradient norm 100x the median of the epochs' mean norms
+DEAD_SHARE = 0.5  # half the ReLU units output 0 on every probe example (at the end; at init: poor init)
+SATURATED_SHARE = 0.25  # a quarter of the tanh/sigmoid units sit in their flat zone (idem; healthy: < 5%)
+UPDATE_TOO_LARGE = 0.1  # some epoch's steps change a layer group's weights by 10% of their norm
+UPDATE_TOO_SMALL = 1e-5  # no epoch's steps change any group by more than a 100,000th: training stands still
 NOT_DECREASING = 0.97  # the training loss ends above 97% of its first epoch's value
 
 Found = tuple[str, str, list[str]]  # finding, one sentence of evidence, advice
@@ -52,7 +52,7 @@ def add_internal_findings(result: Diagnosis, curves: Mapping[str, Sequence[float
     s = {k: _array(v) for k, v in curves.items() if names.is_signal(k) and v}
     found: list[Found] = []
     evidence: dict[str, Any] = {}
-    for check in (_non_finite, _exploding, _vanishing, _units, _update_ratio):
+    for check in (_non_finite, _exploding, _vanishing, _units, _poor_init, _update_ratio):
         found += check(s, params or {}, evidence)
     found += _not_decreasing(_array(curves.get("train_loss") or []), result, params or {}, evidence)
     if not found:
@@ -113,27 +113,26 @@ def _non_finite(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[st
 
 
 def _exploding(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
-    mean, peak = s.get(names.GRAD_NORM), s.get(names.GRAD_NORM_MAX)
-    if mean is None or peak is None or not np.isfinite(mean[:1]).all() or mean[0] <= 0:
+    typical, peak = _finite(s.get(names.GRAD_NORM)), _finite(s.get(names.GRAD_NORM_MAX))
+    if not len(typical) or not len(peak) or float(np.median(typical)) <= 0:
         return []
-    top = _finite(peak)
-    if not len(top):
-        return []
-    growth = float(top.max() / mean[0])
-    ev["inside_grad_norm_first"], ev["inside_grad_norm_peak"] = float(mean[0]), float(top.max())
-    ev["inside_grad_norm_peak_vs_first"] = growth
+    growth = float(peak.max() / np.median(typical))
+    ev["inside_grad_norm_median"], ev["inside_grad_norm_peak"] = float(np.median(typical)), float(peak.max())
     if growth < EXPLODING_X:
         return []
-    clip = params.get("clip_norm")
-    try:
-        clip_v = float(clip) if clip is not None else None
-    except (TypeError, ValueError):
-        clip_v = None
-    clip_advice = (f"Clip gradients: clip_norm is 0 here; try {_g(float(mean[0]))} (the first epoch's typical norm)."
-                   if clip_v == 0 or clip_v is None else
-                   f"clip_norm is {_g(clip_v)} here: clipping bounds the step, not the cause; lower the learning rate.")
-    return [("exploding_gradients", f"the gradient norm grew to {growth:.0f}x its first epoch's",
+    clip = _number(params.get("clip_norm"))
+    clip_advice = (f"Clip gradients: clip_norm is 0 here; try {_g(float(np.median(typical)))} (the typical norm)."
+                   if not clip else
+                   f"clip_norm is {_g(clip)} here: clipping bounds the step, not the cause; lower the learning rate.")
+    return [("exploding_gradients", f"the gradient norm peaked at {growth:.0f}x its typical value",
              [_lower_lr(params), clip_advice])]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _vanishing(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
@@ -171,47 +170,67 @@ def _init_advice(params: Mapping[str, Any]) -> str:
 
 def _units(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
     out: list[Found] = []
-    at_start = False
-    for key, finding, limit, label in ((names.DEAD_RELU, "dead_units", DEAD_SHARE, "dead"),
-                                       (names.SATURATED, "saturated_units", SATURATED_SHARE, "saturated")):
-        a = _finite(s.get(key))
+    for key, init_key, finding, limit, label in (
+            (names.DEAD_RELU, names.INIT_DEAD_RELU, "dead_units", DEAD_SHARE, "dead"),
+            (names.SATURATED, names.INIT_SATURATED, "saturated_units", SATURATED_SHARE, "saturated")):
+        a, at_init = _finite(s.get(key)), _finite(s.get(init_key))
         if not len(a):
             continue
-        ev[f"inside_{label}_first"], ev[f"inside_{label}_end"] = float(a[0]), float(a[-1])
-        if a[-1] < limit and a[0] < limit:
+        ev[f"inside_{label}_end"] = float(a[-1])
+        if a[-1] < limit:
             continue
-        at_start = at_start or a[0] >= limit
-        when = "from the first epoch" if a[0] >= limit else f"by the end (from {a[0]:.0%})"
-        what = f"{max(a[0], a[-1]):.0%} of the {'ReLU' if label == 'dead' else 'tanh/sigmoid'} units are {label} {when}"
+        born = len(at_init) > 0 and at_init[0] >= limit
+        kind = "ReLU" if label == "dead" else "tanh/sigmoid"
+        what = f"{a[-1]:.0%} of the {kind} units are {label} at the end" + (" (already at initialization)" if born
+                                                                              else "")
+        act = str(params.get("activation", ""))
         if label == "dead":
-            advice = [_lower_lr(params) if a[0] < limit else _init_advice(params),
-                      "Use leaky ReLU or gelu so a unit that went negative can recover."]
+            advice = [_init_advice(params) if born else _lower_lr(params),
+                      "Use gelu (activation: gelu) so a unit pushed negative can recover."]
         else:
-            act = str(params.get("activation", ""))
             advice = [f"activation is {act} here: relu or gelu do not saturate." if act in ("sigmoid", "tanh")
                       else "Use an activation that does not saturate (relu, gelu).", _init_advice(params)]
         out.append((finding, what, advice))
-    if at_start:
-        out.append(("poor_initialization", "the problem is there from the first epoch: the initial weights are "
-                    "badly scaled", [_init_advice(params)]))
     return out
 
 
-def _update_ratio(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
-    per_group = {g: _finite(s.get(names.update_ratio_of(g))) for g in names.GROUPS}
-    medians = {g: float(np.median(a)) for g, a in per_group.items() if len(a)}
-    if not medians:
+def _poor_init(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
+    """What the initial weights alone do, measured before the first step (the ``init_*`` signals)."""
+    why = []
+    for key, limit, label in ((names.INIT_DEAD_RELU, DEAD_SHARE, "ReLU units dead"),
+                              (names.INIT_SATURATED, SATURATED_SHARE, "tanh/sigmoid units saturated")):
+        a = _finite(s.get(key))
+        if len(a):
+            ev[f"inside_{key[len(names.PREFIX):]}"] = float(a[0])
+            if a[0] >= limit:
+                why.append(f"{a[0]:.0%} of the {label}")
+    ratio = _finite(s.get(names.INIT_GRAD_RATIO))
+    if len(ratio):
+        ev["inside_init_grad_input_to_output"] = float(ratio[0])
+        if ratio[0] < VANISHING_RATIO:
+            why.append(f"the first layer's gradient {ratio[0]:.1e} of the last layer's")
+    if not why:
         return []
-    moved = max(medians.values())  # the most-moved group: too large if it is, too small if even it is
-    ev["inside_update_ratio"] = moved
+    return [("poor_initialization", "at initialization, " + " and ".join(why), [_init_advice(params)])]
+
+
+def _update_ratio(s: dict[str, np.ndarray], params: Mapping[str, Any], ev: dict[str, Any]) -> list[Found]:
+    series = [s[names.update_ratio_of(g)] for g in names.GROUPS if names.update_ratio_of(g) in s]
+    if not series:
+        return []
+    n = min(len(a) for a in series)
+    # per epoch, the most-moved group; NaN there is an update that overflowed: as large as can be
+    moved = np.array([np.nanmax([np.inf if np.isnan(a[i]) else a[i] for a in series]) for i in range(n)])
+    largest, typical = float(moved.max()), float(np.median(moved))
+    ev["inside_update_ratio_median"], ev["inside_update_ratio_max"] = typical, largest
     lr = _lr(params)
-    if moved >= UPDATE_TOO_LARGE:
-        return [("update_ratio_too_large", f"each step moves the weights by {moved:.0%} of their norm",
-                 [_lower_lr(params, 10.0)])]
-    if moved <= UPDATE_TOO_SMALL:
+    if largest >= UPDATE_TOO_LARGE:
+        size = "overflowed" if math.isinf(largest) else f"moved the weights by {largest:.0%} of their norm"
+        return [("update_ratio_too_large", f"a step {size}", [_lower_lr(params, 10.0)])]
+    if largest <= UPDATE_TOO_SMALL:
         raise_lr = (f"Raise the learning rate: {lr[0]} is {_g(lr[1])} here; try {_g(lr[1] * 100)}." if lr else
                     "Raise the learning rate by 100x.")
-        return [("update_ratio_too_small", f"each step moves the weights by only {moved:.1e} of their norm",
+        return [("update_ratio_too_small", f"no step moved the weights by more than {largest:.1e} of their norm",
                  [raise_lr])]
     return []
 
