@@ -33,7 +33,7 @@ from trainers.tasks import load_task
 
 ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
 EVAL_BATCH = 1024
-PROBE_SIZE = 256  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
+PROBE_SIZE = 128  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
 
 
 class Report(Protocol):

@@ -20,9 +20,9 @@ step, after it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,8 +54,14 @@ class TrainingSignals:
         self.model = model
         self.layers = _layers(model)
         self.params = [p for _, params in self.layers for p in params]
-        self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps], dtype=torch.long)
         self.group_of = _groups(len(self.layers))
+        # (parameters x layers) and (layers x groups) 0/1 matrices: per-step sums become one matmul at epoch end
+        owner = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
+        self.param_layer = np.zeros((len(self.params), len(self.layers)))
+        self.param_layer[range(len(self.params)), owner] = 1.0
+        self.groups = [g for g in names.GROUPS if g in self.group_of]
+        self.layer_group = np.array([[float(g == group) for group in self.groups] for g in self.group_of]).reshape(
+            len(self.layers), len(self.groups))
         self.steps_per_epoch = steps_per_epoch
         self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
                                                       optimizer.register_step_post_hook(self._after_step)]
@@ -63,45 +69,33 @@ class TrainingSignals:
         self.initial: dict[str, float] = {}  # reported once, with the first epoch
         if probe is not None and len(probe):
             self.initial.update(_unit_shares(_probe_units(model, probe), names.INIT_DEAD_RELU, names.INIT_SATURATED))
-        self.first_step = True
+        self.first_epoch = True
         self._reset()
 
     def _reset(self) -> None:
-        device = self.params[0].device if self.params else torch.device("cpu")
-        self.steps, self.measured_steps, self.measured = 0, 0, False
-        self.grad_sum = torch.zeros((), device=device, dtype=torch.float64)
-        self.grad_max = torch.zeros((), device=device, dtype=torch.float64)
-        self.layer_grad_sq = torch.zeros(len(self.layers), device=device, dtype=torch.float64)
-        self.nonfinite_steps = torch.zeros((), device=device, dtype=torch.float64)
+        self.steps, self.measured = 0, False
+        self.step_norms: list[tuple[torch.Tensor, ...]] = []  # per measured step: each parameter's gradient norm
         self.snapshot: list[torch.Tensor] | None = None
-        self.update_samples: list[torch.Tensor] = []  # per sampled step: squared update norm of each layer
+        self.update_samples: list[tuple[torch.Tensor, ...]] = []  # per sampled step: update norms, weight norms
 
     def close(self) -> None:
         """Remove the optimizer hooks."""
         for handle in self.handles:
             handle.remove()
 
-    @torch.no_grad()
     def gradients(self) -> None:
-        """Measure the gradients now: call it after backward (and ``scaler.unscale_``), before clipping."""
+        """Measure the gradients now: call it after backward (and ``scaler.unscale_``), before clipping.
+
+        Only one fused norm per step here (no host sync, no graph: gradients do not require grad); the
+        sums, maxima and NaN checks run once, at epoch end.
+        """
         self.measured = True
-        idx = [i for i, p in enumerate(self.params) if p.grad is not None and not p.grad.is_sparse]
-        if not idx:
-            return
-        norms = torch.stack(torch._foreach_norm([self.params[i].grad for i in idx])).double()  # type: ignore[misc]
-        squares = norms * norms
-        total = squares.sum().sqrt()
-        finite = torch.isfinite(total)
-        self.nonfinite_steps += (~finite).double()
-        total = torch.where(finite, total, torch.zeros_like(total))  # a skipped fp16 step must not poison the mean
-        self.grad_sum += total
-        self.grad_max = torch.maximum(self.grad_max, total)
-        layer_sq = torch.zeros_like(self.layer_grad_sq).index_add_(0, self.layer_of[idx].to(squares.device), squares)
-        if self.first_step and len(self.layers) >= 2:  # the gradient's reach at initialization
-            self.first_step = False
-            self.initial[names.INIT_GRAD_RATIO] = float(layer_sq[0].sqrt() / layer_sq[-1].sqrt().clamp(min=1e-30))
-        self.layer_grad_sq += torch.where(torch.isfinite(layer_sq), layer_sq, torch.zeros_like(layer_sq))
-        self.measured_steps += 1
+        grads = [p.grad for p in self.params if p.grad is not None and not p.grad.is_sparse]
+        if len(grads) == len(self.params) and grads:
+            self.step_norms.append(torch._foreach_norm(grads))  # type: ignore[arg-type]
+        elif grads:  # some parameters got no gradient this step: they count as 0
+            self.step_norms.append(tuple(torch.linalg.vector_norm(p.grad) if p.grad is not None and not p.grad.is_sparse
+                                         else torch.zeros((), device=p.device) for p in self.params))
 
     def _sampled(self) -> bool:
         n = self.steps
@@ -110,7 +104,7 @@ class TrainingSignals:
             return n % stride == 0 and n // stride < _UPDATE_SAMPLES
         return n & (n + 1) == 0 if n < 64 else False  # steps 0, 1, 3, 7, ... until the epoch's length is known
 
-    @torch.no_grad()
+    # the step hooks run every step: plain code, no no_grad context (detached tensors build no graph)
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not self.measured:
             self.gradients()
@@ -118,19 +112,12 @@ class TrainingSignals:
         if self._sampled() and self.params:
             self.snapshot = [p.detach().clone() for p in self.params]
 
-    @torch.no_grad()
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.snapshot is not None:
             deltas = torch._foreach_sub([p.detach() for p in self.params], self.snapshot)
-            sq = torch.stack(torch._foreach_norm(deltas)).double() ** 2  # type: ignore[misc]
-            before = torch.stack(torch._foreach_norm(self.snapshot)).double() ** 2  # type: ignore[misc]
-            self.update_samples.append(torch.stack([self._by_layer(sq), self._by_layer(before)]))
+            self.update_samples.append((*torch._foreach_norm(deltas), *torch._foreach_norm(self.snapshot)))
             self.snapshot = None
         self.steps += 1
-
-    def _by_layer(self, per_param: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(len(self.layers), device=per_param.device, dtype=per_param.dtype)
-        return out.index_add_(0, self.layer_of.to(per_param.device), per_param)
 
     @torch.no_grad()
     def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
@@ -141,18 +128,12 @@ class TrainingSignals:
         """
         out: dict[str, float] = dict(self.initial)
         self.initial = {}
-        weight_sq = self._by_layer(torch.stack(torch._foreach_norm(self.params)).double() ** 2)  # type: ignore[misc]
-        bad = sum(int((~torch.isfinite(p)).sum()) for p in self.params)
-        out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = float(weight_sq.sum().sqrt()), float(bad)
-        layer_grads: list[float | None] = [None] * len(self.layers)
-        if self.measured_steps:
-            n = self.measured_steps
-            out[names.GRAD_NORM] = float(self.grad_sum) / max(n - float(self.nonfinite_steps), 1)
-            out[names.GRAD_NORM_MAX] = float(self.grad_max)
-            out[names.NONFINITE_GRAD_STEPS] = float(self.nonfinite_steps)
-            layer_grads = [math.sqrt(v / n) for v in self.layer_grad_sq.tolist()]  # rms over steps
-            for group, mask in self._group_masks():
-                out[names.grad_norm_of(group)] = math.sqrt(float(self.layer_grad_sq[mask].sum()) / n)
+        # small tensors leave torch once, here: numpy's per-call cost is a fraction of torch's on tiny arrays
+        weight_sq = _numpy(torch._foreach_norm(self.params)) ** 2 @ self.param_layer  # type: ignore[arg-type]
+        total = math.sqrt(float(weight_sq.sum()))
+        bad = 0 if math.isfinite(total) else sum(int((~torch.isfinite(p)).sum()) for p in self.params)
+        out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = total, float(bad)
+        layer_grads = self._gradient_metrics(out)
         ratios = self._update_ratios(out)
         units = _probe_units(self.model, probe) if probe is not None and len(probe) else []
         out.update(_unit_shares(units, names.DEAD_RELU, names.SATURATED))
@@ -162,25 +143,41 @@ class TrainingSignals:
         self._reset()
         return out
 
-    def _group_masks(self) -> Iterable[tuple[names.Group, torch.Tensor]]:
-        for group in names.GROUPS:
-            mask = torch.tensor([g == group for g in self.group_of], dtype=torch.bool)
-            if bool(mask.any()):
-                yield group, mask.to(self.layer_grad_sq.device)
+    def _gradient_metrics(self, out: dict[str, float]) -> list[float | None]:
+        """Global and per-group gradient metrics into ``out``; per-layer rms norms returned."""
+        if not self.step_norms:
+            return [None] * len(self.layers)
+        sq = _numpy([t for norms in self.step_norms for t in norms]).reshape(len(self.step_norms), -1) ** 2
+        with np.errstate(invalid="ignore", over="ignore"):
+            layer_sq = sq @ self.param_layer  # steps x layers
+            totals = np.sqrt(layer_sq.sum(1))
+        finite = np.isfinite(totals)
+        if self.first_epoch and len(self.layers) >= 2 and finite[0]:  # the gradient's reach at initialization
+            out[names.INIT_GRAD_RATIO] = float(np.sqrt(layer_sq[0, 0]) / max(np.sqrt(layer_sq[0, -1]), 1e-30))
+        self.first_epoch = False
+        out[names.NONFINITE_GRAD_STEPS] = float((~finite).sum())
+        if not finite.any():
+            return [None] * len(self.layers)
+        kept = layer_sq[finite]  # a skipped fp16 step must not poison the means
+        out[names.GRAD_NORM], out[names.GRAD_NORM_MAX] = float(totals[finite].mean()), float(totals[finite].max())
+        by_group = np.sqrt((kept @ self.layer_group).mean(0))
+        out.update({names.grad_norm_of(g): float(v) for g, v in zip(self.groups, by_group, strict=True)})
+        return [float(v) for v in np.sqrt(kept.mean(0))]  # rms over steps
 
     def _update_ratios(self, out: dict[str, float]) -> list[float | None]:
         """Group ratios into ``out``; per-layer ratios returned (medians over the sampled steps)."""
         if not self.update_samples:
             return [None] * len(self.layers)
-        samples = torch.stack(self.update_samples).cpu()  # (steps, 2, layers): squared update, squared weight
-        for group, mask in self._group_masks():
-            m = mask.cpu()
-            per_step = samples[:, 0, m].sum(1).sqrt() / samples[:, 1, m].sum(1).sqrt().clamp(min=1e-30)
-            out[names.update_ratio_of(group)] = float(per_step.median())
-        layer = (samples[:, 0].sqrt() / samples[:, 1].sqrt().clamp(min=1e-30)).median(0).values
+        flat = [t for sample in self.update_samples for t in sample]
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            samples = (_numpy(flat).reshape(len(self.update_samples), 2, -1) ** 2) @ self.param_layer  # s x 2 x L
+            by_group = samples @ self.layer_group  # steps x 2 x groups
+            ratio = np.sqrt(by_group[:, 0]) / np.maximum(np.sqrt(by_group[:, 1]), 1e-30)
+            layer = np.median(np.sqrt(samples[:, 0]) / np.maximum(np.sqrt(samples[:, 1]), 1e-30), axis=0)
+        out.update({names.update_ratio_of(g): float(v) for g, v in zip(self.groups, np.median(ratio, 0), strict=True)})
         return [float(v) for v in layer]
 
-    def _layer_report(self, weight_sq: torch.Tensor, grads: list[float | None], ratios: list[float | None],
+    def _layer_report(self, weight_sq: np.ndarray, grads: list[float | None], ratios: list[float | None],
                       units: list[dict[str, Any]]) -> dict[str, Any]:
         layers = [{"name": name or "(model)", "group": group, "params": sum(p.numel() for p in params),
                    "weight_norm": math.sqrt(float(w)), "grad_norm": g, "update_ratio": r}
@@ -228,6 +225,11 @@ def _groups(n_layers: int) -> list[names.Group]:
     if n_layers == 1:
         return ["input"]
     return ["input", *(["hidden"] * (n_layers - 2)), "output"]  # type: ignore[list-item]
+
+
+def _numpy(scalars: Any) -> np.ndarray:
+    """0-d tensors (on any device) as one float64 array: one stack, one copy to the host."""
+    return torch.stack(list(scalars)).double().cpu().numpy()
 
 
 def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str) -> dict[str, float]:
