@@ -129,7 +129,8 @@ class TrainingSignals:
         out: dict[str, float] = dict(self.initial)
         self.initial = {}
         # small tensors leave torch once, here: numpy's per-call cost is a fraction of torch's on tiny arrays
-        weight_sq = _numpy(torch._foreach_norm(self.params)) ** 2 @ self.param_layer  # type: ignore[arg-type]
+        with np.errstate(invalid="ignore", over="ignore"):  # inf weights: counted below
+            weight_sq = _numpy(torch._foreach_norm(self.params)) ** 2 @ self.param_layer  # type: ignore[arg-type]
         total = math.sqrt(float(weight_sq.sum()))
         bad = 0 if math.isfinite(total) else sum(int((~torch.isfinite(p)).sum()) for p in self.params)
         out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = total, float(bad)

@@ -123,5 +123,7 @@ def test_fit_logs_the_signals_every_epoch_and_they_do_not_change_training(cancer
     timeless = ("epoch_seconds", "latency_ms")
     assert [{k: v for k, v in m.items() if not names.is_signal(k) and k not in timeless} for m in on] == \
         [{k: v for k, v in m.items() if k not in timeless} for m in off]
+    amp = _fit({"precision": "bf16"}, cancer)  # autocast: the gradients are fp32, measured after the step's unscale
+    assert all(math.isfinite(m[names.GRAD_NORM]) and m[names.NONFINITE_GRAD_STEPS] == 0 for m in amp)
     folds = _fit({"folds": 2, "epochs": 1}, cancer)
     assert names.GRAD_NORM in folds[0] and f"{names.GRAD_NORM}_std" not in folds[0]  # means only, no _std
