@@ -187,7 +187,10 @@ class _FoldRun:
         # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
         on = bool(config["training_signals"]) and dist.rank == 0
         self.probe = data.x_train[:PROBE_SIZE]
-        self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe) if on else NoSignals()
+        self.signals: TrainingSignals | NoSignals = NoSignals()
+        if on:
+            with self.autocast:  # the probe sees the activations training sees (bf16/fp16 under autocast)
+                self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
@@ -197,7 +200,9 @@ class _FoldRun:
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):
             raise Diverged(f"validation loss became {val['val_loss']} at epoch {epoch} (lr={lr_used:.3g})")
-        return {**train, **val, "lr": lr_used, **self.signals.epoch_metrics(self.probe)}
+        with self.autocast:
+            signals = self.signals.epoch_metrics(self.probe)
+        return {**train, **val, "lr": lr_used, **signals}
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
