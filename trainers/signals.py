@@ -34,6 +34,7 @@ _SATURATED_SHARE = 0.9  # a unit is saturated when this share of its outputs sit
 # where the slope is below 10% of its largest: tanh |y| > 0.949, sigmoid y < 0.026 or > 0.974
 _FLAT_TANH, _FLAT_SIGMOID = math.sqrt(0.9), 0.5 * math.sqrt(0.6)
 _UPDATE_SAMPLES = 4  # steps per epoch whose update ratio is measured
+_GRAD_SAMPLES = 16  # steps per epoch whose gradients are measured (all of a shorter epoch)
 
 
 class TrainingSignals:
@@ -86,10 +87,13 @@ class TrainingSignals:
     def gradients(self) -> None:
         """Measure the gradients now: call it after backward (and ``scaler.unscale_``), before clipping.
 
-        Only one fused norm per step here (no host sync, no graph: gradients do not require grad); the
-        sums, maxima and NaN checks run once, at epoch end.
+        Once the epoch's length is known, 16 evenly spaced steps per epoch are measured (every step of a
+        shorter epoch); only one fused norm per measured step (no host sync, no graph: gradients do not
+        require grad); the sums, maxima and NaN checks run once, at epoch end.
         """
         self.measured = True
+        if self.steps_per_epoch and self.steps % -(-self.steps_per_epoch // _GRAD_SAMPLES):
+            return
         grads = [p.grad for p in self.params if p.grad is not None and not p.grad.is_sparse]
         if len(grads) == len(self.params) and grads:
             self.step_norms.append(torch._foreach_norm(grads))  # type: ignore[arg-type]
@@ -253,14 +257,15 @@ def _probe_units(model: nn.Module, probe: torch.Tensor) -> list[dict[str, Any]]:
         low = 0.0 if isinstance(module, nn.Tanh | nn.Hardtanh) or kind == "relu" else 0.5  # sigmoid's centre
 
         def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
-            y = output.detach().float()
-            y = y.transpose(0, 1).reshape(y.shape[1], -1) if y.dim() >= 2 else y.reshape(1, -1)  # units x values
+            y = output.detach()
+            y = y.reshape(1, -1) if y.dim() < 2 else y
+            dims = (0, *range(2, y.dim()))  # a unit is a feature (N, C) or a channel (N, C, ...)
             if kind == "relu":
-                flagged = int((y.amax(1) <= 0).sum())
+                flagged = int((y.amax(dim=dims) <= 0).sum())
             else:
-                flat = (y - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
-                flagged = int((flat.double().mean(1) >= _SATURATED_SHARE).sum())
-            found.append({"name": name, "kind": kind, "type": type(module).__name__, "units": int(y.shape[0]),
+                flat = (y.float() - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
+                flagged = int((flat.float().mean(dim=dims) >= _SATURATED_SHARE).sum())
+            found.append({"name": name, "kind": kind, "type": type(module).__name__, "units": int(y.shape[1]),
                           "flagged": flagged})
 
         hooks.append(module.register_forward_hook(hook))
