@@ -12,9 +12,9 @@ PREFIX = "signals/"
 Group = Literal["input", "hidden", "output"]
 GROUPS: tuple[Group, ...] = ("input", "hidden", "output")  # first weighted layer, the ones between, the last
 
-GRAD_NORM = PREFIX + "grad_norm"  # global L2 norm of the gradients before clipping, mean over the epoch's steps
+GRAD_NORM = PREFIX + "grad_norm"  # global L2 norm of the gradients before clipping, mean over the measured steps
 GRAD_NORM_MAX = PREFIX + "grad_norm_max"  # its largest value in the epoch
-NONFINITE_GRAD_STEPS = PREFIX + "nonfinite_grad_steps"  # optimizer steps whose gradients held NaN/inf
+NONFINITE_GRAD_STEPS = PREFIX + "nonfinite_grad_steps"  # measured steps whose gradients held NaN/inf
 NONFINITE_WEIGHTS = PREFIX + "nonfinite_weights"  # parameter elements that are NaN/inf at the epoch's end
 WEIGHT_NORM = PREFIX + "weight_norm"  # global L2 norm of all parameters at the epoch's end
 DEAD_RELU = PREFIX + "dead_relu"  # fraction of ReLU units that are 0 on every probe example
@@ -27,7 +27,7 @@ ARTIFACT = "training_signals.json"  # per-layer detail at the best epoch, one fi
 
 
 def grad_norm_of(group: Group) -> str:
-    """Mean L2 norm of the group's gradients over the epoch's steps, before clipping."""
+    """Root-mean-square L2 norm of the group's gradients over the measured steps, before clipping."""
     return f"{PREFIX}grad_norm_{group}"
 
 
