@@ -9,7 +9,7 @@ Pure Python + numpy: importing it loads neither Ray, torch, MLflow, pandas nor S
   settings that drive the verdicts across a sweep.
 - the findings from inside training (``INTERNAL_FINDINGS``) come from the ``signals/*`` series the built-in
   loop logs (``hpo.diagnosis._internals``), added to the curves' diagnosis on the same path.
-- ``load_history_file`` reads the ``--history`` file format (:mod:`hpo.diagnosis.history`).
+- ``read_history_file`` reads the ``--history`` file format, series and context (:mod:`hpo.diagnosis.history`).
 
 The rules and their measured accuracy: docs/diagnosis.md.
 """
@@ -23,9 +23,10 @@ from hpo.diagnosis._trial import (
     diagnose_trial,
     diagnose_trial_row,
     task_classes,
+    task_val_size,
 )
 from hpo.diagnosis._verdict import INSUFFICIENT_DATA, VERDICTS, Diagnosis, diagnose, summarize_sweep
-from hpo.diagnosis.history import HistoryFileError, load_history_file
+from hpo.diagnosis.history import HistoryFile, HistoryFileError, load_history_file, read_history_file
 
 __all__ = [
     "CURVE_KEYS",
@@ -33,6 +34,7 @@ __all__ = [
     "INTERNAL_FINDINGS",
     "VERDICTS",
     "Diagnosis",
+    "HistoryFile",
     "HistoryFileError",
     "StoredTrial",
     "SweepSummary",
@@ -41,6 +43,8 @@ __all__ = [
     "diagnose_trial",
     "diagnose_trial_row",
     "load_history_file",
+    "read_history_file",
     "summarize_sweep",
     "task_classes",
+    "task_val_size",
 ]
