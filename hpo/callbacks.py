@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from hpo.checkpoints import SIGNALS_FILE, checkpoint_json
 from hpo.results import TrialRecord
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
@@ -180,6 +181,9 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             tags.update(self.on_finish(record))
         if record.diagnosis is not None:
             self.logger.log_json(record.run_id, record.diagnosis.to_dict(), schema.DIAGNOSIS_ARTIFACT)
+        layers = checkpoint_json(record.checkpoint, SIGNALS_FILE)
+        if layers is not None:
+            self.logger.log_json(record.run_id, layers, SIGNALS_FILE)
         metrics: dict[str, float] = {schema.EPOCHS_RUN: float(record.epochs)}
         if record.best is not None:
             metrics[schema.BEST_PREFIX + self.metric] = record.best

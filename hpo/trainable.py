@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hpo.checkpoints import save_checkpoint
 from hpo.objectives import objective_key
 from hpo.space import GRID_INDEX
-from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
 from trainers.imports import import_callable
 
 
@@ -141,9 +142,7 @@ class _TuneReporter:
             if isinstance(checkpoint, str | os.PathLike):
                 folder = os.fspath(checkpoint)
             else:
-                import torch
-
-                torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
+                save_checkpoint(checkpoint, folder)
             self._tune.report(report, checkpoint=Checkpoint.from_directory(folder))
 
     def _check_objectives(self, values: Mapping[str, float]) -> None:
@@ -157,3 +156,4 @@ class _TuneReporter:
         for name in self._others:
             if not math.isfinite(values[name]):
                 raise MetricNotReported(f"the objective {name} is {values[name]} at report {self._reports}")
+

@@ -27,10 +27,13 @@ from trainers.metrics import classification_metrics, regression_metrics
 from trainers.models import build_model
 from trainers.optim import build_optimizer, needs_closure
 from trainers.schedules import build_schedule
+from trainers.signal_names import is_signal
+from trainers.signals import NoSignals, TrainingSignals
 from trainers.tasks import load_task
 
 ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
 EVAL_BATCH = 1024
+PROBE_SIZE = 128  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
 
 
 class Report(Protocol):
@@ -182,6 +185,13 @@ class _FoldRun:
                                torch.Generator().manual_seed(seed + 1))
         self.shuffle = torch.Generator().manual_seed(seed)
         self.closure_needed = needs_closure(config)
+        # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
+        on = bool(config["training_signals"]) and dist.rank == 0
+        self.probe = data.x_train[:PROBE_SIZE]
+        self.signals: TrainingSignals | NoSignals = NoSignals()
+        if on:
+            with self.autocast:  # the probe sees the activations training sees (bf16/fp16 under autocast)
+                self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
@@ -191,7 +201,9 @@ class _FoldRun:
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):
             raise Diverged(f"validation loss became {val['val_loss']} at epoch {epoch} (lr={lr_used:.3g})")
-        return {**train, **val, "lr": lr_used}
+        with self.autocast:
+            signals = self.signals.epoch_metrics(self.probe)
+        return {**train, **val, "lr": lr_used, **signals}
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -243,8 +255,10 @@ class _FoldRun:
                 total = total + loss.detach()
                 if first:
                     captured.append((float(data_loss.detach()) * len(y), out.detach()))
-            first = False
             self.scaler.unscale_(self.optimizer)
+            if first:
+                self.signals.gradients()  # before clipping: the norm the clip threshold is compared with
+            first = False
             self.clip(self.module.parameters())
             return self.dist.all_reduce(total) / world  # the global loss: LBFGS decides the same on every rank
 
@@ -373,7 +387,7 @@ def combine_folds(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     for name in fold_metrics[0]:
         values = [m[name] for m in fold_metrics]
         combined[name] = statistics.fmean(values)
-        if name != "lr":
+        if name != "lr" and not is_signal(name):  # signals: the mean only, the store grows by a constant
             combined[f"{name}_std"] = statistics.stdev(values)
     return combined
 
@@ -383,6 +397,9 @@ def _checkpoint(
 ) -> dict[str, Any]:
     checkpoint = {"model_state": runs[0].module.state_dict(), "config": dict(config), "epoch": epoch,
                   "metrics": metrics}
+    layers = runs[0].signals.layer_report()
+    if layers:  # per-layer detail at the best epoch: the trainable writes it beside the weights
+        checkpoint["training_signals"] = {"epoch": epoch, **layers}
     if len(runs) > 1:
         checkpoint["fold_states"] = [run.module.state_dict() for run in runs]
     return checkpoint
