@@ -122,13 +122,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("target", metavar="NAME|RUN_ID", help="sweep name, sweep run id, or the best trial's run id")
     compress.add_argument("--methods", nargs="+", metavar="METHOD",
-                          help="dynamic_int8 static_int8 prune_global prune_structured distill onnx (default: all "
-                               "that apply to the model)")
+                          help="dynamic_int8 static_int8 onnx_int8 prune_global prune_structured distill onnx "
+                               "(default: all that apply to the model)")
     compress.add_argument("--sparsities", nargs="+", type=float, metavar="S",
                           help="global pruning sparsities, each in (0, 1) (default 0.5 0.8 0.9)")
     compress.add_argument("--structured-sparsity", type=float, help="share of units/channels removed (default 0.5)")
     compress.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 3)")
     compress.add_argument("--distill-epochs", type=int, help="student epochs (default: the winner's epochs)")
+    compress.add_argument("--distill-trials", type=int,
+                          help="students of a small sweep over temperature and alpha; the best is kept (default 0: "
+                          "one student with --temperature and --alpha)")
     compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
     compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
     compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
@@ -197,12 +200,18 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     else:
         print(leaderboard_text(result))
         print(where_to_look(result, uri))
+        if result.compression is not None and "error" not in result.compression:
+            from hpo.compress import render
+
+            print(render(result.compression))
     if result.interrupted:
         return EXIT_INTERRUPTED
     if result.best is None:
         print("error: no trial produced a value of the sweep metric; see the FAILED trials' errors above",
               file=sys.stderr)
         return EXIT_RUNTIME
+    if result.compression is not None and "error" in result.compression:
+        return EXIT_RUNTIME  # said on stderr when the stage failed; the search's results are stored
     return EXIT_OK
 
 
@@ -321,7 +330,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(
         args.methods, args.sparsities, structured_sparsity=args.structured_sparsity,
-        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, student_width=args.student_width,
+        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, distill_trials=args.distill_trials,
+        student_width=args.student_width,
         temperature=args.temperature,
         alpha=args.alpha, max_drop=args.max_drop, threads=args.threads, repeats=args.repeats,
     )

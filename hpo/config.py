@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from hpo import defaults
+from hpo.compress_block import CompressBlock
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
@@ -301,6 +302,8 @@ class SweepConfig(_Model):
     workers: int = Field(default=1, ge=1, description="DDP workers per trial (Ray Train), each with `resources`")
     tracking_uri: str | None = None
     ray: Ray = Field(default_factory=Ray)
+    compress: CompressBlock | None = Field(
+        default=None, description="run the compression stage (hpo compress) on the winner once the search is done")
 
     @model_validator(mode="before")
     @classmethod

@@ -48,6 +48,8 @@ def result_json(result: SweepResult) -> dict[str, Any]:
     }
     if result.multi_objective:
         add_front(doc, result)
+    if result.compression is not None:  # the sweep file's compress: block ran (hpo compress --json's document)
+        doc["compression"] = result.compression
     return doc
 
 

@@ -48,6 +48,7 @@ class SweepResult:
     interrupted: bool = False
     elapsed_s: float = 0.0
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
+    compression: dict[str, Any] | None = None  # the compress: block's table (hpo compress --json), or its error
 
     @property
     def multi_objective(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo import objectives, space
+from hpo import compress_block, objectives, space
 from hpo.config import Choice, Fixed, Range, SweepConfig, did_you_mean
 from hpo.errors import ConfigError
 from trainers import catalog
@@ -36,6 +36,7 @@ def check(config: SweepConfig, *, source: str) -> None:
         _check_function(config, source)
     _check_metric(config, source)
     _check_early_stop(config, source)
+    compress_block.check(config.compress, config.trainer, source=source)
 
 
 # -- something to search --------------------------------------------------------------------------
