@@ -10,6 +10,7 @@ of its own (parent run, lease, journal) for a handful of tiny trials. The first 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from hpo.config import SweepConfig
@@ -40,7 +41,10 @@ class DistillSearch:
 
         config = search_config(task, trials, seed, goal)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(direction=goal, sampler=make_sampler(config, trials))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group=True
+            sampler = make_sampler(config, trials)
+        self.study = optuna.create_study(direction=goal, sampler=sampler)
         self.study.enqueue_trial(dict(first))
         self.space = define_by_run(config)
         self._trial: Any = None
