@@ -133,12 +133,17 @@ def _parser() -> argparse.ArgumentParser:
                           help="students of a small sweep over temperature and alpha; the best is kept (default 0: "
                           "one student with --temperature and --alpha)")
     compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
+    compress.add_argument("--student-layers", type=int, help="student layers (default 0: one fewer than the winner)")
     compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
     compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
     compress.add_argument("--max-drop", type=float,
                           help="largest metric drop a variant may show to be exported to ONNX (default 0.01)")
     compress.add_argument("--threads", type=int, help="CPU threads while measuring (default 1)")
     compress.add_argument("--repeats", type=int, help="timed calls per latency figure (default 30)")
+    compress.add_argument("--warmup", type=int, help="untimed calls before timing (default 5)")
+    compress.add_argument("--large-batch", type=int, help="batch size of the throughput figures (default 256)")
+    compress.add_argument("--calibration-samples", type=int,
+                          help="training examples that calibrate static int8 (default 1024)")
     compress.add_argument("--tracking-uri")
     compress.add_argument("--json", action="store_true")
     compress.set_defaults(handler=_cmd_compress)
@@ -331,7 +336,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     settings = settings_from_args(
         args.methods, args.sparsities, structured_sparsity=args.structured_sparsity,
         finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, distill_trials=args.distill_trials,
-        student_width=args.student_width,
+        student_width=args.student_width, student_layers=args.student_layers, warmup=args.warmup,
+        large_batch=args.large_batch, calibration_samples=args.calibration_samples,
         temperature=args.temperature,
         alpha=args.alpha, max_drop=args.max_drop, threads=args.threads, repeats=args.repeats,
     )

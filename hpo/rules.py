@@ -29,6 +29,7 @@ def check(config: SweepConfig, *, source: str) -> None:
     _check_something_to_search(config, source)
     _check_conditions(config, source)
     _check_method(config, source)
+    compress_block.check(config.compress, config.trainer, source=source)  # before importing the user's parts
     if config.trainer.function is None:
         _check_catalog(config, source)
         _check_user_parts(config, source)
@@ -36,7 +37,6 @@ def check(config: SweepConfig, *, source: str) -> None:
         _check_function(config, source)
     _check_metric(config, source)
     _check_early_stop(config, source)
-    compress_block.check(config.compress, config.trainer, source=source)
 
 
 # -- something to search --------------------------------------------------------------------------
