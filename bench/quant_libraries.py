@@ -41,15 +41,15 @@ def quantized_layers(model: Any, before: Any) -> str:
     import torch
 
     kinds = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.GRU)
-    old = {n: type(m).__name__ for n, m in before.named_modules() if isinstance(m, kinds)}
+    old = {n: type(m) for n, m in before.named_modules() if isinstance(m, kinds)}
     new = dict(model.named_modules())
     out = []
     for name, kind in old.items():
         module = new.get(name)
-        weight = getattr(module, "weight", None)
-        changed = type(module).__name__ != kind or (weight is not None and type(weight) is not torch.nn.Parameter
-                                                     and type(weight) is not torch.Tensor)
-        out.append(f"{kind} {'int8' if changed else 'fp32'}")
+        weight = getattr(module, "weight", None)  # torchao swaps the weight for an int8 tensor subclass
+        changed = type(module) is not kind or (weight is not None and type(weight) not in (torch.nn.Parameter,
+                                                                                          torch.Tensor))
+        out.append(f"{kind.__name__} {'int8' if changed else 'fp32'}")
     return ", ".join(sorted(set(out)))
 
 
@@ -96,7 +96,7 @@ def main() -> int:
              f"(both batch sizes): {compile_s:.0f} s", "",
              f"{'variant':<38} {'val acc':>8} {'state dict':>11} {'b1 ms':>8} {'b256 ms':>8}"]
     timings = {}
-    for batch, example in (("b1", x[:1]), ("b256", x.repeat(2, 1)[:256])):
+    for batch, example in (("b1", x[:1]), ("b256", x.repeat(2, *[1] * (x.dim() - 1))[:256])):
         calls = [torch_call(m, example) for m in variants.values()]
         timings[batch] = time_interleaved(calls, len(example), repeats=30, warmup=5)
     for i, (name, model) in enumerate(variants.items()):

@@ -326,7 +326,7 @@ def render(doc: dict[str, Any]) -> str:
     n = doc["large_batch"]
     large = f"batch_{n}"
     metric = doc["metric"]
-    header = (f"{'variant':<24} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {'size':>10} {'size×':>6} "
+    header = (f"{'variant':<26} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {'size':>10} {'size×':>6} "
               f"{'b1 ms (p90)':>16} {'speed-up b1':>11} {f'b{n} ms (p90)':>17} "
               f"{f'speed-up b{n}':>13} {'per s':>9}")
     lines = [
@@ -339,7 +339,7 @@ def render(doc: dict[str, Any]) -> str:
     for r in doc["variants"]:
         b1, bl = r["latency"]["batch_1"], r["latency"][large]
         lines.append(
-            f"{r['name']:<24} {r['runtime']:<11} {r['metric']:>12.4f} {r['delta_vs_fp32']:>+10.4f} "
+            f"{r['name']:<26} {r['runtime']:<11} {r['metric']:>12.4f} {r['delta_vs_fp32']:>+10.4f} "
             f"{_size(r['size_bytes']):>10} {r['size_ratio']:>6.2f} "
             f"{b1['median_ms']:>7.3f} ({b1['p90_ms']:>6.3f}) {r['speedup_batch_1']:>10.2f}× "
             f"{bl['median_ms']:>8.3f} ({bl['p90_ms']:>6.3f}) {r[f'speedup_{large}']:>12.2f}× {bl['throughput']:>9.0f}"
