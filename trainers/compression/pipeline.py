@@ -272,10 +272,7 @@ class _Maker:
             settings["calibration_samples"] = len(calibration)  # type: ignore[arg-type]
         note = ("onnxruntime.quantization static int8 (per-channel weights, calibrated on training data)" if static
                 else "onnxruntime.quantization dynamic int8") + "; max_abs_diff against the fp32 PyTorch winner"
-        return self._onnx_variant("onnx_int8", "onnx_int8", path, self._baseline_of(source), settings, note)
-
-    def _baseline_of(self, source: Variant) -> Variant:
-        return source if source.transform == "none" else self.baseline
+        return self._onnx_variant("onnx_int8", "onnx_int8", path, self.baseline, settings, note)
 
     def _onnx_variant(self, name: str, method: str, path: Path, reference: Variant, settings: dict[str, Any],
                       note: str) -> Variant:
