@@ -128,7 +128,7 @@ def _one(name: str, config: dict[str, Any], settings: Any, tmp: Path, quick: boo
 
     checkpoint, seconds = train(name, config, tmp, 3 if quick else None)
     winner = Winner.from_checkpoint(checkpoint, config["task"], "val_accuracy", "maximize")
-    search = DistillSearch(config["task"], settings.distill_trials, 0, winner.goal,
+    search = DistillSearch(config["task"], settings.distill_trials, 0, "maximize",
                            {"temperature": settings.temperature, "alpha": settings.alpha})
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):

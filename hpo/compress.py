@@ -236,8 +236,8 @@ class _Recorder:
                         schema.COMPRESS_VARIANT: f"distill_trial_{number}",
                         schema.COMPRESS_DISTILL_TRIAL: str(number),
                         schema.COMPRESS_SELECTED: "true" if trial["selected"] else "false"}
-        params = {"temperature": trial["temperature"], "alpha": trial["alpha"],
-                  **{k: settings[k] for k in ("epochs", "hidden", "layers") if k in settings}}
+        params: dict[str, Any] = {"temperature": trial["temperature"], "alpha": trial["alpha"],
+                                  **{k: settings[k] for k in ("epochs", "hidden", "layers") if k in settings}}
         log_compress_variant(self.client, distill_run_id, run_name=f"compress-distill-trial-{number}",
                              tags=student_tags, params=params, metrics={self.winner.metric: trial["metric"]}, files=[])
 

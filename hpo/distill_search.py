@@ -11,7 +11,7 @@ of its own (parent run, lease, journal) for a handful of tiny trials. The first 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 from hpo.config import SweepConfig
 
@@ -20,7 +20,7 @@ TEMPERATURE = {"distribution": "log_uniform", "min": 1.0, "max": 10.0}
 ALPHA = {"distribution": "uniform", "min": 0.1, "max": 0.95}
 
 
-def search_config(task: str, trials: int, seed: int, goal: str) -> SweepConfig:
+def search_config(task: str, trials: int, seed: int, goal: Literal["maximize", "minimize"]) -> SweepConfig:
     """The distillation sweep as a sweep file would state it (what ``make_sampler`` reads)."""
     return SweepConfig.model_validate({
         "name": "distill", "method": "bayes", "seed": seed, "trainer": {"task": task},
@@ -33,7 +33,8 @@ class DistillSearch:
     """Ask-and-tell over ``temperature`` and ``alpha`` with the sweep's sampler (TPE, seeded); the
     ``trainers.compression.students.StudentSearch`` the compression stage drives."""
 
-    def __init__(self, task: str, trials: int, seed: int, goal: str, first: dict[str, float]) -> None:
+    def __init__(self, task: str, trials: int, seed: int, goal: Literal["maximize", "minimize"],
+                 first: dict[str, float]) -> None:
         import optuna
 
         from hpo.search import make_sampler
