@@ -26,7 +26,7 @@ __all__ = ["METHODS", "Source", "compress_after_search", "compress_stored", "fin
 SOURCE = "hpo compress"
 CHECKPOINT = f"{schema.BEST_CHECKPOINT_DIR}/model.pt"
 SPLIT = "validation"
-NO_TEST_SPLIT = "no test split"  # the built-in tasks have train/validation only
+NO_TEST_SPLIT = "no test split"  # variants are not scored on the test split yet (measure.variant_metrics)
 MLFLOW_MODEL_PATH = "mlflow_model"
 FRONTS = ("latency_batch_1", "latency_large_batch", "size")
 
