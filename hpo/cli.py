@@ -135,20 +135,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("target", metavar="NAME|RUN_ID", help="sweep name, sweep run id, or the best trial's run id")
     compress.add_argument("--methods", nargs="+", metavar="METHOD",
-                          help="dynamic_int8 static_int8 prune_global prune_structured distill onnx (default: all "
-                               "that apply to the model)")
+                          help="dynamic_int8 static_int8 onnx_int8 prune_global prune_structured distill onnx "
+                               "(default: all that apply to the model)")
     compress.add_argument("--sparsities", nargs="+", type=float, metavar="S",
                           help="global pruning sparsities, each in (0, 1) (default 0.5 0.8 0.9)")
     compress.add_argument("--structured-sparsity", type=float, help="share of units/channels removed (default 0.5)")
     compress.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 3)")
     compress.add_argument("--distill-epochs", type=int, help="student epochs (default: the winner's epochs)")
+    compress.add_argument("--distill-trials", type=int,
+                          help="students of a small sweep over temperature and alpha; the best is kept (default 0: "
+                          "one student with --temperature and --alpha)")
     compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
+    compress.add_argument("--student-layers", type=int, help="student layers (default 0: one fewer than the winner)")
     compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
     compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
     compress.add_argument("--max-drop", type=float,
                           help="largest metric drop a variant may show to be exported to ONNX (default 0.01)")
     compress.add_argument("--threads", type=int, help="CPU threads while measuring (default 1)")
     compress.add_argument("--repeats", type=int, help="timed calls per latency figure (default 30)")
+    compress.add_argument("--warmup", type=int, help="untimed calls before timing (default 5)")
+    compress.add_argument("--large-batch", type=int, help="batch size of the throughput figures (default 256)")
+    compress.add_argument("--calibration-samples", type=int,
+                          help="training examples that calibrate static int8 (default 1024)")
     compress.add_argument("--tracking-uri")
     compress.add_argument("--json", action="store_true")
     compress.set_defaults(handler=_cmd_compress)
@@ -210,12 +218,18 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     else:
         print(leaderboard_text(result))
         print(where_to_look(result, uri))
+        if result.compression is not None and "error" not in result.compression:
+            from hpo.compress import render
+
+            print(render(result.compression))
     if result.interrupted:
         return EXIT_INTERRUPTED
     if result.best is None:
         print("error: no trial produced a value of the sweep metric; see the FAILED trials' errors above",
               file=sys.stderr)
         return EXIT_RUNTIME
+    if result.compression is not None and "error" in result.compression:
+        return EXIT_RUNTIME  # said on stderr when the stage failed; the search's results are stored
     return EXIT_OK
 
 
@@ -354,7 +368,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(
         args.methods, args.sparsities, structured_sparsity=args.structured_sparsity,
-        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, student_width=args.student_width,
+        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, distill_trials=args.distill_trials,
+        student_width=args.student_width, student_layers=args.student_layers, warmup=args.warmup,
+        large_batch=args.large_batch, calibration_samples=args.calibration_samples,
         temperature=args.temperature,
         alpha=args.alpha, max_drop=args.max_drop, threads=args.threads, repeats=args.repeats,
     )

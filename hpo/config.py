@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from hpo import defaults
+from hpo.compress_block import CompressBlock
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
@@ -331,6 +332,8 @@ class SweepConfig(_Model):
     confirm: Confirm | None = Field(
         default=None, description="{top: 3, seeds: 5}: re-run the top configurations with fresh seeds; off when absent",
     )
+    compress: CompressBlock | None = Field(
+        default=None, description="run the compression stage (hpo compress) on the winner once the search is done")
 
     @model_validator(mode="before")
     @classmethod

@@ -59,6 +59,8 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         doc["confirmation"] = {k: v for k, v in result.confirmation.items() if k != "runs"}
         if best is not None:
             doc["best"]["confirmed"] = confirmed(result.confirmation, best.run_id)
+    if result.compression is not None:  # the sweep file's compress: block ran (hpo compress --json's document)
+        doc["compression"] = result.compression
     return doc
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
+from hpo.compress import compress_after_search
 from hpo.config import SweepConfig, flatten
 from hpo.confirm import confirm_search, stored_confirmation
 from hpo.errors import ClusterError, TrackingError, tracking_errors
@@ -104,8 +105,8 @@ def run_sweep(
         with watchdog.marking():
             cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
         try:
-            return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                on_finish, plan)
+            result = _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
+                                  on_finish, plan)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
                 raise TrackingError(str(unwritable)) from None
@@ -115,6 +116,9 @@ def run_sweep(
 
             ray.shutdown()
             watchdog.close()
+        # the search's results are final and stored: the sweep file's compress: block runs on them (no Ray)
+        result.compression = compress_after_search(config, result, progress_stream or sys.stderr)
+        return result
 
 
 def _stored_result(

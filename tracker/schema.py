@@ -139,4 +139,6 @@ COMPRESS_PARETO = "hpo.compress.pareto"  # e.g. "latency,size": fronts the varia
 COMPRESS_SPLIT = "hpo.compress.split"  # the split the variant's metric was measured on (validation)
 COMPRESS_TEST_SPLIT = "hpo.compress.test_split"  # what the test split is (none yet for the built-in tasks)
 COMPRESS_NOTE = "hpo.compress.note"  # a remark on the variant (e.g. int8 slower than fp32 at batch 1)
+COMPRESS_DISTILL_TRIAL = "hpo.compress.distill_trial"  # a student of the distillation sweep: its number
+COMPRESS_SELECTED = "hpo.compress.selected"  # true on the student that became the distill variant
 COMPRESS_SUMMARY_ARTIFACT = "compression/summary.json"  # on the sweep run: the table and Pareto sets

@@ -42,7 +42,7 @@ def compressed(small_sweep_store: Any, tmp_path_factory: pytest.TempPathFactory)
     with capture.open("w") as out, contextlib.redirect_stdout(out):
         code = main(["compress", small_sweep_store.parent_run_id, "--tracking-uri", uri, "--json", "--methods",
                      "dynamic_int8", "prune_global", "prune_structured", "distill", "onnx", "--sparsities", "0.5",
-                     "--distill-epochs", "2", "--max-drop", "0.05", *FAST])
+                     "--distill-epochs", "2", "--distill-trials", "2", "--max-drop", "0.05", *FAST])
     assert code == 0
     return uri, json.loads(capture.read_text()), small_sweep_store
 
@@ -85,6 +85,30 @@ def test_variants_are_child_runs_with_their_files_and_trial_listings_skip_them(c
         assert (schema.COMPRESS_PARETO in tags) == bool(v["pareto"])
     trials = Store(uri).sweep(sweep.parent_run_id).trials
     assert len(trials) == 6 and set(trials["run_id"]).isdisjoint(v["run_id"] for v in doc["variants"])
+
+
+def test_the_distillation_sweep_keeps_its_best_student_and_logs_each_under_the_distill_run(compressed: Any) -> None:
+    uri, doc, sweep = compressed
+    distill = next(v for v in doc["variants"] if v["name"] == "distill")
+    trials = distill["distill_trials"]
+    assert [t["number"] for t in trials] == [0, 1]
+    assert (trials[0]["temperature"], trials[0]["alpha"]) == (4.0, 0.7)  # the given settings come first
+    assert (trials[1]["temperature"], trials[1]["alpha"]) != (4.0, 0.7)  # then the sampler's proposal
+    best = max(trials, key=lambda t: t["metric"])  # ties keep the earlier trial, as max does
+    assert [t["selected"] for t in trials] == [t is best for t in trials]
+    assert distill["settings"]["selected_trial"] == best["number"]
+    assert (distill["settings"]["temperature"], distill["settings"]["alpha"]) == (best["temperature"], best["alpha"])
+    assert distill["metric"] == pytest.approx(best["metric"])  # the kept student is the variant measured
+    mlflow = client(uri)
+    runs = mlflow.search_runs([mlflow.get_run(sweep.parent_run_id).info.experiment_id],
+                              filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{distill['run_id']}'")
+    assert sorted(r.data.tags[schema.COMPRESS_DISTILL_TRIAL] for r in runs) == ["0", "1"]
+    for run in runs:
+        trial = trials[int(run.data.tags[schema.COMPRESS_DISTILL_TRIAL])]
+        assert run.data.tags[schema.RUN_KIND] == "compress" and run.data.tags[schema.COMPRESS_METHOD] == "distill"
+        assert run.data.tags[schema.COMPRESS_SELECTED] == ("true" if trial["selected"] else "false")
+        assert float(run.data.params["temperature"]) == pytest.approx(trial["temperature"])
+        assert run.data.metrics[doc["metric"]] == pytest.approx(trial["metric"])
 
 
 def test_stored_variants_load_without_pickle_trust_and_the_fp32_model_serves(compressed: Any, tmp_path: Path) -> None:

@@ -108,8 +108,27 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model: nn.Module, data: TaskData) -> dict[str, float]:
-    """The validation metrics the built-in loop reports (``val_loss`` and per-kind ones) for ``model``."""
+    """The validation metrics the built-in loop reports (``val_loss`` and per-kind ones) for ``model``.
+
+    For choosing (best epoch, best student); a finished variant's reported figures come from
+    ``variant_metrics``.
+    """
     return score(predict(model, data.x_val), data)
+
+
+def variant_metrics(outputs_of: Callable[[torch.Tensor], torch.Tensor], data: TaskData) -> dict[str, float]:
+    """The metrics reported for one finished variant, whatever runs it (PyTorch, ONNX Runtime).
+
+    The one place variants are scored: every row of the table, every compress run's metrics and the
+    bench's figures come from here. Today: the validation split (the split the sweep selected on).
+    A test split (``TaskData.x_test``) joins here, scored once per variant, as ``test_*`` metrics.
+
+    Args:
+        outputs_of: the variant's outputs (logits or predictions) on a batch of inputs.
+        data: the task's data.
+    """
+    out = torch.cat([outputs_of(data.x_val[i : i + EVAL_BATCH]).float() for i in range(0, len(data.x_val), EVAL_BATCH)])
+    return score(out, data)
 
 
 def score(out: torch.Tensor, data: TaskData) -> dict[str, float]:
