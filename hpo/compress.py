@@ -26,7 +26,8 @@ __all__ = ["METHODS", "Source", "compress_after_search", "compress_stored", "fin
 SOURCE = "hpo compress"
 CHECKPOINT = f"{schema.BEST_CHECKPOINT_DIR}/model.pt"
 SPLIT = "validation"
-NO_TEST_SPLIT = "no test split"  # variants are not scored on the test split yet (measure.variant_metrics)
+TEST_SPLIT = "test split scored once per variant"  # by measure.variant_metrics, after every choice is made
+NO_TEST_SPLIT = "no test split: no test estimate"  # the winner's data has none (own data without one)
 MLFLOW_MODEL_PATH = "mlflow_model"
 FRONTS = ("latency_batch_1", "latency_large_batch", "size")
 
@@ -212,7 +213,7 @@ class _Recorder:
         tags = {schema.COMPRESS_METHOD: row["method"], schema.COMPRESS_VARIANT: row["name"],
                 schema.COMPRESS_SOURCE_RUN: self.source.source_run_id, schema.COMPRESS_RUNTIME: row["runtime"],
                 schema.SWEEP: self.source.sweep, schema.METRIC: self.winner.metric, schema.GOAL: self.winner.goal,
-                schema.COMPRESS_SPLIT: SPLIT, schema.COMPRESS_TEST_SPLIT: NO_TEST_SPLIT}
+                schema.COMPRESS_SPLIT: SPLIT, schema.COMPRESS_TEST_SPLIT: _test_split(row)}
         if row["note"]:
             tags[schema.COMPRESS_NOTE] = row["note"]
         params = {**row["settings"], "threads": row["threads"], "large_batch": self.settings.large_batch,
@@ -317,7 +318,7 @@ def summary(source: Source, model: str, metric: str, goal: str, settings: Compre
                      "pareto": [name for name in FRONTS if row["name"] in fronts[name]]})
     return {"sweep": source.sweep, "parent_run_id": source.parent_run_id, "source_run_id": source.source_run_id,
             "task": source.task, "model": model, "metric": metric, "goal": goal, "split": SPLIT,
-            "test_split": NO_TEST_SPLIT, "threads": settings.threads, "large_batch": settings.large_batch,
+            "test_split": _test_split(baseline), "threads": settings.threads, "large_batch": settings.large_batch,
             "repeats": settings.repeats, "warmup": settings.warmup, "variants": rows, "pareto": fronts}
 
 
@@ -326,7 +327,8 @@ def render(doc: dict[str, Any]) -> str:
     n = doc["large_batch"]
     large = f"batch_{n}"
     metric = doc["metric"]
-    header = (f"{'variant':<26} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {'size':>10} {'size×':>6} "
+    test = test_metric_name(metric)
+    header = (f"{'variant':<26} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {test:>13} {'size':>10} {'size×':>6} "
               f"{'b1 ms (p90)':>16} {'speed-up b1':>11} {f'b{n} ms (p90)':>17} "
               f"{f'speed-up b{n}':>13} {'per s':>9}")
     lines = [
@@ -340,6 +342,7 @@ def render(doc: dict[str, Any]) -> str:
         b1, bl = r["latency"]["batch_1"], r["latency"][large]
         lines.append(
             f"{r['name']:<26} {r['runtime']:<11} {r['metric']:>12.4f} {r['delta_vs_fp32']:>+10.4f} "
+            f"{_maybe(r['metrics'].get(test)):>13} "
             f"{_size(r['size_bytes']):>10} {r['size_ratio']:>6.2f} "
             f"{b1['median_ms']:>7.3f} ({b1['p90_ms']:>6.3f}) {r['speedup_batch_1']:>10.2f}× "
             f"{bl['median_ms']:>8.3f} ({bl['p90_ms']:>6.3f}) {r[f'speedup_{large}']:>12.2f}× {bl['throughput']:>9.0f}"
@@ -358,6 +361,20 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(f"fp32 MLflow Model: {doc['mlflow_model']}  (mlflow models serve -m {doc['mlflow_model']} "
                      "--env-manager local)")
     return "\n".join(lines)
+
+
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _test_split(row: dict[str, Any]) -> str:
+    """What a variant says of the test split: scored (``test_*`` among its metrics) or absent."""
+    return TEST_SPLIT if any(k.startswith("test_") for k in row["metrics"]) else NO_TEST_SPLIT
+
+
+def test_metric_name(metric: str) -> str:
+    """``val_accuracy`` -> ``test_accuracy``: the test figure of the sweep metric."""
+    return f"test_{metric.removeprefix('val_')}"
 
 
 def _size(n: float) -> str:

@@ -52,14 +52,20 @@ def test_every_variant_is_measured_against_fp32_on_the_validation_split(compress
     names = [v["name"] for v in doc["variants"]]
     assert names[:5] == ["fp32", "dynamic_int8", "prune_global_0.5", "prune_structured_0.5", "distill"]
     assert names[5] == "onnx_fp32" and len(names) == 7 and names[6].startswith("onnx_")
-    assert doc["metric"] == "val_accuracy" and doc["split"] == "validation" and doc["test_split"] == "no test split"
+    assert doc["metric"] == "val_accuracy" and doc["split"] == "validation"
+    assert doc["test_split"] == "test split scored once per variant"
     assert doc["source_run_id"] == sweep.result_json["best"]["run_id"]
     fp32 = doc["variants"][0]
+    # the fp32 baseline is the winner's checkpoint: its test figures are the ones the sweep scored once
+    winner_test = sweep.result_json["best"]["test"]
+    assert fp32["metrics"]["test_accuracy"] == pytest.approx(winner_test["test_accuracy"], abs=1e-6)
+    assert fp32["metrics"]["test_loss"] == pytest.approx(winner_test["test_loss"], rel=1e-4)
     assert fp32["delta_vs_fp32"] == 0 and fp32["size_ratio"] == 1
     assert fp32["metric"] == pytest.approx(sweep.result_json["best"]["metric"], abs=1e-6)
     for v in doc["variants"]:
         assert v["params"] > 0 and v["size_bytes"] > 0 and v["threads"] == 1 and v["run_id"]
         assert set(v["latency"]) == {"batch_1", "batch_256"}
+        assert 0 <= v["metrics"]["test_accuracy"] <= 1 and "val_accuracy" in v["metrics"]
         assert v["delta_vs_fp32"] == pytest.approx(v["metric"] - fp32["metric"])
     assert doc["variants"][1]["size_ratio"] < 0.7  # int8 weights of a 32-wide MLP (biases stay fp32)
     assert doc["variants"][3]["params"] < fp32["params"]  # structured pruning really shrank the layers
