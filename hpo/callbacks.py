@@ -19,7 +19,7 @@ from ray.tune import Callback
 from hpo.results import TrialRecord
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
-from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, DEVICE_KEY, NODE_KEY, TIME_KEY
 from tracker import schema
 from tracker.mlflow_log import SweepLogger
 
@@ -93,6 +93,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             f"{sweep}-{number:03d}",
             config,
             {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
+             **({schema.TRIAL_SEED: str(config["seed"])} if "seed" in config else {}),
              **({schema.REPLACES: replaced} if replaced else {})},
         )
         if replaced:
@@ -107,7 +108,9 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             return
         step = int(result.get("epoch") or result.get("training_iteration") or record.epochs + 1)
         if isinstance(result.get(NODE_KEY), str):  # the trainable sends it with its first report
-            self.logger.set_tags(record.run_id, {schema.NODE_ID: result[NODE_KEY]})
+            where = {schema.NODE_ID: result[NODE_KEY], schema.HOST: str(result.get("hostname") or ""),
+                     schema.DEVICE: str(result.get(DEVICE_KEY) or "")}
+            self.logger.set_tags(record.run_id, {k: v for k, v in where.items() if v})
         values = {
             k: float(v) for k, v in result.items()
             if k not in _RAY_FIELDS and not k.startswith(BEST_KEY)  # hpo_best.<objective>: what Optuna is told

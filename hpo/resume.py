@@ -319,17 +319,7 @@ def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[S
         if schema.run_kind(tags) != schema.KIND_TRIAL:
             continue
         number = tags.get(schema.TRIAL_NUMBER)
-        history: dict[str, list[float | None]] = {}
-        for key in run.data.metrics:
-            if key.startswith(_SUMMARY):
-                continue
-            points = client.get_metric_history(run.info.run_id, key)
-            last = max((p.step for p in points), default=0)
-            values: list[float | None] = [None] * last
-            for p in points:
-                if 1 <= p.step <= last:
-                    values[p.step - 1] = p.value if math.isfinite(p.value) else None
-            history[key] = values
+        history = epoch_history(client, run)
         out.append(StoredTrial(
             run_id=run.info.run_id, number=int(number) if number and number.isdigit() else -1,
             trial_id=tags.get(schema.TRIAL_ID, ""), status=run.info.status, tags=tags,
@@ -337,6 +327,24 @@ def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[S
             metrics=dict(run.data.metrics), start_ms=int(run.info.start_time or 0),
         ))
     return out
+
+
+def epoch_history(client: Any, run: Any) -> dict[str, list[float | None]]:
+    """A trial run's per-epoch metrics: name -> values by epoch (index 0 = epoch 1; None where not logged
+    or not finite). Summary metrics (``best_``, ``final_``, ``epochs_run``, step 0) are left out."""
+    history: dict[str, list[float | None]] = {}
+    for key in run.data.metrics:
+        if key.startswith(_SUMMARY):
+            continue
+        # by step, then time: a point logged again at a step (a hand correction) is the one that counts
+        points = sorted(client.get_metric_history(run.info.run_id, key), key=lambda p: (p.step, p.timestamp))
+        last = max((p.step for p in points), default=0)
+        values: list[float | None] = [None] * last
+        for p in points:
+            if 1 <= p.step <= last:
+                values[p.step - 1] = p.value if math.isfinite(p.value) else None
+        history[key] = values
+    return history
 
 
 def _sort_trials(trials: list[StoredTrial]) -> tuple[list[StoredTrial], list[StoredTrial], list[StoredTrial]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from hpo.objectives import objective_key
 from hpo.space import GRID_INDEX
-from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, DEVICE_KEY, NODE_KEY, TIME_KEY
 from trainers.imports import import_callable
 
 
@@ -123,7 +123,11 @@ class _TuneReporter:
         values.setdefault("epoch", float(self._reports))
         # Ray overwrites "timestamp" with whole seconds; the driver logs this one as the points' MLflow time.
         values[TIME_KEY] = time.time()
-        report: dict[str, Any] = {**values, NODE_KEY: self._node_id} if self._reports == 1 and self._node_id else values
+        report: dict[str, Any] = values
+        if self._reports == 1 and self._node_id:  # where the trial runs, once: the driver tags its run with it
+            import torch
+
+            report = {**values, NODE_KEY: self._node_id, DEVICE_KEY: "cuda" if torch.cuda.is_available() else "cpu"}
         if checkpoint is None:
             self._tune.report(report)
             return
