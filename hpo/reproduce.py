@@ -134,13 +134,13 @@ def compare(
     """
     epochs = min(len(rerun), max((len(v) for v in stored.values()), default=0))
     result = Comparison(tolerance, epochs)
+    skipped = (*ignore, *(f"{name}_std" for name in ignore))
+    names = sorted(name for name in stored if name not in skipped)
     # a re-run that continued a killed run from its checkpoint holds only the epochs after it
-    logged = {i + 1 for values in stored.values() for i, v in enumerate(values) if v is not None}
+    logged = {i + 1 for name in names for i, v in enumerate(stored[name]) if v is not None}
     for epoch in sorted(e for e in logged if e <= epochs):
         report = rerun[epoch - 1]
-        for name in sorted(stored):
-            if name in ignore or name.endswith(tuple(f"{t}_std" for t in ignore)):
-                continue
+        for name in names:
             values = stored[name]
             old = values[epoch - 1] if epoch <= len(values) else None
             new = report.get(name)
