@@ -144,6 +144,14 @@ class ResumePlan:
         book.taken.update(t.number for t in self.ended)
         for trial in self.rerun:
             book.replaces[trial.number] = trial.run_id
+            chain = [t for t in (*self.rerun, *self.stale) if t.number == trial.number]
+            book.logged_epochs[trial.number] = max((len(v) for t in chain for v in t.history.values()), default=0)
+
+    def resume_keys(self) -> frozenset[str]:
+        """The ``hpo.trial_state`` keys of the trials to re-run: their saved states are continued."""
+        from hpo.trial_state import param_text, state_key
+
+        return frozenset(state_key({k: param_text(v) for k, v in t.params.items()}) for t in self.rerun)
 
 
 # -- finding -----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_check
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
+from hpo.trial_state import states_folder
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
@@ -310,12 +312,14 @@ def _fit(
     # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
     callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
 
+    states = None if storage is None else states_folder(storage, tracker.logger.parent_run_id)
     trainable = make_trainable(
         task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
         user_parts=config.trainer.user_parts,
         metric=config.metric.name, goal=config.metric.goal, threads=trial_threads(config),
         workers=config.workers, resources=config.resources.model_dump(),
         objectives=[(m.name, m.goal) for m in config.objectives],
+        states=states, resume_keys=plan.resume_keys() if plan is not None else frozenset(),
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
@@ -342,6 +346,8 @@ def _fit(
         relay.run(tuner.fit)
     else:
         tuner.fit()
+        if states is not None:  # every trial ended: no state is needed any more (kept when interrupted)
+            shutil.rmtree(states, ignore_errors=True)
 
 
 def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:

@@ -101,6 +101,9 @@ STOPPED_BY_CRASH: StoppedBy = "crash"  # the driver died (or was interrupted) wh
 STOPPED_BY_TIMEOUT: StoppedBy = "timeout"  # a trial or report timeout ended it (FAILED, hpo.timeouts)
 REPLACES = "hpo.replaces"  # on a re-run trial: the run id of the killed run it replaces (same trial number)
 REPLACED_BY = "hpo.replaced_by"  # on a killed run: the run id of its re-run
+# on a re-run that continued from the killed run's saved state: the last epoch that state held. The re-run
+# logs only the epochs its killed run(s) had not logged; those stay on the run(s) it replaces.
+RESUMED_FROM_EPOCH = "hpo.resumed_from_epoch"
 # what ``hpo reproduce`` needs to run a trial again as it ran (with the versions and git commit above)
 THREADS = "hpo.threads"  # torch intra-op threads the trial trained with: CPU results differ in the last bits otherwise
 HOST = "hpo.host"  # hostname of the node the trial ran on (from Ray's result)
