@@ -334,7 +334,24 @@ def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[S
             params={k: parse_param(v) for k, v in run.data.params.items()}, history=history,
             metrics=dict(run.data.metrics), start_ms=int(run.info.start_time or 0),
         ))
+    _stitch_reruns(out)
     return out
+
+
+def _stitch_reruns(trials: list[StoredTrial]) -> None:
+    """Give each re-run the epochs its killed run(s) logged: a re-run that continued from a saved state
+    logs only the epochs they had not, and the sampler, scheduler and diagnosis want the whole curve."""
+    by_id = {t.run_id: t for t in trials}
+    for trial in trials:
+        seen, earlier = {trial.run_id}, by_id.get(trial.tags.get(schema.REPLACES, ""))
+        while earlier is not None and earlier.run_id not in seen:
+            seen.add(earlier.run_id)
+            for key, values in earlier.history.items():
+                mine = trial.history.setdefault(key, [])
+                mine.extend([None] * (len(values) - len(mine)))
+                trial.history[key] = [v if v is not None else values[i] if i < len(values) else None
+                                      for i, v in enumerate(mine)]
+            earlier = by_id.get(earlier.tags.get(schema.REPLACES, ""))
 
 
 def epoch_history(client: Any, run: Any) -> dict[str, list[float | None]]:
