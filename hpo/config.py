@@ -202,14 +202,21 @@ class Trainer(_Model):
     data: str | None = Field(
         default=None,
         description="your own data for the built-in loop: 'package.module:load_data', called as "
-        "load_data(config) -> (x_train, y_train, x_val, y_val); integer y = classification, float y = regression",
+        "load_data(config) -> (x_train, y_train, x_val, y_val) or (x_train, y_train, x_val, y_val, x_test, y_test); "
+        "integer y = classification, float y = regression",
     )
     data_file: str | None = Field(
         default=None,
         description="a table for the built-in loop: .csv or .parquet (with `target`) or .npz (arrays X, y); "
-        "relative to the folder hpo runs in; split with the val_fraction setting",
+        "relative to the folder hpo runs in; split with the val_fraction (and test_fraction) settings",
     )
     target: str | None = Field(default=None, description="the column of data_file (.csv/.parquet) to predict")
+    test_file: str | None = Field(
+        default=None,
+        description="a test set for data_file, in the same layout (same suffix, features and target); read once, "
+        "for the winner, after the search. Or hold out a share of data_file with options.test_fraction; with "
+        "neither, the sweep has no test estimate",
+    )
     epochs: int = Field(default=10, ge=1)
     options: dict[str, Any] = Field(default_factory=dict, description="fixed trainer settings")
     reports: list[str] | None = Field(default=None, description="metrics a custom function reports")
@@ -231,7 +238,7 @@ class Trainer(_Model):
             raise ValueError(f"must look like {_SPEC}, got {function!r}")
         return function
 
-    @field_validator("data_file")
+    @field_validator("data_file", "test_file")
     @classmethod
     def _file_kind(cls, path: str | None) -> str | None:
         if path is not None and Path(path).suffix.lower() not in DATA_FILE_SUFFIXES:
@@ -257,12 +264,25 @@ class Trainer(_Model):
         if not table and self.target is not None:
             raise ValueError("trainer.target names a column of a .csv/.parquet trainer.data_file; remove it "
                              "(.npz files hold arrays X and y)")
+        if self.test_file is not None:
+            self._check_test_file()
         return self
+
+    def _check_test_file(self) -> None:
+        if self.data_file is None:
+            raise ValueError(f"trainer.test_file ({self.test_file!r}) is the test set of a trainer.data_file; "
+                             "remove it (a trainer.data function returns its test arrays itself; built-in tasks "
+                             "have their own test split)")
+        if Path(str(self.test_file)).suffix.lower() != Path(self.data_file).suffix.lower():
+            raise ValueError(f"trainer.test_file ({self.test_file!r}) must have the layout of trainer.data_file "
+                             f"({self.data_file!r}): use the same suffix")
+        if "test_fraction" in self.options:
+            raise ValueError("give trainer.test_file or trainer.options.test_fraction, not both: one test split")
 
     @property
     def user_parts(self) -> dict[str, str]:
         """Your own model / data / data file for the built-in loop (empty for built-in tasks)."""
-        fields = ("model", "data", "data_file", "target")
+        fields = ("model", "data", "data_file", "target", "test_file")
         return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
 
 

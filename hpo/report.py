@@ -13,6 +13,7 @@ from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard, pa
 from tracker import schema
 from tracker.mlflow_log import redact, sqlite_path
 from tracker.params import present
+from trainers.tasks import TASKS
 
 MAX_PARAM_COLUMNS = 8
 
@@ -41,14 +42,42 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         "experiment_id": result.experiment_id,
         "tracking_uri": redact(result.tracking_uri),
         "metric": {"name": result.metric, "goal": result.goal},
-        "best": None if best is None else {"run_id": best.run_id, "params": best.config, "metric": _finite(best.best)},
+        "best": None if best is None else {"run_id": best.run_id, "params": best.config, "metric": _finite(best.best),
+                                           **test_fields(result)},
         "trials": [trial(r) for r in result.trials],
         "interrupted": result.interrupted,
         "elapsed_s": round(result.elapsed_s, 2),
     }
     if result.multi_objective:
         add_front(doc, result)
+        for member in doc["best"]:
+            if best is not None and member["run_id"] == best.run_id:
+                member.update(test_fields(result))
     return doc
+
+
+def test_fields(result: SweepResult) -> dict[str, Any]:
+    """What ``best`` says of the test split: ``test`` (``{"test_accuracy": ..., ...}`` of the winner's
+    checkpoint, scored once after the search; None without an estimate) and ``test_note`` (why not)."""
+    metrics = result.best.test_metrics if result.best is not None else {}
+    return {"test": dict(metrics) or None, "test_note": None if metrics else result.test_note}
+
+
+def test_line(result: SweepResult) -> str | None:
+    """One line on the winner's test figures, saying how it was selected; or why there are none."""
+    metrics = result.best.test_metrics if result.best is not None else {}
+    if not metrics:
+        return f"test: {result.test_note}" if result.test_note else None
+    headline = schema.TEST_PREFIX + result.metric.removeprefix("val_")
+    if headline not in metrics:
+        headline = next(n for n in ("test_accuracy", "test_loss", *metrics) if n in metrics)
+    rest = ", ".join(f"{name} {_fmt(value)}" for name, value in metrics.items() if name != headline)
+    line = f"{headline.replace('_', ' ')} of the selected trial (selected on validation): {_fmt(metrics[headline])}"
+    line += f"  ({rest})" if rest else ""
+    if result.task in TASKS and result.best is not None:  # how many rows the figure rests on
+        train, val, test = TASKS[result.task].split_sizes(result.best.config)
+        line += f"\n  trained on {train:,} rows, selected on {val:,} validation rows, tested once on {test:,} rows"
+    return line
 
 
 def _verdict(record: TrialRecord) -> str | None:
@@ -143,6 +172,8 @@ def where_to_look(result: SweepResult, uri: str) -> str:
         lines.append(f"chosen front member (best {result.metric} on the front): trial {best.number}, run {best.run_id}")
     elif best is not None:
         lines.append(f"best: trial {best.number} ({result.metric} {_fmt(best.best)}), run {best.run_id}")
+    if (test := test_line(result)) is not None:
+        lines.append(test)
     lines.append(f"sweep run: {result.parent_run_id} in {redact(uri)}")
     if uri.startswith(("http://", "https://")):
         from tracker.mlflow_log import ui_run_url  # opens the run in the UI's model-training view

@@ -31,6 +31,7 @@ class TrialRecord:
     history: dict[str, list[float | None]] = field(default_factory=dict)
     checkpoint: Any = None  # the trial's latest Ray checkpoint: its best epoch
     diagnosis: Any = None  # hpo.diagnosis.Diagnosis once the trial has ended
+    test_metrics: dict[str, float] = field(default_factory=dict)  # test_<name>: the winner's, after the search
 
 
 @dataclass
@@ -48,6 +49,8 @@ class SweepResult:
     interrupted: bool = False
     elapsed_s: float = 0.0
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
+    test_note: str | None = None  # why the winner has no test estimate (None: see best.test_metrics)
+    task: str | None = None  # the built-in task, when the sweep trained one
 
     @property
     def multi_objective(self) -> bool:
@@ -55,13 +58,16 @@ class SweepResult:
 
 
 def fixed_settings(config: SweepConfig) -> dict[str, Any]:
-    """Settings every trial shares: trainer epochs and options, and unconditional fixed parameters."""
+    """Settings every trial shares: trainer epochs and options, unconditional fixed parameters, and (built-in
+    loop) ``split_seed``, the sweep's seed."""
     fixed: dict[str, Any] = {"epochs": config.trainer.epochs, **config.trainer.options}
     for name, param in config.parameters.items():
         if isinstance(param, Fixed) and not param.when:
             fixed[name] = param.value
     if "seed" not in fixed and "seed" not in config.parameters:
         fixed["seed"] = config.seed
+    if config.trainer.function is None:  # the sweep's seed fixes the split: the same rows for every trial
+        fixed["split_seed"] = config.seed
     return fixed
 
 

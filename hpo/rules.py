@@ -13,6 +13,7 @@ from typing import Any
 from hpo import objectives, space
 from hpo.config import Choice, Fixed, Range, SweepConfig, did_you_mean
 from hpo.errors import ConfigError
+from hpo.split_rules import check_split
 from trainers import catalog
 from trainers.tasks import CLASSIFICATION_METRICS, REGRESSION_METRICS, TASKS
 
@@ -32,6 +33,7 @@ def check(config: SweepConfig, *, source: str) -> None:
     if config.trainer.function is None:
         _check_catalog(config, source)
         _check_user_parts(config, source)
+        check_split(config, source, lambda path, field: _check_data_file(path, config.trainer.target, source, field))
     else:
         _check_function(config, source)
     _check_metric(config, source)
@@ -381,7 +383,7 @@ def _import_callable(spec: str, arguments: tuple[str, ...], source: str, field: 
         pass  # builtins without a signature: let the trial tell
 
 
-def _check_data_file(path: str, target: str | None, source: str) -> str:
+def _check_data_file(path: str, target: str | None, source: str, field: str = "trainer.data_file") -> str:
     """The file exists and holds what the loop needs; returns the task it makes (classification or
     regression, as the loop decides: floating-point targets are regression). Reads the header and the
     target column only."""
@@ -390,7 +392,7 @@ def _check_data_file(path: str, target: str | None, source: str) -> str:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"data file {path!r} does not exist (looked in {Path.cwd()}); give a path relative "
-                          "to the folder hpo runs in, or an absolute one", source=source, field="trainer.data_file")
+                          "to the folder hpo runs in, or an absolute one", source=source, field=field)
     suffix = file.suffix.lower()
     try:
         if suffix == ".npz":
@@ -405,11 +407,11 @@ def _check_data_file(path: str, target: str | None, source: str) -> str:
             missing = [str(target)] if target not in names else []
             what, fix = "columns", "set trainer.target to one of them"
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read data file {path!r}: {e}", source=source, field="trainer.data_file") from None
+        raise ConfigError(f"cannot read data file {path!r}: {e}", source=source, field=field) from None
     if missing:
         hint = did_you_mean(str(missing[0]), set(names))
         raise ConfigError(f"data file {path!r} has no {missing[0]!r}{hint}; its {what}: {', '.join(names)}; {fix}",
-                          source=source, field="trainer.target" if suffix != ".npz" else "trainer.data_file")
+                          source=source, field="trainer.target" if suffix != ".npz" else field)
     return "regression" if _target_is_float(file, suffix, str(target)) else "classification"
 
 

@@ -23,6 +23,7 @@ from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, tri
 from hpo.config import SweepConfig, flatten
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
+from hpo.holdout import score_winner
 from hpo.objectives import objectives_tag
 from hpo.provenance import provenance_tags
 from hpo.ray_local import Watchdog
@@ -229,12 +230,18 @@ def _track(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
+        test_note = None
+        try:  # after the search, and only then: the winner's checkpoint on the test split, once
+            test_note = score_winner(config, logger, best) if status == "FINISHED" else None
+        except KeyboardInterrupt:
+            interrupted, status, test_note = True, "KILLED", "interrupted while scoring the winner: no test estimate"
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
         _finish_parent(logger, config, records, best, status, interrupted, elapsed, best_logged)
         after_sweep(logger, records, progress_stream or sys.stderr)
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
-        records, best, interrupted, time.monotonic() - started, objectives=objectives,
+        records, best, interrupted, time.monotonic() - started, objectives=objectives, test_note=test_note,
+        task=config.trainer.task,
     )
 
 
@@ -359,7 +366,7 @@ def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str
 
     def on_finish(record: TrialRecord) -> dict[str, str]:
         try:
-            record.diagnosis = diagnose_record(record, n_classes)
+            record.diagnosis = diagnose_record(record, n_classes, config.trainer.task)
         except Exception:  # noqa: BLE001 - a diagnosis bug must not lose the trial's own results
             log.exception("diagnosis of trial %s failed", record.number)
             return {}

@@ -26,6 +26,16 @@ def trial_config(fixed: Mapping[str, Any], sampled: Mapping[str, Any]) -> dict[s
     return {**fixed, **{k: v for k, v in sampled.items() if k != GRID_INDEX}}
 
 
+def pinned_user_parts(user_parts: Mapping[str, str]) -> dict[str, str]:
+    """``Trainer.user_parts`` with its data files made absolute: trials (and the test scoring) may run
+    elsewhere, so the paths are pinned to the folder hpo runs in."""
+    pinned = dict(user_parts)
+    for name in ("data_file", "test_file"):
+        if name in pinned:
+            pinned[name] = os.path.abspath(pinned[name])
+    return pinned
+
+
 def make_trainable(
     *,
     task: str | None,
@@ -53,9 +63,7 @@ def make_trainable(
     which continue from their state instead of starting over.
     """
     fixed = dict(fixed)
-    user_parts = dict(user_parts or {})
-    if "data_file" in user_parts:  # trials may run elsewhere: pin the path to the folder hpo runs in
-        user_parts["data_file"] = os.path.abspath(user_parts["data_file"])
+    user_parts = pinned_user_parts(user_parts or {})
 
     def trainable(sampled: dict[str, Any]) -> None:
         import ray

@@ -72,6 +72,11 @@ SWEEP_FILE_ARTIFACT = "sweep.yaml"  # the sweep file exactly as given
 RESOLVED_CONFIG_ARTIFACT = "resolved_config.json"
 BEST_CHECKPOINT_DIR = "best_checkpoint"  # artifact folder with the best trial's model.pt
 BEST_PARAM_PREFIX = "best."  # params best.<name> on the parent
+# The held-out test split (hpo.holdout): read once, after the search, for the winner's best checkpoint;
+# test_<name> metrics (test_accuracy, test_loss, ...: every val_<name> renamed) on the winner's trial run
+# and on the sweep run. When there is no test estimate, the sweep run says why in this tag.
+TEST_PREFIX = "test_"
+TEST_NOTE = "hpo.test_note"  # e.g. "no test split: no test estimate"
 DIAGNOSIS_SUMMARY_ARTIFACT = "diagnosis_summary.json"
 DIAGNOSIS_SUMMARY = "hpo.diagnosis.summary"  # one-line summary tag on the parent
 # multi-objective sweeps (``metric:`` a list): the objectives, as JSON [{"name": ..., "goal": ...}, ...],

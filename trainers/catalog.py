@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["float", "int", "bool", "str", "int_list"]
+DEFAULT_TEST_FRACTION = 0.2  # the test share of the built-in tasks without an official test split
+# Settings that shape the data split: every trial of a sweep must see the same split, so they are never
+# searched (``split_seed`` comes from the sweep's own ``seed``).
+SPLIT_SETTINGS = ("test_fraction", "split_seed")
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,14 @@ CATALOG: dict[str, HParam] = _catalog(
     HParam("train_fraction", "float", 1.0, low=0.01, high=1.0,
            help="use only this fraction of the training split (learning-curve studies)"),
     HParam("val_fraction", "float", 0.2, low=0.05, high=0.9,
-           help="hold-out validation fraction for tasks without an official split (all but mnist1d)"),
+           help="hold-out validation fraction of the rows left after the test split, for tasks without an "
+                "official split (all but mnist1d)"),
+    HParam("test_fraction", "float", DEFAULT_TEST_FRACTION, low=0.05, high=0.5,
+           help="share of all rows held out as the test split (stratified, fixed by the sweep's seed; never "
+                "searched): digits, breast_cancer, diabetes default to 0.2; a data_file has no test split "
+                "unless it is set (or trainer.test_file is); mnist1d has its official one"),
+    HParam("split_seed", "int", 0, low=0,
+           help="fixes the train/validation/test split; set from the sweep's `seed`, the same for every trial"),
     HParam("folds", "int", 0, low=0, high=20,
            help="k-fold cross-validation over all labelled data (k >= 2, folds trained in lockstep); 0 = hold-out"),
     HParam("input_noise", "float", 0.0, low=0.0,
@@ -231,7 +242,7 @@ CATALOG: dict[str, HParam] = _catalog(
     HParam("shift", "int", 0, low=0,
            help="augmentation: random circular shift of training sequences along their last axis by up "
                 "to this many steps; 0 = off"),
-    HParam("seed", "int", 0, low=0, help="seed for initialisation and batch order"),
+    HParam("seed", "int", 0, low=0, help="the trial's seed: initialisation, batch order and augmentation only"),
 )
 
 

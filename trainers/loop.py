@@ -151,9 +151,11 @@ def fit(
         if task is None:
             raise ValueError("fit needs a task name or data")
         data = load_task(task, dict(config))
-    data = data.subset(float(config["train_fraction"]), seed)
+    split_seed = int(config["split_seed"])  # the sweep's: every trial trains and validates on the same rows
+    data = data.subset(float(config["train_fraction"]), split_seed)
     dist = dist or SingleProcess()
-    runs = [_FoldRun(config, split, device, build, dist) for split in (data.folds(k) if k >= 2 else [data])]
+    splits = data.folds(k, split_seed) if k >= 2 else [data]
+    runs = [_FoldRun(config, split, device, build, dist) for split in splits]
     # measured once (the model's shape is fixed), under the precision the trial trains in
     cost = model_cost(runs[0].module, data.input_shape, device, runs[0].autocast)
     stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
@@ -166,7 +168,7 @@ def fit(
     for epoch in range(progress.epoch + 1, last + 1):
         started = time.perf_counter()
         fold_metrics = [run.run_epoch(epoch) for run in runs]
-        metrics = {"epoch": float(epoch), **_combine(fold_metrics), "epoch_seconds": time.perf_counter() - started,
+        metrics = {"epoch": float(epoch), **combine_folds(fold_metrics), "epoch_seconds": time.perf_counter() - started,
                    **cost}
         stop = stopper.should_stop(metrics[metric])
         if stop:
@@ -206,10 +208,9 @@ class _FoldRun:
         self.schedule = build_schedule(self.optimizer, config, steps_per_epoch=steps_per_epoch,
                                        epochs=int(config["epochs"]))
         self.loss_fn = _loss(self.classify, float(config["label_smoothing"]))
-        self.eval_loss_fn = _loss(self.classify, 0.0)
         self.penalty = _penalty(self.module, float(config["l1"]), float(config["l2"]))
         self.clip = _clipper(float(config["clip_norm"]), float(config["clip_value"]))
-        self.autocast, self.scaler = _precision(str(config["precision"]), device)
+        self.autocast, self.scaler = precision_context(str(config["precision"]), device)
         self.augment = Augment(float(config["input_noise"]), int(config["shift"]),
                                torch.Generator().manual_seed(seed + 1))
         self.shuffle = torch.Generator().manual_seed(seed)
@@ -288,19 +289,32 @@ class _FoldRun:
             self.scaler.update()
         return sum(loss for loss, _ in captured), [out for _, out in captured]
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation metrics of the model in evaluation mode (loss without smoothing or penalty)."""
-        self.module.eval()  # the bare module: every rank evaluates everything, no collective needed
-        outputs = []
-        for xb, _ in batches(self.data.x_val, self.data.y_val, EVAL_BATCH, None):
-            with self.autocast:
-                outputs.append(self.module(xb.to(self.device)).float())
-        out, y = torch.cat(outputs), self.data.y_val.to(self.device)
-        loss = float(self.eval_loss_fn(_shaped(out, y), y))
-        if self.classify:
-            return {"val_loss": loss, **classification_metrics(out.argmax(1), y, self.data.n_classes)}
-        return {"val_loss": loss, **regression_metrics(_shaped(out, y), y)}
+        # the bare module: every rank evaluates everything, no collective needed
+        return split_metrics(self.module, self.data.x_val, self.data.y_val, self.data, self.device, self.autocast)
+
+
+@torch.no_grad()
+def split_metrics(module: nn.Module, x: torch.Tensor, y: torch.Tensor, data: TaskData, device: torch.device,
+                  autocast: AbstractContextManager[Any], prefix: str = "val") -> dict[str, float]:
+    """Metrics of ``module`` on ``(x, y)`` in evaluation mode, named ``<prefix>_loss``, ``<prefix>_accuracy``...
+
+    The one evaluation path: validation during training, test (``trainers.evaluate``) after the search.
+    The loss is plain cross-entropy or MSE (no smoothing, no penalty).
+    """
+    module.eval()
+    outputs = []
+    for xb, _ in batches(x, y, EVAL_BATCH, None):
+        with autocast:
+            outputs.append(module(xb.to(device)).float())
+    out, y = torch.cat(outputs), y.to(device)
+    loss = float(_loss(data.kind == "classification", 0.0)(_shaped(out, y), y))
+    if data.kind == "classification":
+        metrics = {"val_loss": loss, **classification_metrics(out.argmax(1), y, data.n_classes)}
+    else:
+        metrics = {"val_loss": loss, **regression_metrics(_shaped(out, y), y)}
+    return {prefix + name[len("val"):]: value for name, value in metrics.items()}
 
 
 def _rank_slice(size: int, dist: Dist) -> slice:
@@ -345,7 +359,7 @@ def _clipper(max_norm: float, max_value: float) -> Callable[[Any], None]:
     return clip if max_norm > 0 or max_value > 0 else (lambda params: None)
 
 
-def _precision(precision: str, device: torch.device) -> tuple[AbstractContextManager[Any], torch.amp.GradScaler]:
+def precision_context(precision: str, device: torch.device) -> tuple[AbstractContextManager[Any], torch.amp.GradScaler]:
     """Autocast context and gradient scaler for ``precision``; fp32 gets no-op ones.
 
     fp16 scales the loss only on CUDA (CPU autocast has no GradScaler); bf16 needs no scaling.
@@ -384,7 +398,7 @@ def _comparison(goal: str) -> Callable[[float, float], bool]:
     return (lambda a, b: a > b) if goal == "maximize" else (lambda a, b: a < b)
 
 
-def _combine(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+def combine_folds(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     """One fold's metrics as they are; several folds' as the mean plus ``<name>_std`` (sample std)."""
     if len(fold_metrics) == 1:
         return dict(fold_metrics[0])

@@ -183,6 +183,28 @@ CASES["warmup longer than training, in a large space"] = (
     ["warmup_epochs (4) must be smaller than epochs (3)", "epochs=3,", "warmup_epochs=4"],
 )
 
+# the data split is the same for every trial: fixed by the sweep's seed and the test settings
+CASES["test_fraction searched"] = (
+    _edit(lambda r: r["parameters"].update(test_fraction={"values": [0.1, 0.2]})), "parameters.test_fraction",
+    ["test_fraction fixes the test split", "cannot be searched", "trainer.options"],
+)
+CASES["split_seed set by hand"] = (
+    _edit(lambda r: r["trainer"]["options"].update(split_seed=3)), "trainer.options.split_seed",
+    ["split_seed is set from the sweep's own seed (now 0)", "set `seed:` at the top"],
+)
+CASES["test_fraction on mnist1d"] = (
+    _edit(lambda r: r["trainer"].update(task="mnist1d", options={"hidden": 16, "test_fraction": 0.1})),
+    "trainer.options.test_fraction", ["task mnist1d has its official test split", "(0.1)", "remove it"],
+)
+CASES["test_fraction too large"] = (
+    _edit(lambda r: r["trainer"]["options"].update(test_fraction=0.9)), "trainer.options.test_fraction",
+    ["test_fraction must be <= 0.5, got 0.9"],
+)
+CASES["test_file without data_file"] = (
+    _edit(lambda r: r["trainer"].update(test_file="test.csv")), "trainer",
+    ["trainer.test_file ('test.csv') is the test set of a trainer.data_file"],
+)
+
 
 def _nothing_created(folder: Path, sweep_file: Path | None) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ([sweep_file.name] if sweep_file else [])

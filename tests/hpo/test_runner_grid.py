@@ -49,7 +49,8 @@ def test_run_exits_0_and_prints_one_json_document(small_sweep_run, small_sweep_s
     assert {"sweep", "parent_run_id", "tracking_uri", "best", "trials"} <= set(doc)
     assert doc["sweep"] == "small"
     assert doc["tracking_uri"] == small_sweep_run.tracking_uri
-    assert set(doc["best"]) == {"run_id", "params", "metric"}
+    assert set(doc["best"]) == {"run_id", "params", "metric", "test", "test_note"}
+    assert doc["best"]["test_note"] is None and "test_accuracy" in doc["best"]["test"]
     assert len(doc["trials"]) == TRIALS
     for trial in doc["trials"]:
         assert {"run_id", "status", "params", "metric"} <= set(trial)
@@ -87,7 +88,7 @@ def test_trial_params_are_stored_and_conditional_ones_only_where_active(small_sw
         assert trial.params["epochs"] == str(EPOCHS)
         assert trial.params["hidden"] == "32"
         assert trial.params["train_fraction"] == "0.3"
-        assert trial.params["seed"] == "0"
+        assert trial.params["seed"] == trial.params["split_seed"] == "0"
         assert trial.params == {k: _text(v) for k, v in result[trial.run_id]["params"].items()}
         on_sgd = trial.params["optimizer"] == "sgd"
         assert ("momentum" in trial.params) is on_sgd
@@ -96,8 +97,9 @@ def test_trial_params_are_stored_and_conditional_ones_only_where_active(small_sw
     assert len(_by(trials, optimizer="adam")) == 2
 
 
-def test_one_metric_point_per_epoch_per_metric(trials) -> None:
+def test_one_metric_point_per_epoch_per_metric(trials, small_sweep_store) -> None:
     summary = {schema.EPOCHS_RUN, schema.BEST_PREFIX + "val_accuracy", schema.FINAL_PREFIX + "val_accuracy"}
+    winner = small_sweep_store.result_json["best"]
     for trial in trials:
         epochs = int(trial.metrics[schema.EPOCHS_RUN])
         assert trial.points[schema.EPOCHS_RUN] == [(0, trial.points[schema.EPOCHS_RUN][0][1])]
@@ -107,7 +109,9 @@ def test_one_metric_point_per_epoch_per_metric(trials) -> None:
             continue
         # what the task reports, and nothing Ray adds (time_total_s, hpo_best, ...)
         reported = set(TASKS["digits"].metrics)
-        assert set(trial.points) == reported | summary, trial.params
+        tested = set(winner["test"]) if trial.run_id == winner["run_id"] else set()  # after the search, once
+        assert set(trial.points) == reported | summary | tested, trial.params
+        assert all(trial.points[key] == [(0, trial.points[key][0][1])] for key in tested)
         for key in reported:
             steps = [step for step, _ in trial.points[key]]
             assert steps == list(range(1, epochs + 1)), (key, trial.params)

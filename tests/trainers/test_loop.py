@@ -92,7 +92,7 @@ def test_macro_metrics_match_sklearn() -> None:
 
 
 def test_accumulation_steps_the_optimizer_once_per_group(cancer: TaskData) -> None:
-    # 455 training rows / batch 64 = 8 batches; 3 per step -> 3 steps; onecycle counts steps, so a
+    # 364 training rows / batch 64 = 6 batches; 4 per step -> 2 steps; onecycle counts steps, so a
     # wrong count would end the cycle elsewhere; here we count optimizer steps directly.
     steps: list[int] = []
     original = torch.optim.Adam.step
@@ -103,10 +103,10 @@ def test_accumulation_steps_the_optimizer_once_per_group(cancer: TaskData) -> No
 
     torch.optim.Adam.step = counting  # type: ignore[method-assign]
     try:
-        _fit({"accumulate_steps": 3, "epochs": 1}, cancer)
+        _fit({"accumulate_steps": 4, "epochs": 1}, cancer)
     finally:
         torch.optim.Adam.step = original  # type: ignore[method-assign]
-    assert len(steps) == 3
+    assert len(cancer.y_train) == 364 and len(steps) == 2  # the last step takes the 2 batches left
 
 
 def _one_sgd_step(hp: dict[str, Any], data: TaskData) -> torch.Tensor:
@@ -268,7 +268,7 @@ def test_cross_validation_runs_k_folds_in_lockstep(cancer: TaskData) -> None:
     assert last["val_accuracy_std"] >= 0 and "val_f1_std" in last and "lr_std" not in last
     checkpoint = next(c for c in rec.checkpoints if c)
     assert len(checkpoint["fold_states"]) == 3
-    folds = cancer.folds(3)
+    folds = cancer.folds(3, 0)
     sizes = [len(f.y_val) for f in folds]
     assert sum(sizes) == len(cancer.y_train) + len(cancer.y_val) and max(sizes) - min(sizes) <= 1
     for f in folds:  # stratified: every fold keeps the class ratio within a couple of rows

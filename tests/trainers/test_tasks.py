@@ -32,17 +32,21 @@ def test_registry_declares_kind_metrics_and_models() -> None:
         assert set(info.models) <= set(CATALOG["model"].choices or ())
 
 
-@pytest.mark.parametrize(("name", "shape", "n_train", "kind"), [
-    ("digits", (1, 8, 8), 1437, "classification"),
-    ("breast_cancer", (30,), 455, "classification"),
-    ("diabetes", (10,), 353, "regression"),
+@pytest.mark.parametrize(("name", "shape", "sizes", "kind"), [
+    ("digits", (1, 8, 8), (1149, 288, 360), "classification"),  # 1,797: 20% test, then 20% of the rest
+    ("breast_cancer", (30,), (364, 91, 114), "classification"),
+    ("diabetes", (10,), (282, 71, 89), "regression"),
 ])
-def test_tabular_tasks_split_with_val_fraction(name: str, shape: tuple[int, ...], n_train: int, kind: str) -> None:
+def test_tabular_tasks_split_train_val_test(name: str, shape: tuple[int, ...], sizes: tuple[int, int, int],
+                                            kind: str) -> None:
     data: TaskData = load_task(name, {})
-    assert data.input_shape == shape and len(data.y_train) == n_train and data.kind == kind
-    assert data.kind == TASKS[name].kind
-    smaller: TaskData = load_task(name, {"val_fraction": 0.5})
-    assert abs(len(smaller.y_val) - len(smaller.y_train)) <= 1
+    assert data.input_shape == shape and data.kind == kind == TASKS[name].kind
+    assert data.y_test is not None and (len(data.y_train), len(data.y_val), len(data.y_test)) == sizes
+    assert TASKS[name].split_sizes({}) == sizes  # what the batch_size rule and the output assume
+    smaller: TaskData = load_task(name, {"val_fraction": 0.5, "test_fraction": 0.1})
+    assert abs(len(smaller.y_val) - len(smaller.y_train)) <= 1 and smaller.y_test is not None
+    assert TASKS[name].split_sizes({"val_fraction": 0.5, "test_fraction": 0.1}) == (
+        len(smaller.y_train), len(smaller.y_val), len(smaller.y_test))
 
 
 @pytest.mark.parametrize("name", ["breast_cancer", "diabetes"])

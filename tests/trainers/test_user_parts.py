@@ -63,13 +63,85 @@ def _run(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(("trainer", "floor"), [
     ('{task: breast_cancer, model: "winelab.models:build_model", epochs: 2, options: {lr: 0.01}}', 0.8),
-    ('{data: "winelab.data:load_data", epochs: 2, options: {hidden: 16, lr: 0.01}}', 0.5),
     ('{function: "winelab.train:train", epochs: 3, options: {lr: 0.5}}', 0.6),
 ])
-def test_own_model_data_or_loop_runs_a_sweep(project: Path, capsys: pytest.CaptureFixture[str], trainer: str,
-                                             floor: float) -> None:
+def test_own_model_or_loop_runs_a_sweep(project: Path, capsys: pytest.CaptureFixture[str], trainer: str,
+                                        floor: float) -> None:
     doc = _run(_sweep(project, "byo", trainer), capsys)
     assert doc["best"]["metric"] > floor
+    if "function" in trainer:
+        assert doc["best"]["test"] is None and "no test estimate" in doc["best"]["test_note"]
+    else:  # breast_cancer's own test split, scored once for the winner
+        assert set(doc["best"]["test"]) >= {"test_accuracy", "test_loss"} and doc["best"]["test_note"] is None
+
+
+# The example's load_data, with test arrays that write a line to a file whenever their values are read,
+# and a line per call of load_data: both with the reading process's id.
+RECORDED = """\
+import os
+from pathlib import Path
+
+from winelab.data import load_data as wine
+
+READS, CALLS = Path({reads!r}), Path({calls!r})
+
+
+class Recorded:
+    def __init__(self, values):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __array__(self, dtype=None, copy=None):
+        with READS.open("a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        return self.values
+
+
+def load_data(config):
+    with CALLS.open("a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    *train_val, x_test, y_test = wine(config)
+    return (*train_val, Recorded(x_test), Recorded(y_test))
+"""
+
+
+@pytest.mark.slow
+def test_own_data_test_split_is_read_once_after_the_search(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The test arrays are never read in a trial; the winner's checkpoint is scored on them once, and the
+    winner's run and the sweep run hold what a recomputation from the stored checkpoint gives."""
+    from mlflow import MlflowClient
+
+    reads, calls = project / "reads.txt", project / "calls.txt"
+    (project / "winelab" / "recorded.py").write_text(RECORDED.format(reads=str(reads), calls=str(calls)))
+    doc = _run(_sweep(project, "byo", '{data: "winelab.recorded:load_data", epochs: 2, '
+                                      "options: {hidden: 16, lr: 0.01}}"), capsys)
+    assert doc["best"]["metric"] > 0.5
+    callers, readers = calls.read_text().split(), reads.read_text().split()
+    assert len(callers) == 2 and callers[0] != callers[1]  # the trial, then the scoring task
+    assert readers == [callers[1]] * 2  # x_test and y_test, once each, by the scoring task only
+    test = doc["best"]["test"]
+    client = MlflowClient(doc["tracking_uri"])
+    for run_id in (doc["best"]["run_id"], doc["parent_run_id"]):
+        stored = client.get_run(run_id).data.metrics
+        assert {k: stored[k] for k in test} == test
+    folder = client.download_artifacts(doc["parent_run_id"], "best_checkpoint", str(project / "ckpt"))
+    checkpoint = torch.load(Path(folder) / "model.pt", weights_only=True)
+    from winelab.data import load_data
+
+    from trainers.catalog import resolve
+    from trainers.models import build_model
+
+    config = resolve(checkpoint["config"])
+    *_, x_test, y_test = load_data(config)
+    model = build_model("mlp", (13,), 3, config)
+    model.load_state_dict(checkpoint["model_state"])
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x_test))
+    assert test["test_accuracy"] == pytest.approx(float((logits.argmax(1).numpy() == y_test).mean()))
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y_test))
+    assert test["test_loss"] == pytest.approx(float(loss), rel=1e-5)
 
 
 BAD_REPORTS = """\
@@ -115,6 +187,7 @@ def test_data_file_sweep_with_cross_validation_reports_fold_spread(
     metrics = MlflowClient(doc["tracking_uri"]).get_run(doc["trials"][0]["run_id"]).data.metrics
     assert {"val_accuracy", "val_accuracy_std", "val_f1_std"} <= set(metrics)
     assert metrics["val_accuracy"] > 0.5
+    assert doc["best"]["test"] is None and doc["best"]["test_note"] == "no test split: no test estimate"
 
 
 # -- checks before any trial -------------------------------------------------------------------------
@@ -132,6 +205,13 @@ def test_data_file_sweep_with_cross_validation_reports_fold_spread(
     ('{task: digits, data: "winelab.data:load_data"}', "set exactly one of trainer.task.*got task, data"),
     ('{function: "winelab.train:train", model: "winelab.models:build_model"}', "remove trainer.model"),
     ('{data: "winelab.data"}', "must look like 'package.module:function'"),
+    ("{data_file: wine.csv, target: target, test_file: nowhere.csv}",
+     "trainer.test_file: data file 'nowhere.csv' does not exist"),
+    ("{data_file: wine.csv, target: target, test_file: test.npz}", "must have the layout of.*same suffix"),
+    ("{data_file: wine.csv, target: target, test_file: wine.csv, options: {test_fraction: 0.2}}",
+     "give trainer.test_file or trainer.options.test_fraction, not both"),
+    ('{data: "winelab.data:load_data", options: {test_fraction: 0.2}}',
+     r"trainer.options.test_fraction: trainer.data \(winelab.data:load_data\) supplies its own split"),
 ])
 def test_broken_user_parts_fail_before_any_trial(project: Path, trainer: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -195,6 +275,21 @@ def test_data_files_give_classification_or_regression(project: Path) -> None:
 
     pd.read_csv(project / "wine.csv").to_parquet(project / "wine.parquet")
     assert data_from_file(project / "wine.parquet", "target", 0.25).n_classes == 3
+
+
+def test_data_file_test_split_from_a_share_or_a_later_read_file(project: Path) -> None:
+    import pandas as pd
+
+    shared = data_from_file(project / "wine.csv", "target", 0.25, test_fraction=0.2, split_seed=1)
+    assert shared.test is not None and shared.test.rows == 36 and len(shared.y_train) + len(shared.y_val) == 142
+    assert shared.test is not data_from_file(project / "wine.csv", "target", 0.25).test is None
+    separate = data_from_file(project / "wine.csv", "target", 0.25, test_file=project / "test.csv")
+    table = pd.read_csv(project / "wine.csv")
+    table.iloc[::-6].to_csv(project / "test.csv", index=False)  # written after: the split did not read it
+    assert separate.y_test is not None and separate.x_test is not None and len(separate.y_test) == 30
+    labels = sorted(table["target"].unique())
+    assert [labels[i] for i in separate.y_test.tolist()] == table["target"].iloc[::-6].tolist()
+    assert separate.x_test.shape[1:] == separate.x_train.shape[1:]
 
 
 def test_load_data_results_are_checked(project: Path) -> None:

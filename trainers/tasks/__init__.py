@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Literal
 
-from trainers.catalog import MODELS
+from trainers.catalog import DEFAULT_TEST_FRACTION, MODELS
 
 __all__ = ["TASKS", "TaskInfo", "load_task", "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "COST_METRICS"]
 
@@ -41,19 +42,35 @@ class TaskInfo:
     n_classes: int
     description: str
     kind: Literal["classification", "regression"] = "classification"
-    n_samples: int = 0  # rows before any split
+    n_samples: int = 0  # rows before any split (mnist1d: its official training sequences)
     fixed_train: int | None = None  # an official split's training size (val_fraction does not apply)
+    official_test: bool = False  # the test split is the dataset's own (test_fraction does not apply)
+    test_samples: int = 0  # the official test split's size
 
     def train_size(self, config: Mapping[str, Any]) -> int:
         """Rows a trial trains on under the settings ``config`` (hold-out or k-fold, then train_fraction)."""
+        return self.split_sizes(config)[0]
+
+    def split_sizes(self, config: Mapping[str, Any]) -> tuple[int, int, int]:
+        """Rows of the training (after ``train_fraction``), validation and test splits under ``config``, as
+        the task's loader makes them (scikit-learn rounds a held-out share up); with ``folds``, one fold's."""
+        if self.official_test:
+            labelled, test = self.n_samples, self.test_samples
+        else:
+            test = math.ceil(self.n_samples * float(config.get("test_fraction", DEFAULT_TEST_FRACTION)))
+            labelled = self.n_samples - test
         folds = int(config.get("folds") or 0)
         if folds >= 2:
-            rows = self.n_samples * (folds - 1) // folds
+            val = labelled // folds
         elif self.fixed_train is not None:
-            rows = self.fixed_train
+            val = labelled - self.fixed_train
         else:
-            rows = int(self.n_samples * (1 - float(config.get("val_fraction", 0.2))))
-        return max(1, int(round(rows * float(config.get("train_fraction", 1.0)))))
+            val = math.ceil(labelled * float(config.get("val_fraction", 0.2)))
+        train = labelled - val
+        fraction = float(config.get("train_fraction", 1.0))
+        if fraction < 1.0:  # TaskData.subset
+            train = max(self.n_classes, int(round(train * fraction)))
+        return max(1, train), val, test
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -62,8 +79,9 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("digits", "trainers.tasks.digits", CLASSIFICATION_METRICS, ("mlp", "cnn"), 10,
                  "scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)", n_samples=1797),
         TaskInfo("mnist1d", "trainers.tasks.mnist1d", CLASSIFICATION_METRICS, MODELS, 10,
-                 "MNIST-1D (Greydanus 2020), generated offline; official 4,000/1,000 split",
-                 n_samples=5000, fixed_train=4000),
+                 "MNIST-1D (Greydanus 2020), generated offline; 3,600/400 of the official 4,000 training "
+                 "sequences for training/validation, the official 1,000 for test",
+                 n_samples=4000, fixed_train=3600, official_test=True, test_samples=1000),
         TaskInfo("breast_cancer", "trainers.tasks.breast_cancer", CLASSIFICATION_METRICS, ("mlp",), 2,
                  "scikit-learn's Wisconsin breast cancer (569 rows, 30 features, binary), standardised",
                  n_samples=569),

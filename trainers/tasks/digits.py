@@ -7,19 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from trainers import catalog
-from trainers.data import TaskData, from_arrays
+from trainers.catalog import DEFAULT_TEST_FRACTION
+from trainers.data import TaskData, from_arrays, split_settings
 
 
 @lru_cache(maxsize=4)
-def _split(val_fraction: float) -> TaskData:
+def _split(val_fraction: float, test_fraction: float | None, split_seed: int) -> TaskData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8), pixels in [0, 1]
-    return from_arrays("digits", x, digits.target.astype(np.int64), val_fraction, standardise=False)
+    return from_arrays("digits", x, digits.target.astype(np.int64), val_fraction, standardise=False,
+                       split_seed=split_seed, test_fraction=test_fraction)
 
 
 def load(options: dict[str, Any]) -> TaskData:
-    """Train/validation split of the digits (``val_fraction``, default 20%, stratified, fixed seed)."""
-    return _split(float(options.get("val_fraction", catalog.CATALOG["val_fraction"].default)))
+    """A stratified test share (``test_fraction``, default 20%), then a stratified validation share of the
+    rest (``val_fraction``, default 20%); both fixed by ``split_seed`` (the sweep's seed)."""
+    return _split(*split_settings(options, test_default=DEFAULT_TEST_FRACTION))
