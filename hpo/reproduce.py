@@ -27,6 +27,7 @@ from tracker import schema
 from tracker.params import parse_param
 
 SOURCE = "hpo reproduce"
+_SUMMARY = (schema.BEST_PREFIX, schema.FINAL_PREFIX, schema.EPOCHS_RUN)  # step-0 metrics, not per epoch
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def load_trial(client: Any, run_id: str) -> StoredTrial:
     Raises:
         ConfigError: no such run, or a run that is not a trial (a sweep or compression run).
     """
-    from hpo.resume import epoch_history, stored_sweep
+    from hpo.resume import stored_sweep
+    from hpo.stored_history import epoch_history
 
     run = _get_run(client, run_id)
     if run is None:
@@ -81,7 +83,7 @@ def load_trial(client: Any, run_id: str) -> StoredTrial:
         raise ConfigError(f"trial {run_id} has no sweep run in the store (its parent run is gone): its task and "
                           "trainer settings are unknown", source=SOURCE)
     sweep, _ = stored_sweep(client, parent, {})
-    return StoredTrial(run_id, sweep, typed_config(run.data.params, sweep), epoch_history(client, run),
+    return StoredTrial(run_id, sweep, typed_config(run.data.params, sweep), epoch_history(client, run, _SUMMARY),
                        dict(run.data.tags), run.info.status)
 
 

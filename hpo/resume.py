@@ -27,6 +27,7 @@ from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
 from hpo.results import TrialRecord
+from hpo.stored_history import epoch_history, stitch_reruns
 from hpo.trial_book import TrialBook, params_key
 from tracker import schema
 from tracker.liveness import live_state
@@ -328,49 +329,15 @@ def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[S
         if schema.run_kind(tags) != schema.KIND_TRIAL:
             continue
         number = tags.get(schema.TRIAL_NUMBER)
-        history = epoch_history(client, run)
+        history = epoch_history(client, run, _SUMMARY)
         out.append(StoredTrial(
             run_id=run.info.run_id, number=int(number) if number and number.isdigit() else -1,
             trial_id=tags.get(schema.TRIAL_ID, ""), status=run.info.status, tags=tags,
             params={k: parse_param(v) for k, v in run.data.params.items()}, history=history,
             metrics=dict(run.data.metrics), start_ms=int(run.info.start_time or 0),
         ))
-    _stitch_reruns(out)
+    stitch_reruns(out)
     return out
-
-
-def _stitch_reruns(trials: list[StoredTrial]) -> None:
-    """Give each re-run the epochs its killed run(s) logged: a re-run that continued from a saved state
-    logs only the epochs they had not, and the sampler, scheduler and diagnosis want the whole curve."""
-    by_id = {t.run_id: t for t in trials}
-    for trial in trials:
-        seen, earlier = {trial.run_id}, by_id.get(trial.tags.get(schema.REPLACES, ""))
-        while earlier is not None and earlier.run_id not in seen:
-            seen.add(earlier.run_id)
-            for key, values in earlier.history.items():
-                mine = trial.history.setdefault(key, [])
-                mine.extend([None] * (len(values) - len(mine)))
-                trial.history[key] = [v if v is not None else values[i] if i < len(values) else None
-                                      for i, v in enumerate(mine)]
-            earlier = by_id.get(earlier.tags.get(schema.REPLACES, ""))
-
-
-def epoch_history(client: Any, run: Any) -> dict[str, list[float | None]]:
-    """A trial run's per-epoch metrics: name -> values by epoch (index 0 = epoch 1; None where not logged
-    or not finite). Summary metrics (``best_``, ``final_``, ``epochs_run``, step 0) are left out."""
-    history: dict[str, list[float | None]] = {}
-    for key in run.data.metrics:
-        if key.startswith(_SUMMARY):
-            continue
-        # by step, then time: a point logged again at a step (a hand correction) is the one that counts
-        points = sorted(client.get_metric_history(run.info.run_id, key), key=lambda p: (p.step, p.timestamp))
-        last = max((p.step for p in points), default=0)
-        values: list[float | None] = [None] * last
-        for p in points:
-            if 1 <= p.step <= last:
-                values[p.step - 1] = p.value if math.isfinite(p.value) else None
-        history[key] = values
-    return history
 
 
 def _sort_trials(trials: list[StoredTrial]) -> tuple[list[StoredTrial], list[StoredTrial], list[StoredTrial]]:

@@ -631,11 +631,12 @@ def test_a_trial_killed_mid_run_continues_from_its_saved_state(tmp_path: Path) -
 
 
 def test_a_continued_reruns_history_is_read_with_its_killed_runs_epochs() -> None:
-    from hpo.resume import StoredTrial, _stitch_reruns
+    from hpo.resume import StoredTrial
+    from hpo.stored_history import stitch_reruns
 
     killed = StoredTrial("k", 0, "t1", "KILLED", {}, {}, {"val_loss": [0.9, 0.8]}, {})
     rerun = StoredTrial("r", 0, "t2", "FINISHED", {schema.REPLACES: "k"}, {},
                         {"val_loss": [None, None, 0.7, 0.6], "lr": [None, None, 0.1, 0.1]}, {})
-    _stitch_reruns([killed, rerun])
+    stitch_reruns([killed, rerun])
     assert rerun.history == {"val_loss": [0.9, 0.8, 0.7, 0.6], "lr": [None, None, 0.1, 0.1]}
     assert killed.history == {"val_loss": [0.9, 0.8]}
