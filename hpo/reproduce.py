@@ -255,7 +255,9 @@ def reproduce(client: Any, run_id: str, tolerance: float, ignore: Sequence[str])
     doc: dict[str, Any] = {
         "run_id": run_id, "sweep": trial.tags.get(schema.SWEEP), "trial_number": trial.tags.get(schema.TRIAL_NUMBER),
         "status": trial.status, "threads": threads, "epochs_stored": trial.epochs, "epochs_rerun": len(reports),
-        "tolerance": tolerance, "max_abs_diff": result.max_diff, "warnings": warnings,
+        # a value one side lacks differs without measure: null in JSON (strict JSON has no Infinity)
+        "tolerance": tolerance, "warnings": warnings,
+        "max_abs_diff": {k: v if math.isfinite(v) else None for k, v in result.max_diff.items()},
         "ignored": sorted({*schema.TIMING_METRICS, *ignore}), "error": None if error is None else repr(error),
     }
     first = result.first
@@ -281,7 +283,8 @@ def render(doc: Mapping[str, Any]) -> str:
              f"{doc['epochs_stored']} stored epoch(s)"]
     width = max((len(name) for name in doc["max_abs_diff"]), default=6)
     lines.append(f"  {'metric':<{width}}  max |diff|")
-    lines += [f"  {name:<{width}}  {diff:.3g}" for name, diff in sorted(doc["max_abs_diff"].items())]
+    lines += [f"  {name:<{width}}  {'one side has no value' if diff is None else f'{diff:.3g}'}"
+              for name, diff in sorted(doc["max_abs_diff"].items())]
     lines.append(f"  (not compared: {', '.join(doc['ignored'])})")
     tol = "exact" if doc["tolerance"] == 0 else f"within {doc['tolerance']:g}"
     first = doc["first_difference"]

@@ -13,7 +13,8 @@ import pytest
 from sweep_reads import client
 
 from hpo.cli import main
-from hpo.reproduce import compare
+from hpo.provenance import environment_tags
+from hpo.reproduce import compare, provenance_warnings
 from tracker import schema
 
 
@@ -82,3 +83,12 @@ def test_compare_skips_epochs_a_continued_run_never_logged_and_names_a_missing_v
     rerun[3] = {"val_loss": 0.4}  # the rerun did not stop early where the stored trial did
     missing = compare(stored, rerun, 0.0)
     assert missing.first == (4, "stopped_early", 1.0, None) and missing.max_diff["stopped_early"] == float("inf")
+
+
+def test_a_trial_recorded_with_other_versions_or_code_is_warned_about() -> None:
+    now = environment_tags()
+    assert provenance_warnings({**now}) == []
+    old = {**now, schema.VERSION_PREFIX + "torch": "1.0.0", schema.GIT_COMMIT: "0" * 40 + "+dirty"}
+    warnings = provenance_warnings(old)
+    assert f"the trial ran with torch 1.0.0, this is torch {now[schema.VERSION_PREFIX + 'torch']}" in warnings[0]
+    assert len(warnings) == 2 and "+dirty" in warnings[1]  # another commit than this folder's, or uncommitted edits
