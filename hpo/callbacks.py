@@ -20,7 +20,7 @@ from hpo.checkpoints import SIGNALS_FILE, checkpoint_json
 from hpo.results import TrialRecord
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
-from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, DEVICE_KEY, NODE_KEY, RESUMED_KEY, TIME_KEY
 from tracker import schema
 from tracker.mlflow_log import SweepLogger
 
@@ -28,7 +28,7 @@ from tracker.mlflow_log import SweepLogger
 _RAY_FIELDS = frozenset({
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
     "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
-    "experiment_tag", "should_checkpoint", "epoch", BEST_KEY, TIME_KEY,
+    "experiment_tag", "should_checkpoint", "epoch", BEST_KEY, TIME_KEY, RESUMED_KEY,
 })
 _ERROR_LINES = 25
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -85,6 +85,7 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         self.records: dict[str, TrialRecord] = {}
         self.kind = kind
         self.extra_tags = dict(extra_tags or {})
+        self._logged_before: dict[str, int] = {}  # trial id -> epochs the runs it replaces already logged
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a retried trial keeps its run
@@ -100,11 +101,13 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             f"{sweep}-{number:03d}" if self.kind == schema.KIND_TRIAL else f"{sweep}-{self.kind}-{number:03d}",
             config,
             {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
+             **({schema.TRIAL_SEED: str(config["seed"])} if "seed" in config else {}),
              **({schema.REPLACES: replaced} if replaced else {}), **self.extra_tags.get(number, {})},
             kind=self.kind,
         )
         if replaced:
             self.logger.set_tags(replaced, {schema.REPLACED_BY: run_id})
+            self._logged_before[trial.trial_id] = self.book.logged_epochs.pop(number, 0)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, config)
 
     def on_trial_result(
@@ -115,7 +118,11 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             return
         step = int(result.get("epoch") or result.get("training_iteration") or record.epochs + 1)
         if isinstance(result.get(NODE_KEY), str):  # the trainable sends it with its first report
-            self.logger.set_tags(record.run_id, {schema.NODE_ID: result[NODE_KEY]})
+            resumed = int(result.get(RESUMED_KEY) or 0)
+            where = {schema.NODE_ID: result[NODE_KEY], schema.HOST: str(result.get("hostname") or ""),
+                     schema.DEVICE: str(result.get(DEVICE_KEY) or ""),
+                     schema.RESUMED_FROM_EPOCH: str(resumed) if resumed else ""}
+            self.logger.set_tags(record.run_id, {k: v for k, v in where.items() if v})
         values = {
             k: float(v) for k, v in result.items()
             if k not in _RAY_FIELDS and not k.startswith(BEST_KEY)  # hpo_best.<objective>: what Optuna is told
@@ -125,7 +132,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             record.history.setdefault(key, []).append(value if math.isfinite(value) else None)
         finite = {k: v for k, v in values.items() if math.isfinite(v)}  # MLflow rejects NaN on some stores
         stamp_ms = int(float(result.get(TIME_KEY) or result.get("timestamp") or time.time()) * 1000)
-        self.logger.log_epoch(record.run_id, finite, step=step, timestamp_ms=stamp_ms)
+        if step > self._logged_before.get(trial.trial_id, 0):  # a re-run's earlier epochs are on the killed run
+            self.logger.log_epoch(record.run_id, finite, step=step, timestamp_ms=stamp_ms)
         record.epochs = step
         record.final = values.get(self.metric, record.final)
         best = result.get(BEST_KEY)

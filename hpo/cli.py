@@ -161,6 +161,24 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--json", action="store_true")
     compress.set_defaults(handler=_cmd_compress)
 
+    reproduce = commands.add_parser(
+        "reproduce", help="run one stored trial again and compare its per-epoch metrics with the store's",
+        description="Run a trial again from what the store holds (its config and seed, the sweep's task and "
+                    "trainer settings, its thread count), in this process, and compare every per-epoch metric "
+                    "with the stored one (wall-clock metrics aside). Exit 0 when reproduced within --tol, 1 "
+                    "when not (naming the first epoch and metric that differ), 2 for an unknown or non-trial id.",
+    )
+    reproduce.add_argument("run_id", metavar="RUN_ID", help="a trial's run id (`hpo best NAME --json` lists them)")
+    reproduce.add_argument("--tol", type=float, default=0.0,
+                           help="largest absolute difference still counted as reproduced (default 0: exact, "
+                                "which the CPU path with the recorded thread count achieves)")
+    reproduce.add_argument("--ignore", nargs="+", default=[], metavar="METRIC",
+                           help="metrics not to compare (your trainer's timings); epoch_seconds and latency_ms "
+                                "never are")
+    reproduce.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    reproduce.add_argument("--json", action="store_true")
+    reproduce.set_defaults(handler=_cmd_reproduce)
+
     sync = commands.add_parser(
         "sync", help="write results journaled during a store outage (or by a killed driver) to the store",
         description="Every write of a sweep goes to a journal under $HPO_HOME/journal first, then to the store. "
@@ -210,7 +228,8 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
     # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id)
+        sweep_dir = os.path.dirname(os.path.abspath(args.file)) if getattr(args, "file", None) else None
+        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id, sweep_dir=sweep_dir)
     from hpo.report import leaderboard_text, result_json, where_to_look
 
     if args.json:
@@ -277,6 +296,21 @@ def _cmd_confirm(args: argparse.Namespace) -> int:
     else:
         print(confirmation_text(result.confirmation or {}))
     return EXIT_OK if result.best is not None else EXIT_RUNTIME
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from hpo import defaults
+    from hpo.errors import tracking_errors
+    from hpo.reproduce import render, reproduce
+    from tracker.mlflow_log import open_client
+
+    with tracking_errors():
+        client = open_client(defaults.tracking_uri(args.tracking_uri))
+        doc = reproduce(client, args.run_id, args.tol, args.ignore)
+    for warning in doc["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(doc, indent=2, default=str) if args.json else render(doc))
+    return EXIT_OK if doc["reproduced"] else EXIT_RUNTIME
 
 
 # -- best ------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
 from hpo.results import TrialRecord
+from hpo.stored_history import epoch_history, stitch_reruns
 from hpo.trial_book import TrialBook, params_key
 from tracker import schema
 from tracker.liveness import live_state
@@ -145,6 +146,14 @@ class ResumePlan:
         book.taken.update(t.number for t in self.ended)
         for trial in self.rerun:
             book.replaces[trial.number] = trial.run_id
+            chain = [t for t in (*self.rerun, *self.stale) if t.number == trial.number]
+            book.logged_epochs[trial.number] = max((len(v) for t in chain for v in t.history.values()), default=0)
+
+    def resume_keys(self) -> frozenset[str]:
+        """The ``hpo.trial_state`` keys of the trials to re-run: their saved states are continued."""
+        from hpo.trial_state import param_text, state_key
+
+        return frozenset(state_key({k: param_text(v) for k, v in t.params.items()}) for t in self.rerun)
 
 
 # -- finding -----------------------------------------------------------------------------------------
@@ -323,23 +332,14 @@ def stored_trials(
         if schema.run_kind(tags) != kind:
             continue
         number = tags.get(schema.TRIAL_NUMBER)
-        history: dict[str, list[float | None]] = {}
-        for key in run.data.metrics:
-            if key.startswith(_SUMMARY):
-                continue
-            points = client.get_metric_history(run.info.run_id, key)
-            last = max((p.step for p in points), default=0)
-            values: list[float | None] = [None] * last
-            for p in points:
-                if 1 <= p.step <= last:
-                    values[p.step - 1] = p.value if math.isfinite(p.value) else None
-            history[key] = values
+        history = epoch_history(client, run, _SUMMARY)
         out.append(StoredTrial(
             run_id=run.info.run_id, number=int(number) if number and number.isdigit() else -1,
             trial_id=tags.get(schema.TRIAL_ID, ""), status=run.info.status, tags=tags,
             params={k: parse_param(v) for k, v in run.data.params.items()}, history=history,
             metrics=dict(run.data.metrics), start_ms=int(run.info.start_time or 0),
         ))
+    stitch_reruns(out)
     return out
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +26,13 @@ from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.holdout import score_winner
 from hpo.objectives import objectives_tag
+from hpo.provenance import provenance_tags
 from hpo.ray_local import Watchdog
 from hpo.relay import client_connected, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
-from hpo.tuning import fit_fixed, fit_search
+from hpo.tuning import fit_fixed, fit_search, trial_threads
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
@@ -51,6 +50,7 @@ def run_sweep(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
     new: bool = False,
     resume_run_id: str | None = None,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
 
@@ -64,6 +64,8 @@ def run_sweep(
         on_finish: extra tags for a trial when it ends (the diagnosis).
         new: start a fresh sweep even when one of this name did not finish.
         resume_run_id: resume this parent run (``hpo resume RUN_ID``) rather than the latest of the name.
+        sweep_dir: the sweep file's folder: the git commit of its work tree is recorded on every trial
+            (the current folder's when None, as for ``hpo resume``).
 
     Returns:
         The stored sweep and its trials, best first is not implied: see ``leaderboard``.
@@ -106,7 +108,7 @@ def run_sweep(
             cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
         try:
             result = _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                  on_finish, plan)
+                                  on_finish, plan, sweep_dir)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
                 raise TrackingError(str(unwritable)) from None
@@ -163,6 +165,7 @@ def _run_started(
     progress_stream: Any,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None = None,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     """With Ray up: open (or reopen) the parent run, tune, and close every run whatever happens."""
     sweep_tags = {**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)}
@@ -191,7 +194,7 @@ def _run_started(
     heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
     try:
         return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan,
-                      best_logged)
+                      best_logged, sweep_dir)
     finally:
         heartbeat.stop()
 
@@ -207,11 +210,13 @@ def _track(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None,
     best_logged: bool = False,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
-        base_tags={**_sweep_tags(config), **_trial_env_tags()},
+        base_tags={**_sweep_tags(config), **provenance_tags(Path(sweep_dir) if sweep_dir else Path.cwd()),
+                   schema.THREADS: str(trial_threads(config))},
         fixed=fixed_settings(config),
         metric=config.metric.name,
         book=book,
@@ -408,35 +413,6 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
         **({schema.OBJECTIVES: objectives_tag([(m.name, m.goal) for m in config.objectives])}
            if config.multi_objective else {}),
     }
-
-
-def _trial_env_tags() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    tags = {}
-    for package in ("torch", "ray", "optuna", "mlflow"):
-        try:
-            tags[schema.VERSION_PREFIX + package] = version(package)
-        except PackageNotFoundError:
-            continue
-    tags[schema.VERSION_PREFIX + "python"] = platform.python_version()
-    commit = git_commit(Path.cwd())
-    if commit:
-        tags[schema.GIT_COMMIT] = commit
-    return tags
-
-
-def git_commit(folder: Path) -> str | None:
-    """HEAD of the git work tree at ``folder`` (``+dirty`` when it has changes), or None."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                               capture_output=True, text=True, timeout=5)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from hpo.cluster import cluster_need, trial_resources
 from hpo.config import SweepConfig
 from hpo.relay import Relay, client_connected, cluster_storage_path
 from hpo.trial_book import TrialBook
+from hpo.trial_state import states_folder
 
 if TYPE_CHECKING:
     from hpo.resume import ResumePlan
@@ -36,7 +38,7 @@ def fit_search(
         scheduler=lambda book: make_scheduler(config, book, fixed_epochs, plan),
         num_samples=plan.to_start if plan is not None else trials,
         time_budget_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
-        name=config.name,
+        name=config.name, keep_states=True, resume_keys=plan.resume_keys() if plan is not None else frozenset(),
     )
 
 
@@ -66,9 +68,15 @@ def tune_pass(
     num_samples: int,
     time_budget_s: float | None,
     name: str,
+    keep_states: bool = False,
+    resume_keys: frozenset[str] = frozenset(),
 ) -> None:
     """The one ``tune.Tuner`` of the project: ``num_samples`` trials of the sweep's trainable, tracked by
-    ``tracker``; ``searcher`` and ``scheduler`` are built on the trial book the tracker reads."""
+    ``tracker``; ``searcher`` and ``scheduler`` are built on the trial book the tracker reads.
+
+    ``keep_states``: the built-in loop keeps each trial's resumable state (``hpo.trial_state``) so a trial
+    killed with the driver continues from its last epoch; ``resume_keys``: the states re-runs continue from.
+    """
     from ray import tune
 
     from hpo.timeouts import TrialTimeouts
@@ -90,12 +98,14 @@ def tune_pass(
     # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
     callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
 
+    states = states_folder(storage, tracker.logger.parent_run_id) if keep_states and storage is not None else None
     trainable = make_trainable(
         task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
         user_parts=config.trainer.user_parts,
-        metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
+        metric=config.metric.name, goal=config.metric.goal, threads=trial_threads(config),
         workers=config.workers, resources=config.resources.model_dump(),
         objectives=[(m.name, m.goal) for m in config.objectives],
+        states=states, resume_keys=resume_keys,
     )
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
@@ -122,3 +132,10 @@ def tune_pass(
         relay.run(tuner.fit)
     else:
         tuner.fit()
+        if states is not None:  # every trial ended: no state is needed any more (kept when interrupted)
+            shutil.rmtree(states, ignore_errors=True)
+
+
+def trial_threads(config: SweepConfig) -> int:
+    """The torch threads each trial trains with (``resources.cpu``, at least 1); recorded as ``hpo.threads``."""
+    return max(1, int(config.resources.cpu))

@@ -45,7 +45,7 @@ GOAL = "hpo.goal"  # maximize | minimize
 SEED = "hpo.seed"
 TASK = "hpo.task"  # built-in task name, or the custom function's import path
 GIT_COMMIT = "hpo.git_commit"
-VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow
+VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow, .python, .hpo (this package)
 
 # -- MLflow's own tags -----------------------------------------------------------------------------
 PARENT_RUN_ID = "mlflow.parentRunId"
@@ -106,6 +106,16 @@ STOPPED_BY_CRASH: StoppedBy = "crash"  # the driver died (or was interrupted) wh
 STOPPED_BY_TIMEOUT: StoppedBy = "timeout"  # a trial or report timeout ended it (FAILED, hpo.timeouts)
 REPLACES = "hpo.replaces"  # on a re-run trial: the run id of the killed run it replaces (same trial number)
 REPLACED_BY = "hpo.replaced_by"  # on a killed run: the run id of its re-run
+# on a re-run that continued from the killed run's saved state: the last epoch that state held. The re-run
+# logs only the epochs its killed run(s) had not logged; those stay on the run(s) it replaces.
+RESUMED_FROM_EPOCH = "hpo.resumed_from_epoch"
+# what ``hpo reproduce`` needs to run a trial again as it ran (with the versions and git commit above)
+THREADS = "hpo.threads"  # torch intra-op threads the trial trained with: CPU results differ in the last bits otherwise
+HOST = "hpo.host"  # hostname of the node the trial ran on (from Ray's result)
+DEVICE = "hpo.device"  # cpu | cuda: where the built-in loop trained (pick_device on that node)
+TRIAL_SEED = "hpo.trial_seed"  # the seed the trial's config held (init, batch order, augmentation)
+# per-epoch metrics that measure wall-clock time, not the model: never expected to reproduce
+TIMING_METRICS = ("epoch_seconds", "latency_ms")
 ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag limit)
 DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | insufficient_data
 DIAGNOSIS_CONFIDENCE = "hpo.diagnosis.confidence"

@@ -3,8 +3,9 @@
 Phases per epoch, for each fold in lockstep (one fold unless ``folds`` asks for cross-validation):
 train (augment, forward under autocast, backward with accumulation, clip, step, per-batch schedule),
 evaluate, per-epoch schedule; then combine the folds, check patience, report, keep the best
-epoch's weights. Optional features are no-op objects when off, not branches. Nothing here knows
-Ray: results leave through ``report``.
+epoch's weights, save the resumable state. Optional features are no-op objects when off, not
+branches. Nothing here knows Ray: results leave through ``report``, the resumable state through a
+``TrainState`` (``hpo.trial_state`` keeps it in a file; a trial re-run after a crash continues from it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from trainers.data import Augment, TaskData, batches
 from trainers.metrics import classification_metrics, regression_metrics
 from trainers.models import build_model
 from trainers.optim import build_optimizer, needs_closure
+from trainers.resumable import Progress
 from trainers.schedules import build_schedule
 from trainers.signal_names import is_signal
 from trainers.signals import NoSignals, TrainingSignals
@@ -69,6 +71,28 @@ class SingleProcess:
         return model
 
 
+class TrainState(Protocol):
+    """Where ``fit`` keeps what it needs to continue after its process died: saved at every epoch end.
+
+    ``load`` returns the last snapshot saved for this very trial and its best epoch's checkpoint, or
+    ``(None, None)`` to start from scratch; ``save`` is given the best checkpoint only when it changed.
+    """
+
+    def load(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]: ...
+
+    def save(self, snapshot: dict[str, Any], best_checkpoint: dict[str, Any] | None) -> None: ...
+
+
+class NoState:
+    """Keeps nothing: a trial starts from scratch (the default)."""
+
+    def load(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        return None, None
+
+    def save(self, snapshot: dict[str, Any], best_checkpoint: dict[str, Any] | None) -> None:
+        return None
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -92,6 +116,7 @@ def fit(
     data: TaskData | None = None,
     build: ModelBuilder | None = None,
     dist: Dist | None = None,
+    state: TrainState | None = None,
 ) -> FitResult:
     """Train a model on ``task`` (or ``data``) with the settings ``config``; report every epoch.
 
@@ -109,6 +134,10 @@ def fit(
         dist: data-parallel training (each rank trains on its slice of every global batch; gradients
             and training metrics are averaged over ranks, so N ranks compute what 1 would); one
             process when None. Every rank evaluates the whole validation split and reports.
+        state: where the resumable state goes at every epoch end (``NoState`` when None). When it holds a
+            snapshot, the epochs it covers are reported again as they were (with the best epoch's
+            checkpoint) and training continues after them: the reports equal an uninterrupted run's
+            where the CPU path is deterministic.
 
     Returns:
         The best epoch, its metrics and how many epochs ran.
@@ -134,10 +163,12 @@ def fit(
     cost = model_cost(runs[0].module, data.input_shape, device, runs[0].autocast)
     stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
     better = _comparison(goal)
+    state = state or NoState()
+    progress = Progress.resume(state, runs, stopper, report)
 
-    best: FitResult | None = None
-    epoch = 0
-    for epoch in range(1, epochs + 1):
+    best = FitResult(progress.best_epoch, progress.best_metrics, progress.epoch) if progress.best_metrics else None
+    epoch, last = progress.epoch, progress.epoch if progress.stopped else epochs
+    for epoch in range(progress.epoch + 1, last + 1):
         started = time.perf_counter()
         fold_metrics = [run.run_epoch(epoch) for run in runs]
         metrics = {"epoch": float(epoch), **combine_folds(fold_metrics), "epoch_seconds": time.perf_counter() - started,
@@ -148,7 +179,9 @@ def fit(
         improved = best is None or better(metrics[metric], best.best_metrics[metric])
         if improved:
             best = FitResult(epoch, metrics, epoch)
-        report(metrics, _checkpoint(runs, config, epoch, metrics) if improved else None)
+        checkpoint = _checkpoint(runs, config, epoch, metrics) if improved else None
+        report(metrics, checkpoint)
+        progress.save(state, runs, stopper, (best.best_epoch, best.best_metrics), metrics, checkpoint, stop)
         if stop:
             break
     assert best is not None  # epochs >= 1 is validated; keeps type checkers honest

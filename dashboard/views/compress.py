@@ -39,7 +39,8 @@ def table(doc: dict[str, Any]) -> pd.DataFrame:
     for v in doc["variants"]:
         rows.append({
             "variant": v["name"], "method": v["method"], "runtime": v["runtime"], doc["metric"]: v["metric"],
-            "Δ vs fp32": v["delta_vs_fp32"], test: v["metrics"].get(test), "size kB": v["size_bytes"] / 1e3, "size ×": v["size_ratio"],
+            "Δ vs fp32": v["delta_vs_fp32"], test: v["metrics"].get(test),
+            "size kB": v["size_bytes"] / 1e3, "size ×": v["size_ratio"],
             "batch 1 ms": v["latency"]["batch_1"]["median_ms"], "speed-up b1": v["speedup_batch_1"],
             f"batch {doc['large_batch']} ms": v["latency"][large]["median_ms"],
             f"speed-up b{doc['large_batch']}": v[f"speedup_{large}"],
