@@ -83,7 +83,9 @@ def _settings(stored: Confirm | None, top: int | None, seeds: int | None) -> Con
 def _run(config: Any, client: Any, run: Any, records: list[Any], chosen: Confirm, stream: TextIO) -> Confirmation:
     """With the sweep run reopened: confirm (Ray starts only when a run is missing), move the best to the
     winner, close the run with the status it had."""
-    from hpo.runner import _diagnose_on_finish, _sweep_tags, _trial_env_tags
+    from hpo.provenance import provenance_tags
+    from hpo.runner import _diagnose_on_finish, _sweep_tags
+    from hpo.tuning import trial_threads
     from tracker.mlflow_log import SweepLogger
 
     ray_session = _RaySession(config, stream)
@@ -94,8 +96,9 @@ def _run(config: Any, client: Any, run: Any, records: list[Any], chosen: Confirm
                                         parent_run_id=run.info.run_id, tags={})
         confirmation = confirm_search(
             config, logger, records, fit=ray_session.fit,
-            tracker_args={"base_tags": {**_sweep_tags(config), **_trial_env_tags()}, "fixed": fixed_settings(config),
-                          "on_finish": _diagnose_on_finish(config)},
+            tracker_args={"base_tags": {**_sweep_tags(config), **provenance_tags(Path.cwd()),
+                                        schema.THREADS: str(trial_threads(config))},
+                          "fixed": fixed_settings(config), "on_finish": _diagnose_on_finish(config)},
             top=chosen.top, seeds=chosen.seeds, resumed=True,
         )
         tags: dict[str, str] = {}
