@@ -1,8 +1,9 @@
 """Run a validated sweep: the only caller of ``tune.Tuner``.
 
-Order matters for "nothing is lost": the store is opened (and a SQLite schema migrated) before Ray
-starts, the parent run exists before the first trial, and every trial's run is closed FINISHED,
-FAILED or KILLED whatever happens to the sweep.
+Order matters for "nothing is lost": the store is open (a new SQLite store created) and Ray is up
+before the parent run exists, the parent run exists before the first trial, and every trial's run is
+closed FINISHED, FAILED or KILLED whatever happens to the sweep. The store opens on a thread while Ray
+starts on the main thread (``hpo.startup``): the two longest start-up phases overlap.
 """
 
 from __future__ import annotations
@@ -19,21 +20,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
-from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig, flatten
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
 from hpo.ray_local import Watchdog
-from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
+from hpo.startup import PhaseClock, StoreOpening
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Ray Tune's import (~1 s) runs on the store's thread while Ray starts: see _open_store
+    from hpo.callbacks import Progress, TrialTracker
     from hpo.resume import ResumePlan
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def run_sweep(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
     new: bool = False,
     resume_run_id: str | None = None,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
     """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
 
@@ -60,6 +62,7 @@ def run_sweep(
         on_finish: extra tags for a trial when it ends (the diagnosis).
         new: start a fresh sweep even when one of this name did not finish.
         resume_run_id: resume this parent run (``hpo resume RUN_ID``) rather than the latest of the name.
+        clock: marks the start-up phases (``hpo run --verbose`` prints them).
 
     Returns:
         The stored sweep and its trials, best first is not implied: see ``leaderboard``.
@@ -78,36 +81,52 @@ def run_sweep(
         cores = float(os.cpu_count() or 1)
         gpus = config.workers * config.resources.gpu  # GPUs are checked once Ray has detected them
         check_cluster_fits(config, {"CPU": cores, "GPU": gpus}, [{"CPU": cores, "GPU": gpus}])
+    clock = clock or PhaseClock()
     uri = defaults.tracking_uri(config.tracking_uri)
-    with tracking_errors():
-        client = open_client(uri)
     trials = rules.trials_planned(config)
     from hpo.lease import Lease
     from hpo.resume import plan_resume
 
     with Lease(config.experiment_name, config.name):  # refuses while another driver here runs this sweep
-        sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
-        with tracking_errors():
-            plan = None if new else plan_resume(client, config, run_id=resume_run_id)
-        if plan is not None:
-            print(plan.message(), file=progress_stream or sys.stderr, flush=True)
-            if plan.nothing_to_do:
-                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
+        opening = StoreOpening(lambda: _open_store(uri, clock))
         watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
-        with watchdog.marking():
-            cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
         try:
+            with watchdog.marking():
+                cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
+            clock.mark("ray started")
+            client = opening.result()  # a store that does not answer: Ray is shut down below, no run exists
+            sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
+            with tracking_errors():
+                plan = None if new else plan_resume(client, config, run_id=resume_run_id)
+            if plan is not None:
+                print(plan.message(), file=progress_stream or sys.stderr, flush=True)
+                if plan.nothing_to_do:
+                    return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
             return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                on_finish, plan)
+                                on_finish, plan, clock)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
                 raise TrackingError(str(unwritable)) from None
             raise
         finally:
+            opening.wait()  # an error path must not end the process in the middle of creating the store
             import ray
 
             ray.shutdown()
             watchdog.close()
+
+
+def _open_store(uri: str, clock: PhaseClock) -> Any:
+    """On the store's thread while Ray starts: open the store, then import what the driver needs once Ray
+    is up (Ray Tune, Optuna, the callbacks), so those imports overlap Ray's start too."""
+    with tracking_errors():
+        client = open_client(uri)
+    clock.mark("store open")
+    import hpo.callbacks  # noqa: F401 - imports ray.tune
+    import hpo.search  # noqa: F401 - imports optuna
+
+    clock.mark("tune and optuna imported")
+    return client
 
 
 def _stored_result(
@@ -149,6 +168,7 @@ def _run_started(
     progress_stream: Any,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None = None,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
     """With Ray up: open (or reopen) the parent run, tune, and close every run whatever happens."""
     sweep_tags = {**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)}
@@ -176,8 +196,10 @@ def _run_started(
     elapsed_before = plan.elapsed_s if plan is not None else 0.0
     heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
     try:
+        clock = clock or PhaseClock()
+        clock.mark("sweep run created")
         return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan,
-                      best_logged)
+                      best_logged, clock)
     finally:
         heartbeat.stop()
 
@@ -193,7 +215,10 @@ def _track(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None,
     best_logged: bool = False,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
+    from hpo.callbacks import Progress, TrialTracker
+
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
@@ -213,7 +238,7 @@ def _track(
     status = "FAILED"
     try:
         if plan is None or plan.to_start > 0:
-            _fit(config, trials, tracker, progress, cluster_cpus, plan)
+            _fit(config, trials, tracker, progress, cluster_cpus, plan, clock or PhaseClock())
         status = "FINISHED"
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
@@ -280,10 +305,12 @@ def _fit(
     progress: Progress,
     cluster_cpus: float,
     plan: ResumePlan | None = None,
+    clock: PhaseClock | None = None,
 ) -> None:
     """Run the Tuner on the Ray session ``_start_ray`` opened (on a resume, the trials still to run)."""
     from ray import tune
 
+    from hpo.relay import Relay, client_connected, cluster_storage_path
     from hpo.search import make_scheduler, make_searcher
     from hpo.timeouts import TrialTimeouts
     from hpo.trainable import make_trainable
@@ -304,6 +331,9 @@ def _fit(
         book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
     # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
     callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
+    clock = clock or PhaseClock()
+    if relay is None:  # under Ray Client the callbacks run on the head
+        callbacks.append(clock.first_result_callback())
 
     trainable = make_trainable(
         task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
@@ -332,6 +362,7 @@ def _fit(
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
         ),
     )
+    clock.mark("tuner built")
     # trial errors do not raise: each failed trial was recorded by the tracker
     if relay is not None:
         relay.run(tuner.fit)
@@ -408,6 +439,8 @@ def _log_checkpoint(logger: SweepLogger, best: TrialRecord) -> None:
     """Copy the best trial's best-epoch checkpoint from Ray's storage onto the parent run."""
     if best.checkpoint is None:
         return
+    from hpo.relay import client_connected, fetch_checkpoint
+
     with tempfile.TemporaryDirectory() as folder:
         # under Ray Client the checkpoint lies in the cluster's storage, not on this machine
         if client_connected():
