@@ -135,6 +135,13 @@ def importances(uri: str, run_id: str, fingerprint: str) -> dict[str, float]:
     return _analysis.importances(study(uri, run_id, fingerprint)[0])
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def contour(uri: str, run_id: str, fingerprint: str, x: str, y: str, metric: str) -> Any:
+    """Optuna's contour over two parameters; built once per sweep state and pair (a second or more on a
+    large sweep), not on every rerun of the page."""
+    return _analysis.contour(study(uri, run_id, fingerprint)[0], x, y, metric)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def sweep_summary(uri: str, run_id: str, fingerprint: str) -> dict[str, Any]:
     data, trials = load_sweep(uri, run_id, fingerprint)

@@ -32,6 +32,7 @@ from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
+from tracker.uri import is_server_uri, probe_server
 
 if TYPE_CHECKING:  # Ray Tune's import (~1 s) runs on the store's thread while Ray starts: see _open_store
     from hpo.callbacks import Progress, TrialTracker
@@ -84,6 +85,9 @@ def run_sweep(
     clock = clock or PhaseClock()
     uri = defaults.tracking_uri(config.tracking_uri)
     trials = rules.trials_planned(config)
+    if is_server_uri(uri):  # a server that does not answer is refused at once: no lock file, no Ray start
+        with tracking_errors():
+            probe_server(uri)
     from hpo.lease import Lease
     from hpo.resume import plan_resume
 
