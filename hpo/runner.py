@@ -20,17 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
-from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
+from hpo.cluster import check_cluster_fits, cluster_need, trial_resources
 from hpo.config import SweepConfig, flatten
-from hpo.errors import ClusterError, TrackingError, tracking_errors
+from hpo.errors import TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.objectives import objectives_tag
-from hpo.ray_local import Watchdog
+from hpo.ray_session import RaySession
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.startup import PhaseClock, StoreOpening
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from tracker import schema
+from tracker.liveness import stored_sweep_state
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 from tracker.uri import is_server_uri, probe_server
 
@@ -92,12 +93,13 @@ def run_sweep(
     from hpo.resume import plan_resume
 
     with Lease(config.experiment_name, config.name):  # refuses while another driver here runs this sweep
+        # a finished sweep run again usually has nothing to do: then its plan comes first, and Ray only if needed
+        plan_first = resume_run_id is not None or (not new and _stored_state(uri, config.name) == "finished")
         opening = StoreOpening(lambda: _open_store(uri, clock))
-        watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
+        session = RaySession(config, clock)
         try:
-            with watchdog.marking():
-                cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
-            clock.mark("ray started")
+            if not plan_first:
+                session.start()  # while the store opens on its thread
             client = opening.result()  # a store that does not answer: Ray is shut down below, no run exists
             sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
             with tracking_errors():
@@ -106,7 +108,7 @@ def run_sweep(
                 print(plan.message(), file=progress_stream or sys.stderr, flush=True)
                 if plan.nothing_to_do:
                     return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
-            return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
+            return _run_started(config, sweep_text, client, uri, trials, session.start(), started, progress_stream,
                                 on_finish, plan, clock)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
@@ -114,10 +116,13 @@ def run_sweep(
             raise
         finally:
             opening.wait()  # an error path must not end the process in the middle of creating the store
-            import ray
+            session.close()
 
-            ray.shutdown()
-            watchdog.close()
+
+def _stored_state(uri: str, sweep: str) -> str | None:
+    """The latest sweep of this name's state in a SQLite store (stdlib only); None elsewhere or when absent."""
+    db = sqlite_path(uri)
+    return None if db is None else stored_sweep_state(db, sweep)
 
 
 def _open_store(uri: str, clock: PhaseClock) -> Any:
@@ -265,41 +270,6 @@ def _stored_config(config: SweepConfig, *, exclude_none: bool = False) -> dict[s
     ``tracking_uri``, which may carry a password (``$MLFLOW_TRACKING_URI`` of a team's PostgreSQL) and
     names the store the run already lives in."""
     return config.model_dump(mode="json", exclude_none=exclude_none, exclude={"tracking_uri"})
-
-
-def _start_ray(config: SweepConfig) -> float:
-    """Start (or join) Ray and check that one trial fits the cluster; returns the cluster's CPUs.
-
-    Raises:
-        ClusterError: the cluster does not answer.
-        ConfigError: a trial needs more CPUs/GPUs than the cluster or any node has (Ray is shut down again).
-    """
-    _quiet_ray_env()
-    import ray
-
-    env_vars = dict(_QUIET_RAY)  # Tune's controller runs on the head under Ray Client: it needs them there too
-    if not (config.ray.address or "").startswith(RAY_CLIENT_SCHEME):
-        # the driver's folder, for trainer modules beside the sweep file; a Ray Client's folder is not on the cluster
-        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-    try:
-        ray.init(
-            # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
-            # a dead or foreign cluster on a shared machine (a stale file made local sweeps hang here).
-            address=config.ray.address or "local",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            runtime_env={"env_vars": env_vars},
-        )
-    except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
-        raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
-    try:
-        cluster = ray.cluster_resources()
-        check_cluster_fits(config, cluster, [n["Resources"] for n in ray.nodes() if n["Alive"]])
-    except BaseException:
-        ray.shutdown()
-        raise
-    return float(cluster.get("CPU", os.cpu_count() or 1))
 
 
 def _fit(
@@ -504,24 +474,6 @@ def git_commit(folder: Path) -> str | None:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-# Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt
-# in the driver (TUNE_DISABLE_SIGINT_HANDLER), so the sweep is closed as interrupted, not left "running".
-_QUIET_RAY = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
-}
-
-
-def _quiet_ray_env() -> None:
-    for key, value in _QUIET_RAY.items():
-        os.environ.setdefault(key, value)
 
 
 __all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings"]
