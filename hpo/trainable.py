@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hpo.objectives import objective_key
-from hpo.space import GRID_INDEX
-from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, GRID_INDEX, NODE_KEY, TIME_KEY
 from trainers.imports import import_callable
 
 

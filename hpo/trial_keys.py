@@ -10,3 +10,4 @@ BEST_KEY = "hpo_best"  # running best of the sweep metric, what Optuna optimises
 TIME_KEY = "hpo_time"  # when the trainer reported the epoch, seconds since the epoch (float)
 NODE_KEY = "hpo_node_id"  # the Ray node the trial ran on (a string, in the first report only)
 CHECKPOINT_FILE = "model.pt"  # the file a checkpoint's weights are saved as, in its folder
+GRID_INDEX = "_hpo_grid_point"  # the one parameter Optuna sees in a grid sweep; dropped before training
