@@ -15,7 +15,10 @@ Overhead per trial = (wall time - trials x plain training time) / trials. "each 
 extra wall time of 8 trials over 1, less the extra training time (the trials' own epoch_seconds), per
 extra trial. ``--rounds N`` repeats every row N times, interleaved, and prints the median and range.
 
-Run:  .venv/bin/python bench/overhead.py [--epochs 10] [--hidden 512] [--rounds 1]
+``--baseline DIR`` adds ``hpo run`` rows for another checkout (e.g. ``git worktree add /tmp/main main``),
+in the same run, for a before/after.
+
+Run:  .venv/bin/python bench/overhead.py [--epochs 10] [--hidden 512] [--rounds 1] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -139,11 +142,14 @@ def hpo_script() -> str:
     return str(beside) if beside.exists() else (shutil.which("hpo") or "hpo")
 
 
-def run_sweep(trials: int, epochs: int, hidden: int, store: str = "existing") -> dict[str, Any]:
+def run_sweep(
+    trials: int, epochs: int, hidden: int, store: str = "existing", code: str | None = None
+) -> dict[str, Any]:
     """``hpo run`` in a fresh folder; wall time, summed epoch_seconds, and the first epoch from the store.
 
     ``store``: "existing" (created before the clock starts), "new" (``hpo run`` creates it from the
     cached template), "first" (no store and an empty template cache: MLflow's migrations run once).
+    ``code``: run another checkout of hpo (``--baseline``: its folder goes first on PYTHONPATH).
     """
     folder = Path(tempfile.mkdtemp(prefix="hpo_overhead_"))
     try:
@@ -153,12 +159,15 @@ def run_sweep(trials: int, epochs: int, hidden: int, store: str = "existing") ->
         env["HPO_HOME"] = str(folder / ".hpo")
         if store == "first":
             env["HPO_CACHE_DIR"] = str(folder / "cache")
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
         if store == "existing":
             uri = f"sqlite:///{folder / '.hpo' / 'mlflow.db'}"
             subprocess.run([sys.executable, "-c", f"from tracker.mlflow_log import open_client; open_client({uri!r})"],
                            env=env, check=True, capture_output=True)
         launched = time.time()
-        done = subprocess.run([hpo_script(), "run", str(sweep), "--json", "--verbose"], cwd=folder, env=env,
+        verbose = [] if code is not None else ["--verbose"]  # an older checkout may not have it
+        done = subprocess.run([hpo_script(), "run", str(sweep), "--json", *verbose], cwd=folder, env=env,
                               capture_output=True, text=True)
         wall_s = time.time() - launched
         if done.returncode != 0:
@@ -196,7 +205,15 @@ ROWS = (  # (name, what runs)
 )
 
 
-def measure(kind: str, epochs: int, hidden: int) -> dict[str, Any]:
+BASELINE_ROWS = (
+    ("baseline: hpo run, 1 trial, existing store", "base-existing"),
+    ("baseline: hpo run, 1 trial, new store", "base-new"),
+)
+
+
+def measure(kind: str, epochs: int, hidden: int, baseline: str | None = None) -> dict[str, Any]:
+    if kind.startswith("base-"):
+        return run_sweep(1, epochs, hidden, store=kind[len("base-"):], code=baseline)
     if kind == "plain":
         return run_plain(epochs, hidden)
     if kind == "ray":
@@ -214,13 +231,13 @@ def _spread(values: list[float], digits: int = 1) -> str:
     return f"{median:.{digits}f} ({values[0]:.{digits}f}-{values[-1]:.{digits}f})"
 
 
-def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+def report(runs: dict[str, list[dict[str, Any]]], rows: tuple[tuple[str, str], ...] = ROWS) -> None:
     """The table: first epoch since launch, as a ratio to the plain script's and to plain Ray Tune's."""
     plain = statistics.median(r["first_epoch_s"] for r in runs["plain"])
     floor = statistics.median(r["first_epoch_s"] for r in runs["ray"])
     header = ["run", "first epoch s", "/ plain", "/ plain Tune", "wall s"]
     lines = []
-    for name, kind in ROWS:
+    for name, kind in rows:
         firsts = [r["first_epoch_s"] for r in runs[kind]]
         walls = [r.get("wall_s", r.get("wall_1", 0.0)) for r in runs[kind]]
         lines.append([name, _spread(firsts), _spread([f / plain for f in firsts], 2) + "x",
@@ -247,6 +264,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=512)  # ~2-3 s of training for 10 epochs on one core
     parser.add_argument("--rounds", type=int, default=1, help="repeat every row, interleaved; median (range)")
+    parser.add_argument("--baseline", metavar="DIR", help="also time `hpo run` of the checkout in DIR (before/after)")
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # the child process of (a)
     parser.add_argument("--ray", action="store_true", help=argparse.SUPPRESS)  # the child process of (b)
     args = parser.parse_args()
@@ -259,12 +277,13 @@ def main() -> None:
 
     print(f"digits MLP (hidden {args.hidden}, 2 layers), adam lr {LR}, batch {BATCH_SIZE}, {args.epochs} epochs; "
           f"{os.cpu_count()} cores, {args.rounds} round(s)", file=sys.stderr)
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for _, kind in ROWS}
+    rows = ROWS + (BASELINE_ROWS if args.baseline else ())
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for _, kind in rows}
     for _ in range(args.rounds):
-        for name, kind in ROWS:
+        for name, kind in rows:
             print(f"  {name} ...", file=sys.stderr, flush=True)
-            runs[kind].append(measure(kind, args.epochs, args.hidden))
-    report(runs)
+            runs[kind].append(measure(kind, args.epochs, args.hidden, args.baseline))
+    report(runs, rows)
 
 
 if __name__ == "__main__":
