@@ -131,7 +131,9 @@ def ray_tune_loop(epochs: int, hidden: int) -> dict[str, float]:
 def run_ray(epochs: int, hidden: int) -> dict[str, Any]:
     launched = time.time()
     done = subprocess.run([sys.executable, __file__, "--ray", "--epochs", str(epochs), "--hidden", str(hidden)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the plain Ray Tune run exited {done.returncode}:\n{done.stderr[-3000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
     out["first_epoch_s"] = out["first_epoch_at"] - launched
     return out
