@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -28,11 +29,13 @@ def _revision(db: Path) -> str:
         return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(CACHE_ENV, str(folder))
-    return folder
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One template cache for the module: MLflow's migrations run once, as on a user's machine."""
+    folder = tmp_path_factory.mktemp("template_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 def test_a_new_store_is_the_migrated_schema_and_mlflow_reads_and_writes_it(tmp_path: Path, cache: Path) -> None:
@@ -56,7 +59,6 @@ def test_a_new_store_is_the_migrated_schema_and_mlflow_reads_and_writes_it(tmp_p
 
     # the same schema, table for table and index for index, as a store MLflow migrates itself
     # (the fallback when no template can be kept: the cache "folder" is a file here)
-    cache.parent.mkdir(parents=True, exist_ok=True)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("x", encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
