@@ -6,8 +6,9 @@ weighted layer, the ones between, the last), the fraction of dead ReLU and satur
 on a small probe batch, the weight norm and non-finite counts. Per-layer detail stays out of the metrics
 (``layer_report``, an artifact per trial), so the store grows by a constant, not by the layer count.
 
-Cheap by construction: one fused norm on 16 evenly spaced steps per epoch (no host sync), a copy of the
-weights on 4 sampled steps per epoch, one no-grad forward of the probe per epoch. Your own loop::
+Cheap by construction: one fused norm on 16 evenly spaced steps per epoch (no host sync), a negated copy of
+the weights on 4 sampled steps per epoch, one no-grad forward of the probe per epoch (its counts leave torch
+in one copy). Your own loop::
 
     signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
     ...                                                     # your loop, unchanged
