@@ -1,0 +1,256 @@
+"""Replay sweeps against the tabular surrogate through hpo's own searcher and scheduler objects.
+
+Each (method, seed) builds the sweep file ``mnist1d_mlp.yaml`` would give with that method, validates it
+(``hpo.loading.validate``) and asks ``hpo.search`` for the same searcher (``make_searcher``: Ray Tune's
+OptunaSearch around the sampler ``hpo run`` builds) and scheduler (``make_scheduler``: ASHA / Hyperband /
+FIFO) that ``hpo run`` hands the Tuner. Then, in place of Ray's controller and training, one trial at a
+time: the searcher suggests a configuration, the surrogate gives its val_accuracy after each epoch, and
+each epoch's result goes to the scheduler and the searcher in the order Ray's controller uses
+(scheduler first; on STOP the searcher is not told that result, then both hear the trial complete).
+
+Budget: B trial-epochs (``--budget-trials`` full trials x 20 epochs). Without early stopping a method
+runs B / 20 trials; with ASHA / Hyperband it may start B / 2 trials and the curve is cut at B consumed
+trial-epochs. Regret after b trial-epochs = (best val_accuracy the surrogate gives to any configuration
+seen in any replay or in the table) - (best val_accuracy seen so far), every epoch counted.
+
+Printed: median [25%, 75%] of regret over seeds at shares of B, and how much of B auto+asha needs for its
+median regret to reach random search's final median regret.
+
+Run:  nice -n 10 .venv/bin/python bench/tabular/replay.py [--seeds 30] [--budget-trials 40] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+for path in (str(ROOT), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import table as tabular  # noqa: E402
+
+METRIC = "val_accuracy"
+SHARES = (0.125, 0.25, 1 / 3, 0.5, 0.75, 1.0)
+# method -> (hpo method, sampler (None: the default, auto), early stopping)
+METHODS: dict[str, tuple[str, str | None, str]] = {
+    "random": ("random", None, "none"),
+    "random+asha": ("random", None, "asha"),
+    "grid": ("grid", None, "none"),
+    "tpe": ("bayes", "tpe", "none"),
+    "gp": ("bayes", "gp", "none"),
+    "auto": ("bayes", None, "none"),
+    "auto+asha": ("bayes", None, "asha"),
+    "hyperband": ("random", None, "hyperband"),
+    "auto+hyperband": ("bayes", None, "hyperband"),
+}
+# The grid a person would write by hand for this space: 3 optimizers x 4 learning rates x 2 batch sizes x
+# 2 widths = 48 points, the rest fixed at common values.
+GRID: dict[str, Any] = {
+    "optimizer": {"values": ["sgd", "adam", "adamw"]},
+    "momentum": {"value": 0.9, "when": {"optimizer": "sgd"}},
+    "lr": {"values": [1.0e-3, 3.0e-3, 1.0e-2, 1.0e-1]},
+    "batch_size": {"values": [64, 128]},
+    "weight_decay": 1.0e-4,
+    "dropout": 0.1,
+    "hidden": {"values": [128, 256]},
+    "layers": 2,
+    "scheduler": "cosine",
+}
+
+
+def sweep_config(method: str, seed: int, budget_trials: int, raw: dict[str, Any]) -> Any:
+    """The validated sweep of ``method`` (a key of METHODS) and ``seed``; ``raw`` is the benchmark's file."""
+    from hpo.loading import validate
+
+    kind, sampler, stop = METHODS[method]
+    early = {**raw["early_stop"], "type": stop} if stop != "none" else {"type": "none"}
+    trials = budget_trials * (10 if stop != "none" else 1)  # early stopping: as many as fit, cut at B
+    doc = {**raw, "name": f"replay_{method.replace('+', '_')}_{seed}", "method": kind, "seed": seed,
+           "early_stop": early, "budget": {"trials": trials, "max_concurrent": 1}}
+    if kind == "grid":
+        doc["parameters"] = GRID
+        doc["budget"] = {"max_concurrent": 1}
+    if sampler == "gp":
+        # hpo refuses gp on a conditional space (momentum exists for sgd only); Optuna's GP would
+        # sample momentum at random, which is what runs here
+        config = validate({**doc, "sampler": "tpe"}, source="replay")
+        return config.model_copy(update={"sampler": "gp"})
+    if sampler is not None:
+        doc["sampler"] = sampler
+    return validate(doc, source="replay")
+
+
+def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> list[float]:
+    """Best val_accuracy so far after each consumed trial-epoch (length <= budget)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from hpo import rules
+    from hpo.search import make_scheduler, make_searcher
+    from hpo.trial_book import TrialBook
+    from hpo.trial_keys import BEST_KEY
+
+    np.random.seed(config.seed)  # Ray's Hyperband draws each trial's bracket from numpy's global state
+    trials = rules.trials_planned(config)
+    epochs = config.max_epochs
+    book = TrialBook()
+    searcher = make_searcher(config, trials, book)
+    scheduler = make_scheduler(config, book, epochs)
+    best, points = -math.inf, []
+    for number in range(trials):
+        trial_id = f"t{number:05d}"
+        suggested = searcher.suggest(trial_id)
+        if suggested is None:
+            break
+        params = dict(searcher._ot_trials[trial_id].params)
+        trial = SimpleNamespace(trial_id=trial_id, config=suggested)
+        scheduler.on_trial_add(None, trial)
+        curve, running, result = surrogate.curve(params), -math.inf, {}
+        for epoch in range(1, epochs + 1):
+            value = float(curve[epoch - 1])
+            running = max(running, value)
+            best = max(best, value)
+            points.append(best)
+            result = {"training_iteration": epoch, METRIC: value, BEST_KEY: running}
+            decision = scheduler.on_trial_result(None, trial, result)
+            if len(points) >= budget or decision == TrialScheduler.STOP:
+                break
+            searcher.on_trial_result(trial_id, result)
+        scheduler.on_trial_complete(None, trial, result)
+        searcher.on_trial_complete(trial_id, result=result)
+        if len(points) >= budget:
+            break
+    return points
+
+
+_SURROGATE: tabular.Surrogate | None = None
+_RAW: dict[str, Any] = {}
+
+
+def _init(trees: int) -> None:
+    import logging
+    import warnings
+
+    import yaml
+
+    global _SURROGATE, _RAW
+    warnings.filterwarnings("ignore")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    _RAW = yaml.safe_load(tabular.SWEEP.read_text(encoding="utf-8"))
+    _SURROGATE = tabular.Surrogate(tabular.load(), tabular.sweep_config(), trees=trees)
+
+
+def _job(args: tuple[str, int, int]) -> tuple[str, int, list[float], float]:
+    method, seed, budget_trials = args
+    if _SURROGATE is None:
+        raise RuntimeError("worker not initialised")
+    config = sweep_config(method, seed, budget_trials, _RAW)
+    started = time.process_time()
+    points = replay(config, _SURROGATE, budget_trials * config.max_epochs)
+    return method, seed, points, time.process_time() - started
+
+
+def regret_at(points: list[float], spent: int, reference: float) -> float:
+    """Regret once ``spent`` trial-epochs are consumed (a sweep that used less keeps its last value)."""
+    if not points:
+        return reference
+    return reference - points[min(spent, len(points)) - 1]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float(q2), float(q1), float(q3)
+
+
+def report(runs: dict[str, dict[int, list[float]]], reference: float, budget: int, cpu: dict[str, float],
+           header: list[str]) -> str:
+    lines = [*header, "", f"regret (reference {reference:.4f} - best val_accuracy so far): median [25%, 75%] over "
+             f"seeds, at a share of B = {budget} trial-epochs"]
+    cols = ["method", *(f"{s:.0%} ({round(s * budget)})" for s in SHARES), "CPU s/seed"]
+    rows = []
+    for method, by_seed in runs.items():
+        cells = []
+        for share in SHARES:
+            med, q1, q3 = quartiles([regret_at(p, round(share * budget), reference) for p in by_seed.values()])
+            cells.append(f"{med:.4f} [{q1:.4f}, {q3:.4f}]")
+        rows.append([method, *cells, f"{cpu[method] / len(by_seed):.1f}"])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += ["", *claim_lines(runs, reference, budget)]
+    return "\n".join(lines)
+
+
+def claim_lines(runs: dict[str, dict[int, list[float]]], reference: float, budget: int) -> list[str]:
+    """How much of B each method's median regret needs to reach random search's final median regret."""
+    if "random" not in runs:
+        return []
+    target = quartiles([regret_at(p, budget, reference) for p in runs["random"].values()])[0]
+    lines = [f"random search's median regret at B: {target:.4f}; trial-epochs each method's median regret "
+             "needs to reach it:"]
+    for method, by_seed in runs.items():
+        reached = next((b for b in range(1, budget + 1)
+                        if quartiles([regret_at(p, b, reference) for p in by_seed.values()])[0] <= target), None)
+        paired = [regret_at(by_seed[s], budget // 3, reference) <= regret_at(runs["random"][s], budget, reference)
+                  for s in by_seed if s in runs["random"]]
+        where = f"{reached} = {reached / budget:.2f} of B" if reached is not None else "not within B"
+        lines.append(f"  {method:15s} {where}; seeds whose regret at B/3 <= random's at B (same seed): "
+                     f"{sum(paired)}/{len(paired)}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--budget-trials", type=int, default=40, help="B = this many full trials' epochs")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--trees", type=int, default=64, help="trees of the surrogate's random forest")
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    table = tabular.load()
+    config = tabular.sweep_config()
+    error = tabular.held_out_error(table, config)
+    jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds)]
+    runs: dict[str, dict[int, list[float]]] = {m: {} for m in args.methods}
+    cpu = dict.fromkeys(args.methods, 0.0)
+    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees,)) as pool:
+        for method, seed, points, seconds in pool.map(_job, jobs):
+            runs[method][seed] = points
+            cpu[method] += seconds
+            print(f"[{(time.monotonic() - started) / 60:5.1f} min] {method} seed {seed}: {len(points)} trial-epochs, "
+                  f"best {points[-1] if points else float('nan'):.4f}", file=sys.stderr, flush=True)
+    _init(args.trees)
+    assert _SURROGATE is not None
+    reference = max(float(_SURROGATE.curves(table.params).max()), *(p[-1] for r in runs.values() for p in r.values()))
+    budget = args.budget_trials * config.max_epochs
+    header = [
+        f"tabular replay: MNIST-1D MLP, {len(table)} real configurations x {config.max_epochs} epochs "
+        f"({table.status.count('diverged')} diverged), validation split = 800 sequences held out of the training split",
+        f"surrogate: random forest ({args.trees} trees) on the val_accuracy curves; 5-fold held-out error: best "
+        f"val_accuracy MAE {error['mae_best']:.4f} (spread of real bests {error['spread']:.4f}), per-epoch MAE "
+        f"{error['mae_curve']:.4f}, Spearman of bests {error['spearman_best']:.3f}",
+        f"{args.seeds} seeds per method; one trial at a time; ASHA/Hyperband grace 1, reduction factor 3; "
+        f"total wall {(time.monotonic() - started) / 60:.1f} min",
+    ]
+    text = report(runs, reference, budget, cpu, header)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
