@@ -12,13 +12,13 @@ Pure: no Optuna import, so ``hpo validate`` can say what a sweep will run on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from hpo import rules
+from hpo import rules, space
 from hpo.config import Choice, Range, SweepConfig
 
-Resolved = Literal["tpe", "gp", "cmaes", "gp-cmaes", "gp-tpe", "nsga2"]
+Resolved = Literal["grid", "tpe", "gp", "cmaes", "gp-cmaes", "gp-tpe", "nsga2"]
 
 # GP's cost per suggestion grows ~cubically with the finished trials (bench/sampler_cost.py measured it:
 # see the README, "Search efficiency"); past this many, ``auto`` hands over to CMA-ES (or TPE / NSGA-II).
@@ -48,15 +48,17 @@ class SamplerChoice:
     def describe(self) -> str:
         """``sampler auto -> tpe: <reason>``: the line printed when a sweep starts."""
         head = f"sampler {self.requested}" + (f" -> {self.name}" if self.requested != self.name else "")
-        return f"{head} ({self.startup_trials} random start-up trials): {self.reason}"
+        startup = f" ({self.startup_trials} random start-up trials)" if self.name != "grid" else ""
+        return f"{head}{startup}: {self.reason}"
 
 
 def startup_trials(trials: int) -> int:
-    """Random trials before a model-based sampler proposes: a tenth of the budget, 4 to 10.
+    """Random trials before a model-based sampler proposes: a quarter of the budget, 3 to 10.
 
-    Optuna's default 10 would make a 20-trial sweep half random; fewer than 4 give a model nothing to fit.
+    Optuna's default 10 would leave a 12-trial sweep with 2 model-based proposals; fewer than 3 give a
+    model nothing to fit.
     """
-    return max(4, min(10, trials // 10))
+    return min(10, max(3, trials // 4))
 
 
 def choose(config: SweepConfig, trials: int | None = None) -> SamplerChoice:
@@ -73,6 +75,17 @@ def choose(config: SweepConfig, trials: int | None = None) -> SamplerChoice:
     trials = rules.trials_planned(config) if trials is None else trials
     startup = startup_trials(trials)
     requested = config.sampler or "auto"
+    points = space.distinct_points(config)
+    if points is not None and space.runs_every_point(config, trials):
+        return SamplerChoice("grid", f"the space has {points} distinct configurations, no more than the budget: "
+                             "each runs once, no repeats", 0, requested=requested)
+    choice = _by_rules(config, trials, startup, requested)
+    if points is not None:  # hpo.unvisited steps in when a proposal would repeat a tried configuration
+        return replace(choice, reason=f"{choice.reason}; finite space of {points} configurations: no exact repeats")
+    return choice
+
+
+def _by_rules(config: SweepConfig, trials: int, startup: int, requested: str) -> SamplerChoice:
     if requested != "auto":
         return SamplerChoice(requested, f"sampler: {requested} in the sweep file",  # type: ignore[arg-type]
                              startup, requested=requested)

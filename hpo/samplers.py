@@ -64,7 +64,9 @@ class HandOverSampler(optuna.samplers.BaseSampler):
         if self.then == "cmaes":
             # warm start from the trials GP proposed (CMA-ES needs every parameter present in each)
             names = set(finished[0].distributions) if finished else set()
-            source = [t for t in finished if set(t.params) == names] or None
+            source = [t for t in finished if set(t.params) == names]
+            # cmaes's warm start keeps the best 10% of its sources and needs at least one
+            source = source if len(source) >= 10 else None
             self.active = optuna.samplers.CmaEsSampler(seed=self.seed, source_trials=source,
                                                        warn_independent_sampling=False)
         else:

@@ -91,8 +91,8 @@ def sweep_config(method: str, seed: int, budget_trials: int, raw: dict[str, Any]
     return validate(doc, source="replay")
 
 
-def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> list[float]:
-    """Best val_accuracy so far after each consumed trial-epoch (length <= budget)."""
+def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> tuple[list[float], int]:
+    """Best val_accuracy so far after each consumed trial-epoch (length <= budget), and the trials started."""
     from ray.tune.schedulers import TrialScheduler
 
     from hpo import rules
@@ -106,7 +106,7 @@ def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> list[float
     book = TrialBook()
     searcher = make_searcher(config, trials, book)
     scheduler = make_scheduler(config, book, epochs)
-    best, points = -math.inf, []
+    best, points, number = -math.inf, [], 0
     for number in range(trials):
         trial_id = f"t{number:05d}"
         suggested = searcher.suggest(trial_id)
@@ -130,7 +130,7 @@ def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> list[float
         searcher.on_trial_complete(trial_id, result=result)
         if len(points) >= budget:
             break
-    return points
+    return points, number + 1 if points else 0
 
 
 _SURROGATE: tabular.Surrogate | None = None
@@ -141,10 +141,12 @@ def _init(trees: int) -> None:
     import logging
     import warnings
 
+    import torch
     import yaml
 
     global _SURROGATE, _RAW
     warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)  # Optuna's GP runs on torch: one thread per worker, the jobs are the parallelism
     logging.getLogger("ray").setLevel(logging.ERROR)
     _RAW = yaml.safe_load(tabular.SWEEP.read_text(encoding="utf-8"))
     _SURROGATE = tabular.Surrogate(tabular.load(), tabular.sweep_config(), trees=trees)
@@ -156,7 +158,7 @@ def _job(args: tuple[str, int, int]) -> tuple[str, int, list[float], float]:
         raise RuntimeError("worker not initialised")
     config = sweep_config(method, seed, budget_trials, _RAW)
     started = time.process_time()
-    points = replay(config, _SURROGATE, budget_trials * config.max_epochs)
+    points, _ = replay(config, _SURROGATE, budget_trials * config.max_epochs)
     return method, seed, points, time.process_time() - started
 
 
