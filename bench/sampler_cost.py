@@ -57,8 +57,8 @@ def _sampler(name: str, n: int) -> optuna.samplers.BaseSampler:
         from hpo.loading import validate
 
         # what auto picks for a sweep of 6 numeric ranges of the built-in trainer and n + 10 trials
-        ranges = {key: {"distribution": "uniform", "min": 0.0, "max": 0.5}
-                  for key in ("lr", "weight_decay", "dropout", "momentum", "label_smoothing", "input_noise")}
+        ranges = {key: {"distribution": "uniform", "min": 0.1, "max": 0.5}
+                  for key in ("lr", "weight_decay", "dropout", "l2", "label_smoothing", "input_noise")}
         config = validate({"name": "cost", "method": "bayes", "trainer": {"task": "digits"},
                            "budget": {"trials": n + 10}, "parameters": ranges})
         choice = choose(config)

@@ -25,6 +25,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,8 +92,54 @@ def sweep_config(method: str, seed: int, budget_trials: int, raw: dict[str, Any]
     return validate(doc, source="replay")
 
 
-def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> tuple[list[float], int]:
-    """Best val_accuracy so far after each consumed trial-epoch (length <= budget), and the trials started."""
+Objective = Callable[[dict[str, Any], Callable[[float], bool]], None]
+
+
+def surrogate_objective(surrogate: tabular.Surrogate) -> Objective:
+    """Each epoch's value from the surrogate's curve, until ``on_epoch`` says stop."""
+
+    def run(params: dict[str, Any], on_epoch: Callable[[float], bool]) -> None:
+        for value in surrogate.curve(params):
+            if not on_epoch(float(value)):
+                return
+
+    return run
+
+
+class _Stop(Exception):
+    """Raised from the report callback when the scheduler (or the budget) ends a real trial."""
+
+
+def real_objective(epochs: int) -> Objective:
+    """Real training (``--real``): ``trainers.loop.fit`` in this process on the table's split, one thread."""
+    import torch
+    from generate import TRAIN_SEED, split_data
+
+    from trainers.loop import Diverged, fit
+
+    torch.set_num_threads(1)
+    data, fixed = split_data(), dict(tabular.sweep_config().trainer.options)
+
+    def run(params: dict[str, Any], on_epoch: Callable[[float], bool]) -> None:
+        def report(metrics: dict[str, float], checkpoint: Any = None) -> None:
+            if not on_epoch(float(metrics[METRIC])):
+                raise _Stop
+
+        try:
+            fit({**fixed, **params, "epochs": epochs, "seed": TRAIN_SEED}, report, data=data,
+                metric=METRIC, goal="maximize")
+        except (_Stop, Diverged):
+            return
+
+    return run
+
+
+def replay(config: Any, objective: Objective, budget: int) -> tuple[list[float], int]:
+    """Best val_accuracy so far after each consumed trial-epoch (length <= budget), and the trials started.
+
+    ``objective(params, on_epoch)`` trains (or looks up) one configuration, calling ``on_epoch(value)``
+    after every epoch and stopping when it returns False.
+    """
     from ray.tune.schedulers import TrialScheduler
 
     from hpo import rules
@@ -102,63 +149,72 @@ def replay(config: Any, surrogate: tabular.Surrogate, budget: int) -> tuple[list
 
     np.random.seed(config.seed)  # Ray's Hyperband draws each trial's bracket from numpy's global state
     trials = rules.trials_planned(config)
-    epochs = config.max_epochs
     book = TrialBook()
     searcher = make_searcher(config, trials, book)
-    scheduler = make_scheduler(config, book, epochs)
-    best, points, number = -math.inf, [], 0
+    scheduler = make_scheduler(config, book, config.max_epochs)
+    names = set(tabular.sweep_config().parameters)
+    state: dict[str, Any] = {"best": -math.inf, "points": []}
+    number = 0
     for number in range(trials):
         trial_id = f"t{number:05d}"
         suggested = searcher.suggest(trial_id)
         if suggested is None:
             break
-        params = dict(searcher._ot_trials[trial_id].params)
         trial = SimpleNamespace(trial_id=trial_id, config=suggested)
         scheduler.on_trial_add(None, trial)
-        curve, running, result = surrogate.curve(params), -math.inf, {}
-        for epoch in range(1, epochs + 1):
-            value = float(curve[epoch - 1])
-            running = max(running, value)
-            best = max(best, value)
-            points.append(best)
-            result = {"training_iteration": epoch, METRIC: value, BEST_KEY: running}
-            decision = scheduler.on_trial_result(None, trial, result)
-            if len(points) >= budget or decision == TrialScheduler.STOP:
-                break
-            searcher.on_trial_result(trial_id, result)
-        scheduler.on_trial_complete(None, trial, result)
-        searcher.on_trial_complete(trial_id, result=result)
-        if len(points) >= budget:
+        state.update(running=-math.inf, result={}, epoch=0)
+
+        def on_epoch(value: float, trial: Any = trial, trial_id: str = trial_id) -> bool:
+            state["epoch"] += 1
+            state["running"] = max(state["running"], value)
+            state["best"] = max(state["best"], value)
+            state["points"].append(state["best"])
+            state["result"] = {"training_iteration": state["epoch"], METRIC: value, BEST_KEY: state["running"]}
+            decision = scheduler.on_trial_result(None, trial, state["result"])
+            if len(state["points"]) >= budget or decision == TrialScheduler.STOP:
+                return False
+            searcher.on_trial_result(trial_id, state["result"])
+            return True
+
+        # the trial's configuration as the trainer gets it: sampled and fixed values of the space
+        objective({k: v for k, v in suggested.items() if k in names}, on_epoch)
+        scheduler.on_trial_complete(None, trial, state["result"])
+        searcher.on_trial_complete(trial_id, result=state["result"])
+        if len(state["points"]) >= budget:
             break
+    points: list[float] = state["points"]
     return points, number + 1 if points else 0
 
 
-_SURROGATE: tabular.Surrogate | None = None
+_OBJECTIVE: Objective | None = None
 _RAW: dict[str, Any] = {}
 
 
-def _init(trees: int) -> None:
+def _init(trees: int, real: bool) -> None:
+    """A worker's objective: the surrogate fitted on the whole table, or real training (``--real``)."""
     import logging
     import warnings
 
     import torch
     import yaml
 
-    global _SURROGATE, _RAW
+    global _OBJECTIVE, _RAW
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)  # Optuna's GP runs on torch: one thread per worker, the jobs are the parallelism
     logging.getLogger("ray").setLevel(logging.ERROR)
     _RAW = yaml.safe_load(tabular.SWEEP.read_text(encoding="utf-8"))
-    _SURROGATE = tabular.Surrogate(tabular.load(), tabular.sweep_config(), trees=trees)
+    config = tabular.sweep_config()
+    _OBJECTIVE = (real_objective(config.max_epochs) if real
+                  else surrogate_objective(tabular.Surrogate(tabular.load(), config, trees=trees)))
 
 
 def _job(args: tuple[str, int, int]) -> tuple[str, int, list[float], float]:
     method, seed, budget_trials = args
-    if _SURROGATE is None:
+    if _OBJECTIVE is None:
         raise RuntimeError("worker not initialised")
     config = sweep_config(method, seed, budget_trials, _RAW)
     started = time.process_time()
-    points, _ = replay(config, _SURROGATE, budget_trials * config.max_epochs)
+    points, _ = replay(config, _OBJECTIVE, budget_trials * config.max_epochs)
     return method, seed, points, time.process_time() - started
 
 
@@ -218,6 +274,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--trees", type=int, default=64, help="trees of the surrogate's random forest")
+    parser.add_argument("--real", action="store_true",
+                        help="train each trial for real (trainers.loop.fit, the table's split), not the surrogate")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
 
@@ -228,18 +286,20 @@ def main() -> None:
     jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds)]
     runs: dict[str, dict[int, list[float]]] = {m: {} for m in args.methods}
     cpu = dict.fromkeys(args.methods, 0.0)
-    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees,)) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees, args.real)) as pool:
         for method, seed, points, seconds in pool.map(_job, jobs):
             runs[method][seed] = points
             cpu[method] += seconds
             print(f"[{(time.monotonic() - started) / 60:5.1f} min] {method} seed {seed}: {len(points)} trial-epochs, "
                   f"best {points[-1] if points else float('nan'):.4f}", file=sys.stderr, flush=True)
-    _init(args.trees)
-    assert _SURROGATE is not None
-    reference = max(float(_SURROGATE.curves(table.params).max()), *(p[-1] for r in runs.values() for p in r.values()))
+    # the best value known: the table's best real value (--real) or the surrogate's best answer on the table
+    known = (table.val_accuracy.max() if args.real else
+             tabular.Surrogate(table, config, trees=args.trees).curves(table.params).max())
+    reference = max(float(known), *(p[-1] for r in runs.values() for p in r.values()))
     budget = args.budget_trials * config.max_epochs
     header = [
-        f"tabular replay: MNIST-1D MLP, {len(table)} real configurations x {config.max_epochs} epochs "
+        f"{'REAL TRAINING (--real), not the surrogate; ' if args.real else ''}tabular replay: MNIST-1D MLP, "
+        f"{len(table)} real configurations x {config.max_epochs} epochs "
         f"({table.status.count('diverged')} diverged), validation split = 800 sequences held out of the training split",
         f"surrogate: random forest ({args.trees} trees) on the val_accuracy curves; 5-fold held-out error: best "
         f"val_accuracy MAE {error['mae_best']:.4f} (spread of real bests {error['spread']:.4f}), per-epoch MAE "
