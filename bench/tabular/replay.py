@@ -190,7 +190,7 @@ _OBJECTIVE: Objective | None = None
 _RAW: dict[str, Any] = {}
 
 
-def _init(trees: int, real: bool) -> None:
+def _init(trees: int, real: bool, rows: int | None) -> None:
     """A worker's objective: the surrogate fitted on the whole table, or real training (``--real``)."""
     import logging
     import warnings
@@ -205,7 +205,7 @@ def _init(trees: int, real: bool) -> None:
     _RAW = yaml.safe_load(tabular.SWEEP.read_text(encoding="utf-8"))
     config = tabular.sweep_config()
     _OBJECTIVE = (real_objective(config.max_epochs) if real
-                  else surrogate_objective(tabular.Surrogate(tabular.load(), config, trees=trees)))
+                  else surrogate_objective(tabular.Surrogate(tabular.load(rows=rows), config, trees=trees)))
 
 
 def _job(args: tuple[str, int, int]) -> tuple[str, int, list[float], float]:
@@ -276,17 +276,18 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=64, help="trees of the surrogate's random forest")
     parser.add_argument("--real", action="store_true",
                         help="train each trial for real (trainers.loop.fit, the table's split), not the surrogate")
+    parser.add_argument("--rows", type=int, help="use the design's first ROWS configurations of the table only")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
 
     started = time.monotonic()
-    table = tabular.load()
+    table = tabular.load(rows=args.rows)
     config = tabular.sweep_config()
     error = tabular.held_out_error(table, config)
     jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds)]
     runs: dict[str, dict[int, list[float]]] = {m: {} for m in args.methods}
     cpu = dict.fromkeys(args.methods, 0.0)
-    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees, args.real)) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees, args.real, args.rows)) as pool:
         for method, seed, points, seconds in pool.map(_job, jobs):
             runs[method][seed] = points
             cpu[method] += seconds
@@ -299,13 +300,15 @@ def main() -> None:
     budget = args.budget_trials * config.max_epochs
     header = [
         f"{'REAL TRAINING (--real), not the surrogate; ' if args.real else ''}tabular replay: MNIST-1D MLP, "
-        f"{len(table)} real configurations x {config.max_epochs} epochs "
+        f"{len(table)} real configurations (of the Sobol design's first {args.rows or 'all'}) x "
+        f"{config.max_epochs} epochs "
         f"({table.status.count('diverged')} diverged), validation split = 800 sequences held out of the training split",
         f"surrogate: random forest ({args.trees} trees) on the val_accuracy curves; 5-fold held-out error: best "
         f"val_accuracy MAE {error['mae_best']:.4f} (spread of real bests {error['spread']:.4f}), per-epoch MAE "
         f"{error['mae_curve']:.4f}, Spearman of bests {error['spearman_best']:.3f}",
         f"{args.seeds} seeds per method; one trial at a time; ASHA/Hyperband grace 1, reduction factor 3; "
-        f"total wall {(time.monotonic() - started) / 60:.1f} min",
+        f"total wall {(time.monotonic() - started) / 60:.1f} min; command: nice -n 10 .venv/bin/python "
+        f"{' '.join(['bench/tabular/replay.py', *sys.argv[1:]])}",
     ]
     text = report(runs, reference, budget, cpu, header)
     print(text)

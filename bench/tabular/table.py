@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +40,32 @@ class Table:
         return len(self.params)
 
 
-def load(folder: Path = DATA) -> Table:
-    """Every shard under ``folder``, in design order; NaN (after a divergence) becomes chance accuracy."""
-    rows: dict[int, tuple[str, str, np.ndarray]] = {}
+def load(folder: Path = DATA, rows: int | None = None) -> Table:
+    """Every shard under ``folder``, in design order; NaN (after a divergence) becomes chance accuracy.
+
+    ``rows``: only the design's first ``rows`` configurations (indices below it), so a figure made from
+    part of a growing table can be made again.
+    """
+    found: dict[int, tuple[str, str, np.ndarray]] = {}
     metrics: tuple[str, ...] = ()
     for path in sorted(folder.glob("curves-*.npz")):
         with np.load(path, allow_pickle=False) as f:
             metrics = tuple(str(m) for m in f["metrics"])
             for i, p, s, c in zip(f["index"], f["params"], f["status"], f["curves"], strict=True):
-                rows[int(i)] = (str(p), str(s), c)
-    if not rows:
+                if rows is None or int(i) < rows:
+                    found[int(i)] = (str(p), str(s), c)
+    if not found:
         raise FileNotFoundError(f"no curves-*.npz under {folder}; run bench/tabular/generate.py first")
-    order = sorted(rows)
-    curves = np.stack([rows[i][2] for i in order]).astype(np.float64)
+    order = sorted(found)
+    curves = np.stack([found[i][2] for i in order]).astype(np.float64)
     val = curves[:, metrics.index("val_accuracy"), :]
     val = np.where(np.isfinite(val), val, CHANCE)
-    return Table([json.loads(rows[i][0]) for i in order], val, curves, metrics, [rows[i][1] for i in order])
+    return Table([json.loads(found[i][0]) for i in order], val, curves, metrics, [found[i][1] for i in order])
 
 
+@lru_cache(maxsize=1)
 def sweep_config() -> Any:
-    """The benchmark's sweep file, validated."""
+    """The benchmark's sweep file, validated (once: validation checks the catalog over many points)."""
     from hpo.loading import load_sweep
 
     return load_sweep(SWEEP)[0]
@@ -116,11 +123,22 @@ class Surrogate:
         self.epochs = table.val_accuracy.shape[1]
         self._cache: dict[str, np.ndarray] = {}
 
+        # the trees as plain arrays: walking them for one configuration takes ~1 ms, sklearn's predict ~50
+        self._trees = [(t.tree_.children_left, t.tree_.children_right, t.tree_.feature, t.tree_.threshold,
+                        t.tree_.value[:, :, 0]) for t in self.model.estimators_]
+
     def curve(self, params: dict[str, Any]) -> np.ndarray:
-        """Predicted val_accuracy after each epoch (length ``epochs``)."""
+        """Predicted val_accuracy after each epoch (length ``epochs``): the mean of the trees' leaves."""
         key = json.dumps(params, sort_keys=True, default=str)
         if key not in self._cache:
-            self._cache[key] = self.model.predict(self.encoder.encode(params)[None, :])[0]
+            x = self.encoder.encode(params).astype(np.float32)  # sklearn compares float32 features
+            total = np.zeros(self.epochs)
+            for left, right, feature, threshold, value in self._trees:
+                node = 0
+                while left[node] != -1:
+                    node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+                total += value[node]
+            self._cache[key] = total / len(self._trees)
         return self._cache[key]
 
     def curves(self, params: list[dict[str, Any]]) -> np.ndarray:
