@@ -22,6 +22,7 @@ Run:  nice -n 10 .venv/bin/python bench/tabular/replay.py [--seeds 30] [--budget
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -49,11 +50,11 @@ METHODS: dict[str, tuple[str, str | None, str]] = {
     "random+asha": ("random", None, "asha"),
     "grid": ("grid", None, "none"),
     "tpe": ("bayes", "tpe", "none"),
-    "gp": ("bayes", "gp", "none"),
     "auto": ("bayes", None, "none"),
     "auto+asha": ("bayes", None, "asha"),
     "hyperband": ("random", None, "hyperband"),
     "auto+hyperband": ("bayes", None, "hyperband"),
+    "gp": ("bayes", "gp", "none"),  # last: by far the slowest to replay (seconds a suggestion)
 }
 # The grid a person would write by hand for this space: 3 optimizers x 4 learning rates x 2 batch sizes x
 # 2 widths = 48 points, the rest fixed at common values.
@@ -234,10 +235,12 @@ def report(runs: dict[str, dict[int, list[float]]], reference: float, budget: in
            header: list[str]) -> str:
     lines = [*header, "", f"regret (reference {reference:.4f} - best val_accuracy so far): median [25%, 75%] over "
              f"seeds, at a share of B = {budget} trial-epochs"]
-    cols = ["method", *(f"{s:.0%} ({round(s * budget)})" for s in SHARES), "CPU s/seed"]
+    cols = ["method", "seeds", *(f"{s:.0%} ({round(s * budget)})" for s in SHARES), "CPU s/seed"]
     rows = []
     for method, by_seed in runs.items():
-        cells = []
+        if not by_seed:
+            continue
+        cells = [str(len(by_seed))]
         for share in SHARES:
             med, q1, q3 = quartiles([regret_at(p, round(share * budget), reference) for p in by_seed.values()])
             cells.append(f"{med:.4f} [{q1:.4f}, {q3:.4f}]")
@@ -257,6 +260,8 @@ def claim_lines(runs: dict[str, dict[int, list[float]]], reference: float, budge
     lines = [f"random search's median regret at B: {target:.4f}; trial-epochs each method's median regret "
              "needs to reach it:"]
     for method, by_seed in runs.items():
+        if not by_seed:
+            continue
         reached = next((b for b in range(1, budget + 1)
                         if quartiles([regret_at(p, b, reference) for p in by_seed.values()])[0] <= target), None)
         paired = [regret_at(by_seed[s], budget // 3, reference) <= regret_at(runs["random"][s], budget, reference)
@@ -265,6 +270,21 @@ def claim_lines(runs: dict[str, dict[int, list[float]]], reference: float, budge
         lines.append(f"  {method:15s} {where}; seeds whose regret at B/3 <= random's at B (same seed): "
                      f"{sum(paired)}/{len(paired)}")
     return lines
+
+
+def _read_cache(path: Path | None, runs: dict[str, dict[int, list[float]]],
+                cpu: dict[str, float]) -> set[tuple[str, int]]:
+    """Runs an earlier, interrupted invocation appended to ``path`` (one JSON line each): kept, not re-run."""
+    done: set[tuple[str, int]] = set()
+    if path is None or not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["method"] in runs:
+            runs[row["method"]][row["seed"]] = row["points"]
+            cpu[row["method"]] += row["cpu_s"]
+            done.add((row["method"], row["seed"]))
+    return done
 
 
 def main() -> None:
@@ -276,6 +296,7 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=64, help="trees of the surrogate's random forest")
     parser.add_argument("--real", action="store_true",
                         help="train each trial for real (trainers.loop.fit, the table's split), not the surrogate")
+    parser.add_argument("--cache", type=Path, help="append each run here; a re-run with the same file skips them")
     parser.add_argument("--rows", type=int, help="use the design's first ROWS configurations of the table only")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
@@ -284,13 +305,17 @@ def main() -> None:
     table = tabular.load(rows=args.rows)
     config = tabular.sweep_config()
     error = tabular.held_out_error(table, config)
-    jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds)]
     runs: dict[str, dict[int, list[float]]] = {m: {} for m in args.methods}
     cpu = dict.fromkeys(args.methods, 0.0)
+    done = _read_cache(args.cache, runs, cpu)
+    jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds) if (m, s) not in done]
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees, args.real, args.rows)) as pool:
         for method, seed, points, seconds in pool.map(_job, jobs):
             runs[method][seed] = points
             cpu[method] += seconds
+            if args.cache is not None:
+                with args.cache.open("a", encoding="utf-8") as cache:
+                    cache.write(json.dumps({"method": method, "seed": seed, "points": points, "cpu_s": seconds}) + "\n")
             print(f"[{(time.monotonic() - started) / 60:5.1f} min] {method} seed {seed}: {len(points)} trial-epochs, "
                   f"best {points[-1] if points else float('nan'):.4f}", file=sys.stderr, flush=True)
     # the best value known: the table's best real value (--real) or the surrogate's best answer on the table
@@ -306,7 +331,7 @@ def main() -> None:
         f"surrogate: random forest ({args.trees} trees) on the val_accuracy curves; 5-fold held-out error: best "
         f"val_accuracy MAE {error['mae_best']:.4f} (spread of real bests {error['spread']:.4f}), per-epoch MAE "
         f"{error['mae_curve']:.4f}, Spearman of bests {error['spearman_best']:.3f}",
-        f"{args.seeds} seeds per method; one trial at a time; ASHA/Hyperband grace 1, reduction factor 3; "
+        "seeds 0.. per method (column seeds); one trial at a time; ASHA/Hyperband grace 1, reduction factor 3; "
         f"total wall {(time.monotonic() - started) / 60:.1f} min; command: nice -n 10 .venv/bin/python "
         f"{' '.join(['bench/tabular/replay.py', *sys.argv[1:]])}",
     ]
