@@ -297,6 +297,7 @@ def main() -> None:
     parser.add_argument("--real", action="store_true",
                         help="train each trial for real (trainers.loop.fit, the table's split), not the surrogate")
     parser.add_argument("--cache", type=Path, help="append each run here; a re-run with the same file skips them")
+    parser.add_argument("--report-only", action="store_true", help="report what --cache holds; run nothing")
     parser.add_argument("--rows", type=int, help="use the design's first ROWS configurations of the table only")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
@@ -308,7 +309,8 @@ def main() -> None:
     runs: dict[str, dict[int, list[float]]] = {m: {} for m in args.methods}
     cpu = dict.fromkeys(args.methods, 0.0)
     done = _read_cache(args.cache, runs, cpu)
-    jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds) if (m, s) not in done]
+    jobs = [(m, s, args.budget_trials) for m in args.methods for s in range(args.seeds)
+            if (m, s) not in done and not args.report_only]
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.trees, args.real, args.rows)) as pool:
         for method, seed, points, seconds in pool.map(_job, jobs):
             runs[method][seed] = points
