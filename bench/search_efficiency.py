@@ -1,4 +1,4 @@
-"""Search efficiency: random, grid and bayes (TPE), each with and without ASHA, at an equal budget.
+"""Search efficiency: random, grid and bayes (default sampler: auto), each with and without ASHA, at an equal budget.
 
 One fixed, cheap task (scikit-learn digits, MLP with 2 hidden layers of 32, half of the training part,
 ``--epochs`` epochs per full trial) and a space where the hyperparameters matter (optimizer sgd/adam

@@ -218,7 +218,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume_run_id: str | None = None) -> int:
     """Run (or resume) a validated sweep and print its leaderboard or JSON; the exit code."""
-    from hpo import defaults, rules
+    from hpo import defaults, rules, sampler_choice
     from hpo.startup import PhaseClock
 
     clock = PhaseClock(verbose=args.verbose, stream=sys.stderr)
@@ -234,6 +234,8 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
         f"{rules.trials_planned(config)} trials, {', '.join(f'{m.goal} {m.name}' for m in config.objectives)}",
         file=sys.stderr,
     )
+    if config.method == "bayes":  # which sampler runs, and why (also the sweep run's hpo.sampler_reason tag)
+        print(sampler_choice.choose(config).describe(), file=sys.stderr)
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
     # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -263,13 +265,15 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     config, _ = load_sweep(args.file, parse_overrides(args.overrides))
-    from hpo import rules
+    from hpo import rules, sampler_choice
 
     trials = rules.trials_planned(config)
     if note := rules.finite_space_note(config):  # a remark, not an error: the sweep still runs
         print(note, file=sys.stderr)
     print(f"{args.file}: ok - {config.method} ({config.sampler_name}) sweep {config.name!r}, {trials} trials of "
           f"up to {config.max_epochs} epochs, {', '.join(f'{m.goal} {m.name}' for m in config.objectives)}")
+    if config.method == "bayes":
+        print(f"  {sampler_choice.choose(config).describe()}")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from hpo.compress_block import CompressBlock
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
-SamplerName = Literal["tpe", "gp", "cmaes", "nsga2"]
+SamplerName = Literal["auto", "tpe", "gp", "cmaes", "nsga2"]
 Goal = Literal["maximize", "minimize"]
 
 
@@ -416,9 +416,10 @@ class SweepConfig(_Model):
 
     @property
     def sampler_name(self) -> str:
-        """The Optuna sampler the method runs on: grid, random, tpe, gp, cmaes or nsga2."""
+        """The sampler the sweep asks for: grid, random, auto (bayes's default: ``hpo.sampler_choice``
+        picks tpe, gp, cmaes or nsga2 from the space and the budget), tpe, gp, cmaes or nsga2."""
         if self.method == "bayes":
-            return self.sampler or "tpe"
+            return self.sampler or "auto"
         return self.method
 
     @property

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo import defaults, rules
+from hpo import defaults, rules, sampler_choice
 from hpo.cluster import check_cluster_fits
 from hpo.compress import compress_after_search
 from hpo.config import SweepConfig, flatten
@@ -409,7 +409,7 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
     return {
         schema.SWEEP: config.name,
         schema.METHOD: config.method,
-        schema.SAMPLER: config.sampler_name,
+        **_sampler_tags(config),
         schema.METRIC: config.metric.name,
         schema.GOAL: config.metric.goal,
         schema.SEED: str(config.seed),
@@ -417,6 +417,15 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
         **({schema.OBJECTIVES: objectives_tag([(m.name, m.goal) for m in config.objectives])}
            if config.multi_objective else {}),
     }
+
+
+def _sampler_tags(config: SweepConfig) -> dict[str, str]:
+    """The sampler that runs (``sampler: auto`` resolved) and, for bayes, what was asked and why."""
+    if config.method != "bayes":
+        return {schema.SAMPLER: config.sampler_name}
+    choice = sampler_choice.choose(config)
+    return {schema.SAMPLER: choice.name, schema.SAMPLER_REQUESTED: choice.requested,
+            schema.SAMPLER_REASON: choice.reason}
 
 
 

@@ -1,7 +1,8 @@
 """Search algorithm and scheduler for a sweep: every method goes through Ray Tune's OptunaSearch.
 
-grid -> GridSampler over the enumerated points; random -> RandomSampler; bayes -> TPE (multivariate,
-group-aware for conditional spaces, constant liar for concurrent trials), GP, CMA-ES or NSGA-II. A
+grid -> GridSampler over the enumerated points; random -> RandomSampler; bayes -> the sampler
+``hpo.sampler_choice`` picks (``sampler: auto``, the default) or names: TPE (multivariate, group-aware for
+conditional spaces, constant liar for concurrent trials), GP, CMA-ES, GP then CMA-ES, or NSGA-II. A
 multi-objective sweep gives OptunaSearch one metric and mode per objective (TPE, GP and NSGA-II are
 multi-objective in Optuna; CMA-ES is refused by ``hpo.rules``). Early stopping
 is ASHA, asynchronous Hyperband (ASHA over several brackets, which never pauses trials) or the median
@@ -19,7 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from hpo import space, unvisited
+from hpo import sampler_choice, samplers, space, unvisited
 from hpo.config import SweepConfig
 from hpo.objectives import objective_key
 from hpo.trial_book import TrialBook
@@ -65,20 +66,9 @@ def make_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSample
 
 
 def _method_sampler(config: SweepConfig, trials: int) -> optuna.samplers.BaseSampler:
-    seed = config.seed
-    name = config.sampler_name
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    startup = min(10, max(3, trials // 4))  # the default 10 would make short sweeps pure random
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
-    if name == "nsga2":  # multi-objective genetic search; generations of at least 4 so short sweeps evolve
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
-    return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
-    )
+    if config.sampler_name == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    return samplers.build(sampler_choice.choose(config, trials), config.seed, trials)
 
 
 class PruningOptunaSearch(OptunaSearch):  # type: ignore[misc]

@@ -39,7 +39,9 @@ def kind_tags(kind: RunKind) -> dict[str, str]:
 # -- tags on sweep and trial runs -----------------------------------------------------------------
 SWEEP = "hpo.sweep"  # sweep name
 METHOD = "hpo.method"  # grid | random | bayes
-SAMPLER = "hpo.sampler"  # grid | random | tpe | gp | cmaes
+SAMPLER = "hpo.sampler"  # the sampler that ran: grid | random | tpe | gp | cmaes | gp-cmaes | gp-tpe | nsga2
+SAMPLER_REQUESTED = "hpo.sampler_requested"  # bayes: what the sweep file asked for (auto, the default, or a name)
+SAMPLER_REASON = "hpo.sampler_reason"  # bayes: why that sampler (hpo.sampler_choice)
 METRIC = "hpo.metric"  # name of the sweep metric, e.g. val_accuracy
 GOAL = "hpo.goal"  # maximize | minimize
 SEED = "hpo.seed"

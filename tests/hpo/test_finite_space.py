@@ -209,6 +209,11 @@ def test_bayes_sweep_over_two_points_runs_two_trials(sweep_runner: Any, tmp_path
     assert all(space.GRID_INDEX not in t["params"] for t in doc["trials"])
     parent = client(done.tracking_uri).get_run(doc["parent_run_id"])
     assert parent.data.tags[schema.TRIALS_TOTAL] == "2"
+    # sampler: auto says so, on stderr and on the sweep run
+    assert "sampler auto -> grid: the space has 2 distinct configurations, no more than the budget" in done.stderr
+    assert parent.data.tags[schema.SAMPLER] == "grid"
+    assert parent.data.tags[schema.SAMPLER_REQUESTED] == "auto"
+    assert parent.data.tags[schema.SAMPLER_REASON].startswith("the space has 2 distinct configurations")
 
 
 def test_searcher_samples_a_larger_finite_space_without_repeats() -> None:

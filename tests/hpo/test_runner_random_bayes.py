@@ -128,7 +128,9 @@ def test_bayes_runs_trials_set_on_the_command_line(sweep_runner, tmp_path: Path)
     trials = stored_trials(done.tracking_uri, doc["parent_run_id"])
     assert [t.status for t in trials] == ["FINISHED"] * 3
     assert {t.tags[schema.METHOD] for t in trials} == {"bayes"}
-    assert {t.tags[schema.SAMPLER] for t in trials} == {"tpe"}
+    assert {t.tags[schema.SAMPLER] for t in trials} == {"tpe"}  # sampler: auto, categorical batch_size
+    assert {t.tags[schema.SAMPLER_REQUESTED] for t in trials} == {"auto"}
+    assert "sampler auto -> tpe (3 random start-up trials): categorical parameters (batch_size)" in done.stderr
     for trial in trials:
         assert [step for step, _ in trial.points["val_accuracy"]] == [1, 2]
     best = max(t.metrics["best_val_accuracy"] for t in trials)
