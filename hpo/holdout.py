@@ -102,11 +102,11 @@ def score_on_test(sweep: Holdout, runs: Sequence[tuple[str, Mapping[str, Any], A
     return scores
 
 
-def score_winner(config: SweepConfig, logger: MetricsLog, best: Any) -> str | None:
+def score_winner(config: SweepConfig, logger: MetricsLog, best: Any, *, searched: bool = True) -> str | None:
     """Score the winner (a ``TrialRecord``) on test once; its ``test_metrics`` are set and logged on its run
     and on the sweep run. Returns why there is no test estimate, or None when there is one (tagged
-    ``hpo.test_note`` on the sweep run)."""
-    note = _score_winner(config, logger, best)
+    ``hpo.test_note`` on the sweep run). ``searched``: the search ended normally (else nothing is scored)."""
+    note = _score_winner(config, logger, best) if searched else "the search did not finish: no test estimate"
     if note is not None:
         logger.set_tags(logger.parent_run_id, {schema.TEST_NOTE: note})
     return note

@@ -223,9 +223,8 @@ def _track(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
-        test_note = None
         try:  # after the search, and only then: the winner's checkpoint on the test split, once
-            test_note = score_winner(config, logger, best) if status == "FINISHED" else None
+            test_note = score_winner(config, logger, best, searched=status == "FINISHED")
         except KeyboardInterrupt:
             interrupted, status, test_note = True, "KILLED", "interrupted while scoring the winner: no test estimate"
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
