@@ -259,13 +259,14 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if (args.history is None) == (args.target is None):
         raise ConfigError("give either a run id / sweep name or --history FILE", source="hpo diagnose")
     if args.history is not None:
-        from hpo.diagnosis import HistoryFileError, diagnose, load_history_file
+        from hpo.diagnosis import HistoryFileError, diagnose, read_history_file
 
         try:
-            history = load_history_file(args.history)
+            found = read_history_file(args.history)
         except HistoryFileError as e:
             raise ConfigError(str(e)) from None
-        doc: dict[str, Any] = diagnose(history).to_dict()
+        doc: dict[str, Any] = diagnose(found.history, params=found.params, n_classes=found.n_classes,
+                                       val_size=found.val_size).to_dict()
     else:
         doc = diagnose_stored(args.target, args.tracking_uri)
     if args.json:

@@ -12,6 +12,7 @@ from hpo.diagnosis import (
     diagnose_trial,
     diagnose_trial_row,
     summarize_sweep,
+    task_val_size,
 )
 from hpo.errors import ConfigError, tracking_errors
 from hpo.results import TrialRecord
@@ -19,10 +20,11 @@ from tracker import schema
 from tracker.params import present
 
 
-def diagnose_record(record: TrialRecord, n_classes: int | None) -> Diagnosis | None:
+def diagnose_record(record: TrialRecord, n_classes: int | None, task: str | None = None) -> Diagnosis | None:
     """Diagnose a trial that has ended from what the driver saw of it; None when it reported nothing."""
     return diagnose_trial(record.history, status=record.status, error=record.error, params=record.config,
-                          n_classes=n_classes, stopped_early=record.early_stopped)
+                          n_classes=n_classes, stopped_early=record.early_stopped,
+                          val_size=task_val_size(task, record.config))
 
 
 def trial_tags(result: Diagnosis) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo import rules, space
 from hpo.config import SweepConfig, flatten
-from hpo.diagnosis import diagnose_trial, task_classes
+from hpo.diagnosis import diagnose_trial, task_classes, task_val_size
 from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
@@ -76,7 +76,8 @@ class StoredTrial:
         # the one diagnosis path, so the leaderboard and the sweep's summary count the kept trials too
         diagnosis = diagnose_trial(history, status=self.status, error=error, params=self.params,
                                    n_classes=task_classes(self.tags.get(schema.TASK)),
-                                   stopped_early=self.early_stopped)
+                                   stopped_early=self.early_stopped,
+                                   val_size=task_val_size(self.tags.get(schema.TASK), self.params))
         return TrialRecord(
             self.trial_id, self.number, self.run_id, dict(self.params), status=self.status,
             early_stopped=self.early_stopped, best=best, final=final, epochs=epochs, error=error,

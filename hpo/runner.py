@@ -354,7 +354,7 @@ def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str
 
     def on_finish(record: TrialRecord) -> dict[str, str]:
         try:
-            record.diagnosis = diagnose_record(record, n_classes)
+            record.diagnosis = diagnose_record(record, n_classes, config.trainer.task)
         except Exception:  # noqa: BLE001 - a diagnosis bug must not lose the trial's own results
             log.exception("diagnosis of trial %s failed", record.number)
             return {}

@@ -320,7 +320,7 @@ def main() -> None:
                 rec = {"label": LABELS[run.regime], "dataset": name, "regime": run.regime,
                        "params": {**run.params, "seed": seed, "n_train": run.n_train or len(data.x),
                                   "early_stopping_patience": run.patience},
-                       "n_classes": data.n_classes, "history": _jsonable(hist)}
+                       "n_classes": data.n_classes, "val_size": len(data.y_val), "history": _jsonable(hist)}
                 kept_here.append((folder / f"{run.regime}__{run.config}_s{seed}.json", rec))
                 print(f"ok     {tag}: {len(hist['train_loss'])} epochs  ({time.time() - t0:.0f}s)")
         for path, rec in _drop_poor_goodfits(kept_here):

@@ -7,7 +7,7 @@ Pure Python + numpy: importing it loads neither Ray, torch, MLflow, pandas nor S
   dashboard); ``diagnose_stored_trial`` and ``diagnose_trial_row`` feed it from what the store holds.
 - ``diagnose`` judges bare curves (``hpo diagnose --history FILE``); ``summarize_sweep`` finds the
   settings that drive the verdicts across a sweep.
-- ``load_history_file`` reads the ``--history`` file format (:mod:`hpo.diagnosis.history`).
+- ``read_history_file`` reads the ``--history`` file format, series and context (:mod:`hpo.diagnosis.history`).
 
 The rules and their measured accuracy: docs/diagnosis.md.
 """
@@ -20,15 +20,17 @@ from hpo.diagnosis._trial import (
     diagnose_trial,
     diagnose_trial_row,
     task_classes,
+    task_val_size,
 )
 from hpo.diagnosis._verdict import INSUFFICIENT_DATA, VERDICTS, Diagnosis, diagnose, summarize_sweep
-from hpo.diagnosis.history import HistoryFileError, load_history_file
+from hpo.diagnosis.history import HistoryFile, HistoryFileError, load_history_file, read_history_file
 
 __all__ = [
     "CURVE_KEYS",
     "INSUFFICIENT_DATA",
     "VERDICTS",
     "Diagnosis",
+    "HistoryFile",
     "HistoryFileError",
     "StoredTrial",
     "SweepSummary",
@@ -37,6 +39,8 @@ __all__ = [
     "diagnose_trial",
     "diagnose_trial_row",
     "load_history_file",
+    "read_history_file",
     "summarize_sweep",
     "task_classes",
+    "task_val_size",
 ]

@@ -19,6 +19,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "grad_clip": ("grad_clip", "clip_grad_norm", "max_grad_norm", "gradient_clip_val", "clip"),
     "warmup": ("warmup", "warmup_epochs", "warmup_steps"),
     "n_train": ("n_train", "train_size", "num_train", "subset"),
+    "label_smoothing": ("label_smoothing", "label_smooth", "smoothing"),
 }
 
 
@@ -34,7 +35,7 @@ def param(params: Mapping[str, Any] | None, name: str) -> tuple[str, Any] | None
     return None
 
 
-def _num(p: tuple[str, Any] | None) -> float | None:
+def number(p: tuple[str, Any] | None) -> float | None:
     if p is None or isinstance(p[1], bool):
         return None
     try:
@@ -72,13 +73,13 @@ def _overfitting(ev: Mapping[str, Any], params: Mapping[str, Any] | None) -> lis
     if k:
         recs.append(f"Stop at epoch {k} (where validation loss bottomed out), or use early stopping on "
                     "val_loss with a patience of 3-5 epochs.")
-    wd, wdv = param(params, "weight_decay"), _num(param(params, "weight_decay"))
+    wd, wdv = param(params, "weight_decay"), number(param(params, "weight_decay"))
     if wd is not None and wdv is not None:
         recs.append(f"{wd[0]} is 0 here: add weight decay (1e-4 to 1e-2)." if wdv == 0 else
                     f"Raise {wd[0]} from {_g(wdv)} to about {_g(wdv * 10)}.")
     else:
         recs.append("Add or strengthen weight decay (e.g. 1e-4 to 1e-2).")
-    dp, dpv = param(params, "dropout"), _num(param(params, "dropout"))
+    dp, dpv = param(params, "dropout"), number(param(params, "dropout"))
     if dp is not None and dpv is not None:
         recs.append(f"{dp[0]} is 0 here: add dropout of 0.2-0.5." if dpv == 0 else
                     f"Raise {dp[0]} from {_g(dpv)} to about {_g(min(0.6, dpv + 0.2))}." if dpv < 0.5 else
@@ -86,15 +87,15 @@ def _overfitting(ev: Mapping[str, Any], params: Mapping[str, Any] | None) -> lis
     else:
         recs.append("Add dropout (0.2-0.5) and data augmentation.")
     recs.append(_smaller_model(params))
-    n = _num(param(params, "n_train"))
+    n = number(param(params, "n_train"))
     recs.append(f"Train on more data (only {n:g} training examples here) or augment it." if n else
                 "Train on more data or augment it.")
     return recs
 
 
 def _smaller_model(params: Mapping[str, Any] | None) -> str:
-    h, hv = param(params, "hidden"), _num(param(params, "hidden"))
-    la, lav = param(params, "layers"), _num(param(params, "layers"))
+    h, hv = param(params, "hidden"), number(param(params, "hidden"))
+    la, lav = param(params, "layers"), number(param(params, "layers"))
     parts = []
     if h is not None and hv is not None and hv >= 8:
         parts.append(f"{h[0]} {_g(hv)} -> {_g(max(4, hv // 2))}")
@@ -105,8 +106,8 @@ def _smaller_model(params: Mapping[str, Any] | None) -> str:
 
 def _underfitting(findings: list[str], params: Mapping[str, Any] | None) -> list[str]:
     recs: list[str] = []
-    lr, lrv = param(params, "lr"), _num(param(params, "lr"))
-    ep, epv = param(params, "epochs"), _num(param(params, "epochs"))
+    lr, lrv = param(params, "lr"), number(param(params, "lr"))
+    ep, epv = param(params, "epochs"), number(param(params, "epochs"))
     stopped = "stopped_early" in findings
     if stopped:
         recs.append("The sweep's scheduler stopped this trial because it lagged the others at the same epoch: "
@@ -117,16 +118,16 @@ def _underfitting(findings: list[str], params: Mapping[str, Any] | None) -> list
         if not stopped:
             recs.append(f"Train longer: {ep[0]} is {_g(epv)} here; try {_g(epv * 3)}." if ep and epv else
                         "Train for more epochs.")
-    dp, dpv = param(params, "dropout"), _num(param(params, "dropout"))
-    wd, wdv = param(params, "weight_decay"), _num(param(params, "weight_decay"))
+    dp, dpv = param(params, "dropout"), number(param(params, "dropout"))
+    wd, wdv = param(params, "weight_decay"), number(param(params, "weight_decay"))
     if dp and dpv and dpv >= 0.3:
         recs.append(f"Less regularization: {dp[0]} is {_g(dpv)} here; try {_g(round(max(0.0, dpv - 0.4), 2))}.")
     if wd and wdv and wdv >= 1e-2:
         recs.append(f"Less regularization: {wd[0]} is {_g(wdv)} here; try {_g(wdv / 100)}.")
     if not any(r.startswith("Less regularization") for r in recs) and (dp is None and wd is None):
         recs.append("Reduce regularization (weight decay, dropout) if any is applied.")
-    h, hv = param(params, "hidden"), _num(param(params, "hidden"))
-    la, lav = param(params, "layers"), _num(param(params, "layers"))
+    h, hv = param(params, "hidden"), number(param(params, "hidden"))
+    la, lav = param(params, "layers"), number(param(params, "layers"))
     parts = []
     if h and hv is not None:
         parts.append(f"{h[0]} {_g(hv)} -> {_g(max(16, hv * 4) if hv < 16 else hv * 2)}")
@@ -142,16 +143,16 @@ def _underfitting(findings: list[str], params: Mapping[str, Any] | None) -> list
 
 def _diverged(params: Mapping[str, Any] | None) -> list[str]:
     recs: list[str] = []
-    lr, lrv = param(params, "lr"), _num(param(params, "lr"))
+    lr, lrv = param(params, "lr"), number(param(params, "lr"))
     recs.append(f"Lower the learning rate: {lr[0]} is {_g(lrv)} here; try {_g(lrv / 10)} or less." if lr and lrv
                 else "Lower the learning rate by 10x or more.")
-    gc, gcv = param(params, "grad_clip"), _num(param(params, "grad_clip"))
+    gc, gcv = param(params, "grad_clip"), number(param(params, "grad_clip"))
     recs.append(f"Clip gradients harder: {gc[0]} is {_g(gcv)}; try 1.0." if gc and gcv else
                 "Clip gradients (e.g. max norm 1.0).")
     wu = param(params, "warmup")
-    recs.append("Use a learning-rate warmup over the first epochs." if wu is None or not _num(wu) else
+    recs.append("Use a learning-rate warmup over the first epochs." if wu is None or not number(wu) else
                 f"Lengthen the warmup ({wu[0]} is {wu[1]}).")
-    mo, mov = param(params, "momentum"), _num(param(params, "momentum"))
+    mo, mov = param(params, "momentum"), number(param(params, "momentum"))
     if mo and mov and mov >= 0.9:
         recs.append(f"{mo[0]} is {_g(mov)}: with a large step, lower it or the learning rate.")
     recs.append("Check inputs and targets for NaN/inf and unnormalized scales.")

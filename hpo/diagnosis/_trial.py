@@ -29,6 +29,7 @@ def diagnose_trial(
     params: Mapping[str, Any] | None = None,
     n_classes: int | None = None,
     stopped_early: bool = False,
+    val_size: int | None = None,
 ) -> Diagnosis | None:
     """Diagnose one trial from its curves and how it ended.
 
@@ -44,6 +45,7 @@ def diagnose_trial(
         n_classes: the task's number of classes (chance-level loss and accuracy); 0 or None for regression
             or unknown.
         stopped_early: the sweep's scheduler stopped the trial before its last epoch.
+        val_size: validation examples behind each val_loss value (``task_val_size``); None when unknown.
 
     Returns:
         The diagnosis, or ``None`` when the trial reported no curve at all.
@@ -53,7 +55,8 @@ def diagnose_trial(
         series.setdefault("train_loss", []).append(float("nan"))
     if not series:
         return None
-    return diagnose(series, params=dict(params or {}), n_classes=n_classes, stopped_early=stopped_early)
+    return diagnose(series, params=dict(params or {}), n_classes=n_classes, stopped_early=stopped_early,
+                    val_size=val_size)
 
 
 class StoredTrial(Protocol):
@@ -81,6 +84,7 @@ def diagnose_stored_trial(trial: StoredTrial) -> Diagnosis | None:
         params=trial.params,
         n_classes=task_classes(tags.get(schema.TASK)),
         stopped_early=tags.get(schema.EARLY_STOPPED) == "true",
+        val_size=task_val_size(tags.get(schema.TASK), trial.params),
     )
 
 
@@ -106,6 +110,7 @@ def diagnose_trial_row(
         params=params,
         n_classes=task_classes(sweep_tags.get(schema.TASK)),
         stopped_early=bool(row.get("early_stopped")),
+        val_size=task_val_size(sweep_tags.get(schema.TASK), params),
     )
 
 
@@ -114,3 +119,17 @@ def task_classes(task: str | None) -> int | None:
     from trainers.tasks import TASKS  # torch-free: the task table only
 
     return TASKS[task].n_classes if isinstance(task, str) and task in TASKS else None
+
+
+def task_val_size(task: str | None, params: Mapping[str, Any]) -> int | None:
+    """Validation examples of a built-in task's trial under its ``params`` (the validation part of
+    ``TaskInfo.split_sizes``: hold-out, one fold, or an official split's); ``None`` for a custom trainer,
+    whose split the store does not know."""
+    from trainers.tasks import TASKS  # torch-free: the task table only
+
+    if not isinstance(task, str) or task not in TASKS:
+        return None
+    try:
+        return TASKS[task].split_sizes(params)[1]
+    except (TypeError, ValueError):  # a stored param that does not parse as a number: size unknown
+        return None

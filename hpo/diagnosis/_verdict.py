@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo.diagnosis._advice import advise
+from hpo.diagnosis._advice import advise, number, param
 from hpo.diagnosis._features import MIN_EPOCHS, clean, measure
 from hpo.diagnosis._rules import judge
 from hpo.diagnosis._sweep import SweepSummary, summarize
@@ -42,7 +42,7 @@ class Diagnosis:
 
 
 def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[str, Any] | None = None,
-             n_classes: int | None = None, stopped_early: bool = False) -> Diagnosis:
+             n_classes: int | None = None, stopped_early: bool = False, val_size: int | None = None) -> Diagnosis:
     """Judge one trial's learning curves.
 
     Args:
@@ -53,6 +53,13 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
         n_classes: number of classes, for chance-level loss ln(n_classes) and accuracy 1/n_classes.
         stopped_early: the sweep's scheduler (ASHA, median rule) ended the trial before its last epoch:
             the verdict judges the curves so far, and the advice does not say "train longer".
+        val_size: validation examples behind each val_loss value; a small set makes a rise of the
+            validation loss weaker evidence (and caps the confidence of verdicts read from it).
+
+    The trial's ``label_smoothing`` (from ``params``) sets a floor under the training loss (see
+    ``smoothing_floor``); training and validation accuracy at or above 97% mean the model fits, whatever
+    its loss. ``evidence["decided_by"]`` names the signal that decided; a verdict that a small move of any
+    threshold would change carries the finding ``borderline`` and ``evidence["borderline_with"]``.
 
     Returns:
         A Diagnosis; verdict is one of VERDICTS or "insufficient_data".
@@ -65,7 +72,8 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
     if not c.nonfinite and max(finite_train, finite_val) < MIN_EPOCHS:
         n = max(finite_train, finite_val)
         return _insufficient(n, f"only {n} epoch(s): not enough epochs to judge (need {MIN_EPOCHS}).", c.notes)
-    f = measure(c, n_classes)
+    smoothing = number(param(params, "label_smoothing"))
+    f = measure(c, n_classes, label_smoothing=smoothing, val_size=val_size)
     if c.train is None:
         c.notes.append("no train_loss series: judged from validation only")
     is_classifier = bool(n_classes and n_classes > 1) or (
@@ -73,6 +81,9 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
     j = judge(c, f, is_classifier)
     evidence = dict(f.evidence)
     evidence["validation"] = "missing" if c.val is None else "present"
+    evidence["decided_by"] = j.decided_by
+    if j.borderline_with:
+        evidence["borderline_with"] = list(j.borderline_with)
     if c.nonfinite:
         evidence["first_non_finite_epoch"] = dict(c.nonfinite)
     if c.notes:

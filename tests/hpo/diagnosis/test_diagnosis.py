@@ -18,25 +18,36 @@ from hpo.diagnosis import (
     HistoryFileError,
     diagnose,
     load_history_file,
+    read_history_file,
     summarize_sweep,
 )
 
 CURVES = Path(__file__).resolve().parents[2] / "data" / "diagnosis_curves"
 DESIGN = ("digits",)
 # What we measured (docs/diagnosis.md) minus a small margin; a rule change that drops below fails here.
-MIN_ACCURACY = {"overfitting": 0.9, "underfitting": 0.9, "good_fit": 0.85, "diverged": 0.85}
+MIN_ACCURACY = {"overfitting": 0.8, "underfitting": 0.95, "good_fit": 0.9, "diverged": 0.85}
 MIN_HELD_OUT_OVERALL = 0.92
 
 
 def _labelled() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(CURVES.glob("*/*.json"))]
+    return [json.loads(p.read_text()) | {"path": p} for p in sorted(CURVES.glob("*/*.json"))]
+
+
+def _design(c: dict) -> bool:
+    """digits, and seed 0 of the field curves, were looked at while setting the rules (bench/.../evaluate.py)."""
+    return c["dataset"] in DESIGN or (c["dataset"] == "field" and c["params"].get("seed") == 0)
 
 
 @pytest.fixture(scope="module")
 def judged() -> list[tuple[dict, Diagnosis]]:
     curves = _labelled()
     assert len(curves) >= 40, "the labelled curves are missing: run bench/diagnosis_curves/make_curves.py"
-    return [(c, diagnose(c["history"], params=c["params"], n_classes=c["n_classes"])) for c in curves]
+    out = []
+    for c in curves:  # read and judged as `hpo diagnose --history FILE` does: params, classes, validation size
+        found = read_history_file(c["path"])
+        out.append((c, diagnose(found.history, params=found.params, n_classes=found.n_classes,
+                                val_size=found.val_size)))
+    return out
 
 
 # -- labelled real curves ---------------------------------------------------------------------------
@@ -60,9 +71,20 @@ def test_accuracy_per_verdict_on_real_curves(judged, verdict):
 
 
 def test_held_out_datasets_stay_accurate(judged):
-    held = [(c, d) for c, d in judged if c["dataset"] not in DESIGN]
+    held = [(c, d) for c, d in judged if not _design(c)]
     acc = sum(d.verdict == c["label"] for c, d in held) / len(held)
     assert acc >= MIN_HELD_OUT_OVERALL
+
+
+def test_real_label_smoothing_good_fits_are_judged_by_their_floor(judged):
+    smoothed = [(c, d) for c, d in judged if c["label"] == "good_fit" and c["params"].get("label_smoothing")]
+    assert len(smoothed) >= 6, "the field curves with label smoothing are missing"
+    wrong = [c["path"].name for c, d in smoothed if d.verdict != "good_fit"]
+    assert not wrong
+    # the same curves judged without their params (no floor) mostly read as underfitting: the floor decided
+    plain = [diagnose(c["history"], n_classes=c["n_classes"]).verdict for c, _ in smoothed
+             if "train_loss" in c["history"] and "train_accuracy" not in c["history"]]
+    assert plain and plain.count("underfitting") >= len(plain) / 2, plain
 
 
 def test_every_diagnosis_is_json_serialisable_with_the_cli_shape(judged):

@@ -10,6 +10,7 @@ import pytest
 
 from dashboard import _analysis, _data
 from hpo.cli import main
+from hpo.diagnosis import task_val_size
 from tracker import schema
 from tracker.queries import Store
 
@@ -34,6 +35,8 @@ def test_runner_cli_and_dashboard_agree_on_every_stored_trial(small_sweep_store,
         assert source == "computed now from the curves"
         assert cli == shown == json.loads(json.dumps(logged)), row
         assert cli["verdict"] == trial.tags[schema.DIAGNOSIS]
+        if cli["verdict"] not in ("insufficient_data", "diverged"):  # the built-in task's split reaches every path
+            assert cli["evidence"]["val_size"] == task_val_size(trial.tags[schema.TASK], trial.params) > 0
         kinds.add("failed" if row["status"] == "FAILED" else "stopped" if row["early_stopped"] else "finished")
         if row["early_stopped"] and shown["verdict"] != "insufficient_data":
             assert "stopped_early" in shown["findings"]  # the scheduler's stop reaches every path
