@@ -224,7 +224,8 @@ def _track(
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         try:  # after the search, and only then: the winner's checkpoint on the test split, once
-            test_note = score_winner(config, logger, best, searched=status == "FINISHED")
+            test_note = score_winner(config, logger, best, searched=status == "FINISHED",
+                                     stream=progress_stream or sys.stderr)
         except KeyboardInterrupt:
             interrupted, status, test_note = True, "KILLED", "interrupted while scoring the winner: no test estimate"
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started
