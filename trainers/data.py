@@ -36,11 +36,6 @@ class HeldOut:
             self._tensors, self._load = self._load(), None
         return self._tensors
 
-    @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor) -> HeldOut:
-        """A test split already in memory."""
-        return cls(lambda: (x, y), len(y))
-
 
 @dataclass(frozen=True)
 class TaskData:
