@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 NO_TEST_SPLIT = "no test split: no test estimate"
 OWN_LOOP = ("your own train(config, report) function: hpo does not know its checkpoints, so there is no test "
             "estimate")
-SELECTED = "selected on validation, scored once on the test split after the search"
 
 
 class MetricsLog(Protocol):
