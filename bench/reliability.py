@@ -6,7 +6,8 @@ finishes the sweep. Then it reads the store and prints:
 
 - trials lost (budget minus distinct trial numbers) and duplicated (numbers with more than one
   FINISHED run), trials re-run (runs tagged ``hpo.replaces``);
-- points lost / duplicated: per-epoch points of the final trials against the epochs they ran;
+- points lost / duplicated: per-epoch points of the final trials against the epochs they ran (a re-run
+  that continued a killed trial holds the epochs its killed run(s) had not logged: counted together);
 - what a resume costs: seconds from starting ``hpo run`` to its "resuming sweep" line (reading the
   store, rebuilding the search), and to the first new trial run in the store, against a fresh start.
 
@@ -102,11 +103,15 @@ def _count(home: Path, budget: int) -> dict[str, int]:
     current = [t for t in trials if schema.REPLACED_BY not in t.data.tags]
     numbers = [int(t.data.tags[schema.TRIAL_NUMBER]) for t in current]
     finished = [int(t.data.tags[schema.TRIAL_NUMBER]) for t in trials if t.info.status == "FINISHED"]
+    by_id = {t.info.run_id: t for t in trials}
     lost_points = dup_points = 0
     for t in current:
         epochs = int(t.data.metrics.get("epochs_run", 0))
+        chain = [t]
+        while chain[-1].data.tags.get(schema.REPLACES) in by_id:
+            chain.append(by_id[chain[-1].data.tags[schema.REPLACES]])
         for key in ("val_accuracy", "val_loss", "train_loss"):
-            steps = [m.step for m in mlflow.get_metric_history(t.info.run_id, key)]
+            steps = [m.step for run in chain for m in mlflow.get_metric_history(run.info.run_id, key)]
             lost_points += len(set(range(1, epochs + 1)) - set(steps))
             dup_points += len(steps) - len(set(steps))
     return {

@@ -196,6 +196,21 @@ def diagnosed_curve(histories: pd.DataFrame, kind: str, evidence: Mapping[str, A
     return fig
 
 
+def signal_lines(histories: pd.DataFrame, keys: Sequence[str], title: str, *, log_y: bool) -> go.Figure:
+    """One trial's training signals (``signals/*`` keys) per epoch, one line each, named without the prefix."""
+    fig = go.Figure()
+    for i, key in enumerate(keys):
+        curve = histories[histories["key"] == key].sort_values("step")
+        if curve.empty:
+            continue
+        fig.add_trace(go.Scatter(x=curve["step"], y=curve["value"], mode="lines+markers", name=key.split("/", 1)[-1],
+                                 line={"color": TRACE_COLORS[i % len(TRACE_COLORS)]}))
+    fig.update_layout(title=title, xaxis_title="epoch", **_LAYOUT)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
 def verdict_distribution(verdicts: pd.Series) -> go.Figure:
     """Bar chart of how many trials got each verdict (``no verdict`` where none is known)."""
     counts = verdicts.fillna("no verdict").value_counts()

@@ -16,10 +16,11 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from hpo.checkpoints import SIGNALS_FILE, checkpoint_json
 from hpo.results import TrialRecord
 from hpo.trainable import trial_config
 from hpo.trial_book import TrialBook
-from hpo.trial_keys import BEST_KEY, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, DEVICE_KEY, NODE_KEY, RESUMED_KEY, TIME_KEY
 from tracker import schema
 from tracker.mlflow_log import SweepLogger
 
@@ -27,7 +28,7 @@ from tracker.mlflow_log import SweepLogger
 _RAY_FIELDS = frozenset({
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
     "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
-    "experiment_tag", "should_checkpoint", "epoch", BEST_KEY, TIME_KEY,
+    "experiment_tag", "should_checkpoint", "epoch", BEST_KEY, TIME_KEY, RESUMED_KEY,
 })
 _ERROR_LINES = 25
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -54,6 +55,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped_by: name of the early-stopping rule for the tag.
         on_finish: called with each record when its trial ends (diagnosis hooks in here).
         time_limit_s: the sweep's time budget: trials it cuts short are KILLED, stopped by ``time_limit``.
+        kind: the run kind of the runs it opens: ``trial`` (the search) or ``confirm`` (``hpo.confirm``).
+        extra_tags: more tags per trial number (a confirmation run's ``hpo.confirms`` and seed).
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         stopped_by: str,
         on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
         time_limit_s: float | None = None,
+        kind: schema.RunKind = schema.KIND_TRIAL,
+        extra_tags: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         self.logger = logger
         self.base_tags = dict(base_tags)
@@ -78,6 +83,9 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         # Tune stops every running trial when budget.time_limit_s runs out; they end short, not finished
         self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
         self.records: dict[str, TrialRecord] = {}
+        self.kind = kind
+        self.extra_tags = dict(extra_tags or {})
+        self._logged_before: dict[str, int] = {}  # trial id -> epochs the runs it replaces already logged
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self.records:  # a retried trial keeps its run
@@ -90,13 +98,16 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         sweep = self.base_tags.get(schema.SWEEP, "sweep")
         replaced = self.book.replaces.pop(number, None)  # a resumed sweep re-runs a killed trial's number
         run_id = self.logger.start_trial(
-            f"{sweep}-{number:03d}",
+            f"{sweep}-{number:03d}" if self.kind == schema.KIND_TRIAL else f"{sweep}-{self.kind}-{number:03d}",
             config,
             {**self.base_tags, schema.TRIAL_ID: trial.trial_id, schema.TRIAL_NUMBER: str(number),
-             **({schema.REPLACES: replaced} if replaced else {})},
+             **({schema.TRIAL_SEED: str(config["seed"])} if "seed" in config else {}),
+             **({schema.REPLACES: replaced} if replaced else {}), **self.extra_tags.get(number, {})},
+            kind=self.kind,
         )
         if replaced:
             self.logger.set_tags(replaced, {schema.REPLACED_BY: run_id})
+            self._logged_before[trial.trial_id] = self.book.logged_epochs.pop(number, 0)
         self.records[trial.trial_id] = TrialRecord(trial.trial_id, number, run_id, config)
 
     def on_trial_result(
@@ -107,7 +118,11 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             return
         step = int(result.get("epoch") or result.get("training_iteration") or record.epochs + 1)
         if isinstance(result.get(NODE_KEY), str):  # the trainable sends it with its first report
-            self.logger.set_tags(record.run_id, {schema.NODE_ID: result[NODE_KEY]})
+            resumed = int(result.get(RESUMED_KEY) or 0)
+            where = {schema.NODE_ID: result[NODE_KEY], schema.HOST: str(result.get("hostname") or ""),
+                     schema.DEVICE: str(result.get(DEVICE_KEY) or ""),
+                     schema.RESUMED_FROM_EPOCH: str(resumed) if resumed else ""}
+            self.logger.set_tags(record.run_id, {k: v for k, v in where.items() if v})
         values = {
             k: float(v) for k, v in result.items()
             if k not in _RAY_FIELDS and not k.startswith(BEST_KEY)  # hpo_best.<objective>: what Optuna is told
@@ -117,7 +132,8 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             record.history.setdefault(key, []).append(value if math.isfinite(value) else None)
         finite = {k: v for k, v in values.items() if math.isfinite(v)}  # MLflow rejects NaN on some stores
         stamp_ms = int(float(result.get(TIME_KEY) or result.get("timestamp") or time.time()) * 1000)
-        self.logger.log_epoch(record.run_id, finite, step=step, timestamp_ms=stamp_ms)
+        if step > self._logged_before.get(trial.trial_id, 0):  # a re-run's earlier epochs are on the killed run
+            self.logger.log_epoch(record.run_id, finite, step=step, timestamp_ms=stamp_ms)
         record.epochs = step
         record.final = values.get(self.metric, record.final)
         best = result.get(BEST_KEY)
@@ -173,6 +189,9 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
             tags.update(self.on_finish(record))
         if record.diagnosis is not None:
             self.logger.log_json(record.run_id, record.diagnosis.to_dict(), schema.DIAGNOSIS_ARTIFACT)
+        layers = checkpoint_json(record.checkpoint, SIGNALS_FILE)
+        if layers is not None:
+            self.logger.log_json(record.run_id, layers, SIGNALS_FILE)
         metrics: dict[str, float] = {schema.EPOCHS_RUN: float(record.epochs)}
         if record.best is not None:
             metrics[schema.BEST_PREFIX + self.metric] = record.best
@@ -205,8 +224,12 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
     On a terminal one line is redrawn in place; otherwise a line is printed when a trial ends.
     """
 
-    def __init__(self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, tracker: TrialTracker, total: int, goal: str, metric: str, stream: TextIO | None = None,
+        noun: str = "trials",
+    ) -> None:
         self.tracker = tracker
+        self.noun = noun  # what is counted: "trials", or "confirm runs" in a confirmation pass
         self.total = total
         self.maximize = goal == "maximize"
         self.metric = metric
@@ -243,7 +266,7 @@ class Progress(_DriverOnly, Callback):  # type: ignore[misc]
         done_now = done - self.done_before
         eta = elapsed / done_now * (self.total - done) if done_now > 0 else None
         parts = [
-            f"trials {done}/{self.total} done",
+            f"{self.noun} {done}/{self.total} done",
             f"{running} running",
             *([f"{failed} failed"] if failed else []),
             f"best {self.metric} {best:.4g}" if best is not None else f"best {self.metric} -",

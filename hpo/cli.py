@@ -79,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
     resume.set_defaults(handler=_cmd_resume, ray_address=None, new=False)
 
+    confirm = commands.add_parser(
+        "confirm", help="re-run a finished sweep's top configurations with fresh seeds; winner by mean, with intervals",
+        description="Train the sweep's top K configurations again with N fresh seeds each (child runs of kind "
+                    "confirm), rank them by mean validation metric with 95%% intervals, and test the winner "
+                    "against the runner-up (Welch's t-test). The winner becomes the sweep's best trial.",
+    )
+    confirm.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
+    confirm.add_argument("--top", type=int, help="configurations to confirm (default: the sweep's confirm.top, or 3)")
+    confirm.add_argument("--seeds", type=int, help="fresh seeds per configuration (default: confirm.seeds, or 5)")
+    confirm.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    confirm.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    confirm.set_defaults(handler=_cmd_confirm)
+
     validate = commands.add_parser("validate", help="check a sweep file without running it")
     validate.add_argument("file")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -122,23 +135,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("target", metavar="NAME|RUN_ID", help="sweep name, sweep run id, or the best trial's run id")
     compress.add_argument("--methods", nargs="+", metavar="METHOD",
-                          help="dynamic_int8 static_int8 prune_global prune_structured distill onnx (default: all "
-                               "that apply to the model)")
+                          help="dynamic_int8 static_int8 onnx_int8 prune_global prune_structured distill onnx "
+                               "(default: all that apply to the model)")
     compress.add_argument("--sparsities", nargs="+", type=float, metavar="S",
                           help="global pruning sparsities, each in (0, 1) (default 0.5 0.8 0.9)")
     compress.add_argument("--structured-sparsity", type=float, help="share of units/channels removed (default 0.5)")
     compress.add_argument("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default 3)")
     compress.add_argument("--distill-epochs", type=int, help="student epochs (default: the winner's epochs)")
+    compress.add_argument("--distill-trials", type=int,
+                          help="students of a small sweep over temperature and alpha; the best is kept (default 0: "
+                          "one student with --temperature and --alpha)")
     compress.add_argument("--student-width", type=float, help="student hidden / winner hidden (default 0.5)")
+    compress.add_argument("--student-layers", type=int, help="student layers (default 0: one fewer than the winner)")
     compress.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
     compress.add_argument("--alpha", type=float, help="weight of the distillation loss (default 0.7)")
     compress.add_argument("--max-drop", type=float,
                           help="largest metric drop a variant may show to be exported to ONNX (default 0.01)")
     compress.add_argument("--threads", type=int, help="CPU threads while measuring (default 1)")
     compress.add_argument("--repeats", type=int, help="timed calls per latency figure (default 30)")
+    compress.add_argument("--warmup", type=int, help="untimed calls before timing (default 5)")
+    compress.add_argument("--large-batch", type=int, help="batch size of the throughput figures (default 256)")
+    compress.add_argument("--calibration-samples", type=int,
+                          help="training examples that calibrate static int8 (default 1024)")
     compress.add_argument("--tracking-uri")
     compress.add_argument("--json", action="store_true")
     compress.set_defaults(handler=_cmd_compress)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="run one stored trial again and compare its per-epoch metrics with the store's",
+        description="Run a trial again from what the store holds (its config and seed, the sweep's task and "
+                    "trainer settings, its thread count), in this process, and compare every per-epoch metric "
+                    "with the stored one (wall-clock metrics aside). Exit 0 when reproduced within --tol, 1 "
+                    "when not (naming the first epoch and metric that differ), 2 for an unknown or non-trial id.",
+    )
+    reproduce.add_argument("run_id", metavar="RUN_ID", help="a trial's run id (`hpo best NAME --json` lists them)")
+    reproduce.add_argument("--tol", type=float, default=0.0,
+                           help="largest absolute difference still counted as reproduced (default 0: exact, "
+                                "which the CPU path with the recorded thread count achieves)")
+    reproduce.add_argument("--ignore", nargs="+", default=[], metavar="METRIC",
+                           help="metrics not to compare (your trainer's timings); epoch_seconds and latency_ms "
+                                "never are")
+    reproduce.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+    reproduce.add_argument("--json", action="store_true")
+    reproduce.set_defaults(handler=_cmd_reproduce)
 
     sync = commands.add_parser(
         "sync", help="write results journaled during a store outage (or by a killed driver) to the store",
@@ -189,7 +228,8 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     # Ray prints some cluster messages (a worker process that died, ...) to stdout from a thread: with
     # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id)
+        sweep_dir = os.path.dirname(os.path.abspath(args.file)) if getattr(args, "file", None) else None
+        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id, sweep_dir=sweep_dir)
     from hpo.report import leaderboard_text, result_json, where_to_look
 
     if args.json:
@@ -197,12 +237,18 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     else:
         print(leaderboard_text(result))
         print(where_to_look(result, uri))
+        if result.compression is not None and "error" not in result.compression:
+            from hpo.compress import render
+
+            print(render(result.compression))
     if result.interrupted:
         return EXIT_INTERRUPTED
     if result.best is None:
         print("error: no trial produced a value of the sweep metric; see the FAILED trials' errors above",
               file=sys.stderr)
         return EXIT_RUNTIME
+    if result.compression is not None and "error" in result.compression:
+        return EXIT_RUNTIME  # said on stderr when the stage failed; the search's results are stored
     return EXIT_OK
 
 
@@ -236,6 +282,37 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _run_loaded(args, config, text, resume_run_id=run.info.run_id)
 
 
+def _cmd_confirm(args: argparse.Namespace) -> int:
+    from hpo.confirm_command import confirm_stored
+
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = confirm_stored(args.target, args.tracking_uri, args.top, args.seeds)
+    from hpo.report import confirmation_text, result_json
+
+    if args.json:
+        doc = result_json(result)
+        doc.pop("trials")  # the search's trials did not change: `hpo best --json` lists them
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(confirmation_text(result.confirmation or {}))
+    return EXIT_OK if result.best is not None else EXIT_RUNTIME
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from hpo import defaults
+    from hpo.errors import tracking_errors
+    from hpo.reproduce import render, reproduce
+    from tracker.mlflow_log import open_client
+
+    with tracking_errors():
+        client = open_client(defaults.tracking_uri(args.tracking_uri))
+        doc = reproduce(client, args.run_id, args.tol, args.ignore)
+    for warning in doc["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(doc, indent=2, default=str) if args.json else render(doc))
+    return EXIT_OK if doc["reproduced"] else EXIT_RUNTIME
+
+
 # -- best ------------------------------------------------------------------------------------------
 def _cmd_best(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from hpo.report import best_from_store
@@ -259,14 +336,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if (args.history is None) == (args.target is None):
         raise ConfigError("give either a run id / sweep name or --history FILE", source="hpo diagnose")
     if args.history is not None:
-        from hpo.diagnosis import HistoryFileError, diagnose, read_history_file
+        from hpo.diagnosis import HistoryFileError, diagnose, diagnose_trial, read_history_file
 
         try:
             found = read_history_file(args.history)
         except HistoryFileError as e:
             raise ConfigError(str(e)) from None
-        doc: dict[str, Any] = diagnose(found.history, params=found.params, n_classes=found.n_classes,
-                                       val_size=found.val_size).to_dict()
+        # the one path: the curves and any signals/* series in the file (a loss or accuracy series is required)
+        found_diagnosis = diagnose_trial(found.history, params=found.params, n_classes=found.n_classes,
+                                         val_size=found.val_size)
+        doc: dict[str, Any] = (found_diagnosis or diagnose(found.history, params=found.params,
+                                                          n_classes=found.n_classes, val_size=found.val_size)).to_dict()
     else:
         doc = diagnose_stored(args.target, args.tracking_uri)
     if args.json:
@@ -322,7 +402,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(
         args.methods, args.sparsities, structured_sparsity=args.structured_sparsity,
-        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, student_width=args.student_width,
+        finetune_epochs=args.finetune_epochs, distill_epochs=args.distill_epochs, distill_trials=args.distill_trials,
+        student_width=args.student_width, student_layers=args.student_layers, warmup=args.warmup,
+        large_batch=args.large_batch, calibration_samples=args.calibration_samples,
         temperature=args.temperature,
         alpha=args.alpha, max_drop=args.max_drop, threads=args.threads, repeats=args.repeats,
     )

@@ -16,16 +16,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import ConfigError, tracking_errors
+from hpo.errors import ConfigError, HpoError, tracking_errors
 from tracker import schema
 from trainers.compression.settings import BASELINE, METHODS, CompressSettings, SettingsError
 
-__all__ = ["METHODS", "Source", "compress_stored", "find_source", "pareto", "render", "settings_from_args", "summary"]
+__all__ = ["METHODS", "Source", "compress_after_search", "compress_stored", "find_source", "pareto", "render",
+           "settings_from_args", "summary"]
 
 SOURCE = "hpo compress"
 CHECKPOINT = f"{schema.BEST_CHECKPOINT_DIR}/model.pt"
 SPLIT = "validation"
-NO_TEST_SPLIT = "no test split"  # the built-in tasks have train/validation only
+TEST_SPLIT = "test split scored once per variant"  # by measure.variant_metrics, after every choice is made
+NO_TEST_SPLIT = "no test split: no test estimate"  # the winner's data has none (own data without one)
 MLFLOW_MODEL_PATH = "mlflow_model"
 FRONTS = ("latency_batch_1", "latency_large_batch", "size")
 
@@ -50,6 +52,9 @@ def settings_from_args(methods: Sequence[str] | None, sparsities: Sequence[float
         ConfigError: a setting breaks its rule; the message names the flag.
     """
     kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
+    if kwargs.get("distill_trials") and methods and "distill" not in ",".join(methods):
+        raise ConfigError("--distill-trials tunes the distill method's student; add distill to --methods or "
+                          "leave --distill-trials out", source=SOURCE, field="--distill-trials (distill_trials)")
     if methods:
         kwargs["methods"] = tuple(m.strip() for item in methods for m in item.split(",") if m.strip())
     if sparsities:
@@ -135,7 +140,8 @@ def compress_stored(target: str, tracking_uri: str | None, settings: CompressSet
         except SettingsError as e:
             raise ConfigError(str(e).split(": ", 1)[1], source=SOURCE, field="--methods") from None
         recorder = _Recorder(store.tracking_uri, source, winner, settings)
-        variants = compress(winner, _with_methods(settings, methods), Path(tmp) / "variants", recorder.log)
+        variants = compress(winner, _with_methods(settings, methods), Path(tmp) / "variants", recorder.log,
+                            search=_student_search(source, winner, settings))
         doc = summary(source, model_name, winner.metric, winner.goal, settings, [v.to_dict() for v in variants])
         doc["mlflow_model"] = recorder.model_uri
         for row in doc["variants"]:
@@ -144,8 +150,43 @@ def compress_stored(target: str, tracking_uri: str | None, settings: CompressSet
     return doc
 
 
+def compress_after_search(config: Any, result: Any, stream: Any) -> dict[str, Any] | None:
+    """The sweep file's ``compress:`` block run on the finished sweep ``result`` (an ``hpo.results.SweepResult``
+    of ``config``, an ``hpo.config.SweepConfig``); progress and problems go to ``stream``.
+
+    Returns:
+        None without a block, or when the sweep was interrupted or has no winner; the ``hpo compress --json``
+        document; or ``{"error": message}`` when the stage could not run (the sweep's results stand).
+    """
+    if config.compress is None:
+        return None
+    if result.interrupted or result.best is None:
+        print(f"compress: skipped, the sweep {'was interrupted' if result.interrupted else 'has no winner'}",
+              file=stream, flush=True)
+        return None
+    print(f"compress: making the variants of trial run {result.best.run_id}'s model (compress: block)", file=stream,
+          flush=True)
+    settings = config.compress.settings().validated()  # checked when the file loaded
+    try:
+        return compress_stored(result.parent_run_id, result.tracking_uri, settings, explicit_methods=False)
+    except HpoError as e:
+        print(f"error: compress: {e}; the sweep's results are stored; run `hpo compress {result.sweep}` to retry",
+              file=stream, flush=True)
+        return {"error": str(e)}
+
+
 def _with_methods(settings: CompressSettings, methods: tuple[str, ...]) -> CompressSettings:
     return replace(settings, methods=methods)
+
+
+def _student_search(source: Source, winner: Any, settings: CompressSettings) -> Any:
+    """The distillation sweep's sampler (seeded with the winner's seed), when one is asked for."""
+    if settings.distill_trials == 0 or "distill" not in settings.methods:
+        return None
+    from hpo.distill_search import DistillSearch
+
+    first = {"temperature": settings.temperature, "alpha": settings.alpha}
+    return DistillSearch(source.task, settings.distill_trials, int(winner.config.get("seed", 0)), winner.goal, first)
 
 
 class _Recorder:
@@ -172,7 +213,7 @@ class _Recorder:
         tags = {schema.COMPRESS_METHOD: row["method"], schema.COMPRESS_VARIANT: row["name"],
                 schema.COMPRESS_SOURCE_RUN: self.source.source_run_id, schema.COMPRESS_RUNTIME: row["runtime"],
                 schema.SWEEP: self.source.sweep, schema.METRIC: self.winner.metric, schema.GOAL: self.winner.goal,
-                schema.COMPRESS_SPLIT: SPLIT, schema.COMPRESS_TEST_SPLIT: NO_TEST_SPLIT}
+                schema.COMPRESS_SPLIT: SPLIT, schema.COMPRESS_TEST_SPLIT: _test_split(row)}
         if row["note"]:
             tags[schema.COMPRESS_NOTE] = row["note"]
         params = {**row["settings"], "threads": row["threads"], "large_batch": self.settings.large_batch,
@@ -182,6 +223,24 @@ class _Recorder:
         self.run_ids[row["name"]] = run_id
         if row["name"] == BASELINE:
             self.model_uri = self._log_model(run_id)
+        for trial in row.get("distill_trials", []):
+            self._log_student(run_id, trial, tags, row["settings"])
+
+    def _log_student(self, distill_run_id: str, trial: dict[str, Any], tags: dict[str, str],
+                     settings: dict[str, Any]) -> None:
+        """One student of the distillation sweep as a child run of the ``distill`` variant's run (a
+        grandchild of the sweep: the sweep's own children stay one row per variant)."""
+        from tracker.mlflow_log import log_compress_variant
+
+        number = int(trial["number"])
+        student_tags = {**{k: v for k, v in tags.items() if k != schema.COMPRESS_NOTE},
+                        schema.COMPRESS_VARIANT: f"distill_trial_{number}",
+                        schema.COMPRESS_DISTILL_TRIAL: str(number),
+                        schema.COMPRESS_SELECTED: "true" if trial["selected"] else "false"}
+        params: dict[str, Any] = {"temperature": trial["temperature"], "alpha": trial["alpha"],
+                                  **{k: settings[k] for k in ("epochs", "hidden", "layers") if k in settings}}
+        log_compress_variant(self.client, distill_run_id, run_name=f"compress-distill-trial-{number}",
+                             tags=student_tags, params=params, metrics={self.winner.metric: trial["metric"]}, files=[])
 
     def _log_model(self, run_id: str) -> str:
         import torch
@@ -259,7 +318,7 @@ def summary(source: Source, model: str, metric: str, goal: str, settings: Compre
                      "pareto": [name for name in FRONTS if row["name"] in fronts[name]]})
     return {"sweep": source.sweep, "parent_run_id": source.parent_run_id, "source_run_id": source.source_run_id,
             "task": source.task, "model": model, "metric": metric, "goal": goal, "split": SPLIT,
-            "test_split": NO_TEST_SPLIT, "threads": settings.threads, "large_batch": settings.large_batch,
+            "test_split": _test_split(baseline), "threads": settings.threads, "large_batch": settings.large_batch,
             "repeats": settings.repeats, "warmup": settings.warmup, "variants": rows, "pareto": fronts}
 
 
@@ -268,7 +327,8 @@ def render(doc: dict[str, Any]) -> str:
     n = doc["large_batch"]
     large = f"batch_{n}"
     metric = doc["metric"]
-    header = (f"{'variant':<24} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {'size':>10} {'size×':>6} "
+    test = test_metric_name(metric)
+    header = (f"{'variant':<26} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {test:>13} {'size':>10} {'size×':>6} "
               f"{'b1 ms (p90)':>16} {'speed-up b1':>11} {f'b{n} ms (p90)':>17} "
               f"{f'speed-up b{n}':>13} {'per s':>9}")
     lines = [
@@ -281,7 +341,8 @@ def render(doc: dict[str, Any]) -> str:
     for r in doc["variants"]:
         b1, bl = r["latency"]["batch_1"], r["latency"][large]
         lines.append(
-            f"{r['name']:<24} {r['runtime']:<11} {r['metric']:>12.4f} {r['delta_vs_fp32']:>+10.4f} "
+            f"{r['name']:<26} {r['runtime']:<11} {r['metric']:>12.4f} {r['delta_vs_fp32']:>+10.4f} "
+            f"{_maybe(r['metrics'].get(test)):>13} "
             f"{_size(r['size_bytes']):>10} {r['size_ratio']:>6.2f} "
             f"{b1['median_ms']:>7.3f} ({b1['p90_ms']:>6.3f}) {r['speedup_batch_1']:>10.2f}× "
             f"{bl['median_ms']:>8.3f} ({bl['p90_ms']:>6.3f}) {r[f'speedup_{large}']:>12.2f}× {bl['throughput']:>9.0f}"
@@ -300,6 +361,20 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(f"fp32 MLflow Model: {doc['mlflow_model']}  (mlflow models serve -m {doc['mlflow_model']} "
                      "--env-manager local)")
     return "\n".join(lines)
+
+
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _test_split(row: dict[str, Any]) -> str:
+    """What a variant says of the test split: scored (``test_*`` among its metrics) or absent."""
+    return TEST_SPLIT if any(k.startswith("test_") for k in row["metrics"]) else NO_TEST_SPLIT
+
+
+def test_metric_name(metric: str) -> str:
+    """``val_accuracy`` -> ``test_accuracy``: the test figure of the sweep metric."""
+    return f"test_{metric.removeprefix('val_')}"
 
 
 def _size(n: float) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from hpo import defaults
+from hpo.compress_block import CompressBlock
 
 Scalar = str | int | float | bool
 Method = Literal["grid", "random", "bayes"]
@@ -187,6 +188,13 @@ class Resources(_Model):
     gpu: float = Field(default=0.0, ge=0)
 
 
+class Confirm(_Model):
+    """Re-run the search's top configurations with fresh seeds after the search (``hpo.confirm``)."""
+
+    top: int = Field(default=3, ge=2, le=20, description="configurations to confirm: the search's best `top` trials")
+    seeds: int = Field(default=5, ge=2, le=50, description="fresh seeds per configuration (2+ for an interval)")
+
+
 DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
 _SPEC = "'package.module:function'"
 
@@ -321,6 +329,11 @@ class SweepConfig(_Model):
     workers: int = Field(default=1, ge=1, description="DDP workers per trial (Ray Train), each with `resources`")
     tracking_uri: str | None = None
     ray: Ray = Field(default_factory=Ray)
+    confirm: Confirm | None = Field(
+        default=None, description="{top: 3, seeds: 5}: re-run the top configurations with fresh seeds; off when absent",
+    )
+    compress: CompressBlock | None = Field(
+        default=None, description="run the compression stage (hpo compress) on the winner once the search is done")
 
     @model_validator(mode="before")
     @classmethod
@@ -366,6 +379,15 @@ class SweepConfig(_Model):
             raise ValueError(
                 f"workers: {self.workers} runs the built-in loop on DDP workers, but trainer.function runs your "
                 "own loop; set workers: 1 (or use trainer.task / data / data_file)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _confirm_one_objective(self) -> SweepConfig:
+        if self.confirm is not None and self.multi_objective:
+            raise ValueError(
+                f"confirm ranks configurations by the mean of one metric and this sweep has {len(self.objectives)} "
+                "objectives (a Pareto front has no single winner to confirm); remove confirm or keep one objective"
             )
         return self
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
-from hpo.trial_keys import CHECKPOINT_FILE
+from hpo.checkpoints import save_checkpoint
 
 _DONE = "__hpo_ddp_done__"
 
@@ -116,11 +116,10 @@ class _TrainReport:
 
     def __call__(self, metrics: Mapping[str, float], checkpoint: dict[str, Any] | None = None) -> None:
         import ray.train
-        import torch
 
         if checkpoint is None or self.rank != 0:
             ray.train.report(dict(metrics))
             return
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
+            save_checkpoint(checkpoint, folder)
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(folder))

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -204,6 +204,9 @@ def _allowed_keys(loc: list[str], raw: Mapping[str, Any]) -> set[str]:
             kind = tag_param(node).get("kind", "fixed") if isinstance(node, dict) else "fixed"
             return PARAM_KEYS[kind] - {"kind"}
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        # an optional block (`confirm: Confirm | None`): its model
+        annotation = next((a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+                          annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
     return {name for name, info in model.model_fields.items() if not info.exclude}  # not internal fields

@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hpo.confirm_report import confirmation_table, confirmed
 from hpo.errors import ConfigError, tracking_errors
 from hpo.objectives import front_of, hypervolume, parse_objectives
 from hpo.results import SweepResult, TrialRecord, error_summary, leaderboard, pareto_front, scored_objectives
@@ -53,6 +54,13 @@ def result_json(result: SweepResult) -> dict[str, Any]:
         for member in doc["best"]:
             if best is not None and member["run_id"] == best.run_id:
                 member.update(test_fields(result))
+    if result.confirmation is not None:  # the confirm runs apart from the search's trials
+        doc["confirm"] = result.confirmation["runs"]
+        doc["confirmation"] = {k: v for k, v in result.confirmation.items() if k != "runs"}
+        if best is not None:
+            doc["best"]["confirmed"] = confirmed(result.confirmation, best.run_id)
+    if result.compression is not None:  # the sweep file's compress: block ran (hpo compress --json's document)
+        doc["compression"] = result.compression
     return doc
 
 
@@ -118,7 +126,15 @@ def leaderboard_text(result: SweepResult, top: int | None = None) -> str:
     if not rows:
         return title + "\nno trial started"
     text = title + "\n" + table(header, rows)
+    if result.confirmation is not None:
+        text += "\n\n" + confirmation_text(result.confirmation)
     return text + "\n\n" + front_text(result, params) if result.multi_objective else text
+
+
+def confirmation_text(doc: Mapping[str, Any]) -> str:
+    """The confirmation table and its verdict, as ``hpo run`` and ``hpo best`` print them."""
+    title, header, rows, notes = confirmation_table(doc)
+    return "\n".join([title, table(header, rows), *notes])
 
 
 def _counts(records: list[TrialRecord]) -> str:
@@ -170,6 +186,10 @@ def where_to_look(result: SweepResult, uri: str) -> str:
     lines = []
     if best is not None and result.multi_objective:
         lines.append(f"chosen front member (best {result.metric} on the front): trial {best.number}, run {best.run_id}")
+    elif best is not None and result.confirmation is not None:
+        stats = (confirmed(result.confirmation, best.run_id) or {}).get("val") or {}
+        lines.append(f"best (confirmed: mean {result.metric} {_fmt(stats.get('mean'))} over {stats.get('n', 0)} "
+                     f"fresh seeds): trial {best.number}, run {best.run_id}")
     elif best is not None:
         lines.append(f"best: trial {best.number} ({result.metric} {_fmt(best.best)}), run {best.run_id}")
     if (test := test_line(result)) is not None:
@@ -239,6 +259,10 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
         })
     doc = {"sweep": data.name, "parent_run_id": data.run_id, "metric": {"name": data.metric, "goal": data.goal},
            "state": data.state, "top": rows}
+    confirmation = _stored_confirmation(store, data)
+    if confirmation is not None:
+        doc["confirmation"] = {k: v for k, v in confirmation.items() if k != "runs"}
+        doc["best"] = {"run_id": confirmation["winner"], "confirmed": confirmed(confirmation, confirmation["winner"])}
     body = [
         leaderboard_row(i, r["trial_number"], r["status"], r["metric"], r["epochs"], r["params"], varying,
                         r["diagnosis"] or "")
@@ -247,7 +271,16 @@ def best_from_store(name: str, tracking_uri: str | None, top: int) -> tuple[dict
     title = f"sweep {data.name} ({data.state}), run {data.run_id}: top {len(rows)} by {data.goal} {data.metric}"
     if data.state == "crashed":  # the driver died: say how to continue, the results so far are kept
         title += f"\nthe driver of this sweep is gone; continue it with: hpo resume {data.name}"
-    return doc, title + "\n" + table(leaderboard_header(data.metric, varying), body)
+    text = title + "\n" + table(leaderboard_header(data.metric, varying), body)
+    return doc, text + ("\n\n" + confirmation_text(confirmation) if confirmation is not None else "")
+
+
+def _stored_confirmation(store: Any, data: Any) -> dict[str, Any] | None:
+    """The sweep's ``confirmation.json`` when its confirmation finished (``hpo.confirm.state: done``)."""
+    if data.tags.get(schema.CONFIRM_STATE) != "done":
+        return None
+    with tracking_errors():
+        return store.read_json_artifact(data.run_id, schema.CONFIRM_ARTIFACT, data.artifact_uri)
 
 
 # -- several objectives: the Pareto front -----------------------------------------------------------

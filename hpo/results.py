@@ -51,6 +51,8 @@ class SweepResult:
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal) each; 2+: a Pareto front
     test_note: str | None = None  # why the winner has no test estimate (None: see best.test_metrics)
     task: str | None = None  # the built-in task, when the sweep trained one
+    confirmation: dict[str, Any] | None = None  # confirmation.json (hpo.confirm) when the top trials were confirmed
+    compression: dict[str, Any] | None = None  # the compress: block's table (hpo compress --json), or its error
 
     @property
     def multi_objective(self) -> bool:

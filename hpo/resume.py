@@ -27,6 +27,7 @@ from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
 from hpo.results import TrialRecord
+from hpo.stored_history import epoch_history, stitch_reruns
 from hpo.trial_book import TrialBook, params_key
 from tracker import schema
 from tracker.liveness import live_state
@@ -145,6 +146,14 @@ class ResumePlan:
         book.taken.update(t.number for t in self.ended)
         for trial in self.rerun:
             book.replaces[trial.number] = trial.run_id
+            chain = [t for t in (*self.rerun, *self.stale) if t.number == trial.number]
+            book.logged_epochs[trial.number] = max((len(v) for t in chain for v in t.history.values()), default=0)
+
+    def resume_keys(self) -> frozenset[str]:
+        """The ``hpo.trial_state`` keys of the trials to re-run: their saved states are continued."""
+        from hpo.trial_state import param_text, state_key
+
+        return frozenset(state_key({k: param_text(v) for k, v in t.params.items()}) for t in self.rerun)
 
 
 # -- finding -----------------------------------------------------------------------------------------
@@ -160,7 +169,7 @@ def latest_sweep_run(client: Any, experiment_ids: list[str], name: str) -> Any |
     return sweeps[0] if sweeps else None
 
 
-def find_sweep_run(client: Any, target: str) -> Any:
+def find_sweep_run(client: Any, target: str, source: str = "hpo resume") -> Any:
     """The sweep parent run named by ``target``: a run id, else the latest sweep of that name anywhere.
 
     Raises:
@@ -176,7 +185,7 @@ def find_sweep_run(client: Any, target: str) -> Any:
     found = latest_sweep_run(client, experiments, target)
     if found is None:
         raise ConfigError(f"no sweep named or with run id {target!r} in the store; `hpo best` lists by name",
-                          source="hpo resume")
+                          source=source)
     return found
 
 
@@ -309,34 +318,28 @@ def changed_fields(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
     return out
 
 
-def stored_trials(client: Any, experiment_id: str, parent_run_id: str) -> list[StoredTrial]:
-    """Every trial run of a sweep with its tags, typed params and per-epoch history."""
+def stored_trials(
+    client: Any, experiment_id: str, parent_run_id: str, kind: schema.RunKind = schema.KIND_TRIAL
+) -> list[StoredTrial]:
+    """Every trial run (or run of another ``kind``: ``confirm``) of a sweep with its tags, typed params and
+    per-epoch history."""
     runs = client.search_runs(
         [experiment_id], filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{parent_run_id}'", max_results=10000,
     )
     out = []
     for run in runs:
         tags = dict(run.data.tags)
-        if schema.run_kind(tags) != schema.KIND_TRIAL:
+        if schema.run_kind(tags) != kind:
             continue
         number = tags.get(schema.TRIAL_NUMBER)
-        history: dict[str, list[float | None]] = {}
-        for key in run.data.metrics:
-            if key.startswith(_SUMMARY):
-                continue
-            points = client.get_metric_history(run.info.run_id, key)
-            last = max((p.step for p in points), default=0)
-            values: list[float | None] = [None] * last
-            for p in points:
-                if 1 <= p.step <= last:
-                    values[p.step - 1] = p.value if math.isfinite(p.value) else None
-            history[key] = values
+        history = epoch_history(client, run, _SUMMARY)
         out.append(StoredTrial(
             run_id=run.info.run_id, number=int(number) if number and number.isdigit() else -1,
             trial_id=tags.get(schema.TRIAL_ID, ""), status=run.info.status, tags=tags,
             params={k: parse_param(v) for k, v in run.data.params.items()}, history=history,
             metrics=dict(run.data.metrics), start_ms=int(run.info.start_time or 0),
         ))
+    stitch_reruns(out)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo import objectives, space
+from hpo import compress_block, objectives, space
 from hpo.config import Choice, Fixed, Range, SweepConfig, did_you_mean
 from hpo.errors import ConfigError
 from hpo.split_rules import check_split
@@ -30,6 +30,7 @@ def check(config: SweepConfig, *, source: str) -> None:
     _check_something_to_search(config, source)
     _check_conditions(config, source)
     _check_method(config, source)
+    compress_block.check(config.compress, config.trainer, source=source)  # before importing the user's parts
     if config.trainer.function is None:
         _check_catalog(config, source)
         _check_user_parts(config, source)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,17 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
 from hpo.callbacks import Progress, TrialTracker
-from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits, cluster_need, trial_resources
+from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
+from hpo.compress import compress_after_search
 from hpo.config import SweepConfig, flatten
+from hpo.confirm import confirm_search, stored_confirmation
 from hpo.errors import ClusterError, TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.holdout import score_winner
 from hpo.objectives import objectives_tag
+from hpo.provenance import provenance_tags
 from hpo.ray_local import Watchdog
-from hpo.relay import Relay, client_connected, cluster_storage_path, fetch_checkpoint
+from hpo.relay import client_connected, fetch_checkpoint
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
+from hpo.tuning import fit_fixed, fit_search, trial_threads
 from tracker import schema
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
 
@@ -48,6 +50,7 @@ def run_sweep(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None = None,
     new: bool = False,
     resume_run_id: str | None = None,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
 
@@ -61,6 +64,8 @@ def run_sweep(
         on_finish: extra tags for a trial when it ends (the diagnosis).
         new: start a fresh sweep even when one of this name did not finish.
         resume_run_id: resume this parent run (``hpo resume RUN_ID``) rather than the latest of the name.
+        sweep_dir: the sweep file's folder: the git commit of its work tree is recorded on every trial
+            (the current folder's when None, as for ``hpo resume``).
 
     Returns:
         The stored sweep and its trials, best first is not implied: see ``leaderboard``.
@@ -91,15 +96,19 @@ def run_sweep(
         with tracking_errors():
             plan = None if new else plan_resume(client, config, run_id=resume_run_id)
         if plan is not None:
-            print(plan.message(), file=progress_stream or sys.stderr, flush=True)
-            if plan.nothing_to_do:
-                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr)
+            with tracking_errors():
+                confirmed = stored_confirmation(client, plan.parent_run_id)
+            confirm_now = plan.nothing_to_do and config.confirm is not None and confirmed is None
+            print(f"sweep {config.name}: its search is done; confirming its top trials" if confirm_now
+                  else plan.message(), file=progress_stream or sys.stderr, flush=True)
+            if plan.nothing_to_do and not confirm_now:
+                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr, confirmed)
         watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
         with watchdog.marking():
             cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
         try:
-            return _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                on_finish, plan)
+            result = _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
+                                  on_finish, plan, sweep_dir)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
                 raise TrackingError(str(unwritable)) from None
@@ -109,10 +118,14 @@ def run_sweep(
 
             ray.shutdown()
             watchdog.close()
+        # the search's results are final and stored: the sweep file's compress: block runs on them (no Ray)
+        result.compression = compress_after_search(config, result, progress_stream or sys.stderr)
+        return result
 
 
 def _stored_result(
-    plan: ResumePlan, config: SweepConfig, client: Any, uri: str, started: float, stream: Any
+    plan: ResumePlan, config: SweepConfig, client: Any, uri: str, started: float, stream: Any,
+    confirmation: dict[str, Any] | None = None,
 ) -> SweepResult:
     """A sweep with nothing left to run, as the store holds it.
 
@@ -122,6 +135,8 @@ def _stored_result(
     """
     records = sorted(plan.records().values(), key=lambda r: r.number)
     best = best_trial(records, plan.goal, plan.objectives)
+    if confirmation is not None:  # the confirmed winner, as the sweep run names it
+        best = next((r for r in records if r.run_id == confirmation["winner"]), best)
     if plan.left_open:
         from hpo.resume import reopen
 
@@ -131,7 +146,7 @@ def _stored_result(
                        _best_params_logged(client, plan.parent_run_id))
         after_sweep(logger, records, stream)
     return SweepResult(plan.sweep, plan.parent_run_id, plan.experiment_id, uri, plan.metric, plan.goal, records,
-                       best, False, time.monotonic() - started, objectives=plan.objectives)
+                       best, False, time.monotonic() - started, objectives=plan.objectives, confirmation=confirmation)
 
 
 def _best_params_logged(client: Any, parent_run_id: str) -> bool:
@@ -150,6 +165,7 @@ def _run_started(
     progress_stream: Any,
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None = None,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     """With Ray up: open (or reopen) the parent run, tune, and close every run whatever happens."""
     sweep_tags = {**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)}
@@ -178,7 +194,7 @@ def _run_started(
     heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
     try:
         return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan,
-                      best_logged)
+                      best_logged, sweep_dir)
     finally:
         heartbeat.stop()
 
@@ -194,11 +210,13 @@ def _track(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None,
     best_logged: bool = False,
+    sweep_dir: str | None = None,
 ) -> SweepResult:
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
-        base_tags={**_sweep_tags(config), **_trial_env_tags()},
+        base_tags={**_sweep_tags(config), **provenance_tags(Path(sweep_dir) if sweep_dir else Path.cwd()),
+                   schema.THREADS: str(trial_threads(config))},
         fixed=fixed_settings(config),
         metric=config.metric.name,
         book=book,
@@ -212,9 +230,18 @@ def _track(
     progress = Progress(tracker, trials, config.metric.goal, config.metric.name, progress_stream)
     interrupted = False
     status = "FAILED"
+    confirmation = None
     try:
-        if plan is None or plan.to_start > 0:
-            _fit(config, trials, tracker, progress, cluster_cpus, plan)
+        if plan is None or (plan.to_start > 0 and (plan.time_left_s is None or plan.time_left_s > 0)):
+            fit_search(config, trials, tracker, progress, cluster_cpus, plan)
+        tracker.close_open(finished=True)
+        if config.confirm is not None:
+            confirmation = confirm_search(
+                config, logger, list(tracker.records.values()),
+                fit=lambda t, configs: fit_fixed(config, cluster_cpus, progress_stream, t, configs),
+                tracker_args=_confirm_tracker_args(tracker), top=config.confirm.top, seeds=config.confirm.seeds,
+                resumed=plan is not None,
+            )
         status = "FINISHED"
     except KeyboardInterrupt:
         interrupted, status = True, "KILLED"
@@ -223,6 +250,8 @@ def _track(
         records = sorted(tracker.records.values(), key=lambda r: r.number)
         objectives = [(m.name, str(m.goal)) for m in config.objectives]
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
+        if confirmation is not None and confirmation.winner is not None:  # the best mean over fresh seeds
+            best = confirmation.winner
         try:  # after the search, and only then: the winner's checkpoint on the test split, once
             test_note = score_winner(config, logger, best, searched=status == "FINISHED",
                                      stream=progress_stream or sys.stderr)
@@ -234,8 +263,13 @@ def _track(
     return SweepResult(
         config.name, logger.parent_run_id, logger.experiment_id, uri, config.metric.name, config.metric.goal,
         records, best, interrupted, time.monotonic() - started, objectives=objectives, test_note=test_note,
-        task=config.trainer.task,
+        task=config.trainer.task, confirmation=confirmation.doc if confirmation is not None else None,
     )
+
+
+def _confirm_tracker_args(tracker: TrialTracker) -> dict[str, Any]:
+    """What a confirmation pass's tracker shares with the search's: tags, fixed settings, the diagnosis."""
+    return {"base_tags": tracker.base_tags, "fixed": tracker.fixed, "on_finish": tracker.on_finish}
 
 
 def _stored_config(config: SweepConfig, *, exclude_none: bool = False) -> dict[str, Any]:
@@ -278,72 +312,6 @@ def _start_ray(config: SweepConfig) -> float:
         ray.shutdown()
         raise
     return float(cluster.get("CPU", os.cpu_count() or 1))
-
-
-def _fit(
-    config: SweepConfig,
-    trials: int,
-    tracker: TrialTracker,
-    progress: Progress,
-    cluster_cpus: float,
-    plan: ResumePlan | None = None,
-) -> None:
-    """Run the Tuner on the Ray session ``_start_ray`` opened (on a resume, the trials still to run)."""
-    from ray import tune
-
-    from hpo.search import make_scheduler, make_searcher
-    from hpo.timeouts import TrialTimeouts
-    from hpo.trainable import make_trainable
-
-    per_trial = config.resources.cpu
-    need_cpu, _ = cluster_need(config.workers, per_trial, config.resources.gpu)
-    concurrent = config.budget.max_concurrent or max(1, min(trials, int(cluster_cpus // need_cpu) or 1))
-    fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
-
-    relay = None
-    book: TrialBook
-    callbacks: list[Any]
-    if client_connected():  # the Tuner will run on the head: relay its events back to this process
-        relay = Relay(tracker, progress)
-        book, callbacks = relay.book, [relay.callback]
-        storage = cluster_storage_path()
-    else:
-        book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
-    # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
-    callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
-
-    trainable = make_trainable(
-        task=config.trainer.task, function=config.trainer.function, fixed=tracker.fixed,
-        user_parts=config.trainer.user_parts,
-        metric=config.metric.name, goal=config.metric.goal, threads=max(1, int(per_trial)),
-        workers=config.workers, resources=config.resources.model_dump(),
-        objectives=[(m.name, m.goal) for m in config.objectives],
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(config.workers, per_trial, config.resources.gpu)),
-        tune_config=tune.TuneConfig(
-            search_alg=make_searcher(config, trials, book, plan),
-            scheduler=make_scheduler(config, book, fixed_epochs, plan),
-            num_samples=plan.to_start if plan is not None else trials,
-            max_concurrent_trials=concurrent,
-            time_budget_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
-            # a fresh worker spends ~1.7 s importing torch; a DDP trial's Train run must end with its actor
-            reuse_actors=config.workers == 1,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{config.name}-{int(time.time())}",
-            storage_path=storage,
-            callbacks=callbacks,
-            verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # trainers save only improvements
-            failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
-        ),
-    )
-    # trial errors do not raise: each failed trial was recorded by the tracker
-    if relay is not None:
-        relay.run(tuner.fit)
-    else:
-        tuner.fit()
 
 
 def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:
@@ -445,35 +413,6 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
         **({schema.OBJECTIVES: objectives_tag([(m.name, m.goal) for m in config.objectives])}
            if config.multi_objective else {}),
     }
-
-
-def _trial_env_tags() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    tags = {}
-    for package in ("torch", "ray", "optuna", "mlflow"):
-        try:
-            tags[schema.VERSION_PREFIX + package] = version(package)
-        except PackageNotFoundError:
-            continue
-    tags[schema.VERSION_PREFIX + "python"] = platform.python_version()
-    commit = git_commit(Path.cwd())
-    if commit:
-        tags[schema.GIT_COMMIT] = commit
-    return tags
-
-
-def git_commit(folder: Path) -> str | None:
-    """HEAD of the git work tree at ``folder`` (``+dirty`` when it has changes), or None."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                               capture_output=True, text=True, timeout=5)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt

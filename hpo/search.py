@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from hpo import space, unvisited
@@ -141,6 +142,29 @@ def make_searcher(
 
         rebuild_study(searcher._ot_study, space_fn, prior, book)
     return searcher
+
+
+class FixedConfigs(Searcher):  # type: ignore[misc]
+    """Proposes the given configurations in order, numbered 0.. in ``book``, then says it is finished.
+
+    The searcher of a confirmation pass (``hpo.confirm``): the configurations are fixed, nothing is learnt.
+    """
+
+    def __init__(self, configs: list[dict[str, Any]], book: TrialBook) -> None:
+        super().__init__()
+        self.configs = [dict(c) for c in configs]
+        self.book = book
+        self.proposed = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.proposed >= len(self.configs):
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's documented end-of-search marker
+        self.book.set_number(trial_id, self.proposed)
+        self.proposed += 1
+        return dict(self.configs[self.proposed - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        return None
 
 
 class _RecordStops:

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from hpo.checkpoints import save_checkpoint
 from hpo.objectives import objective_key
 from hpo.space import GRID_INDEX
-from hpo.trial_keys import BEST_KEY, CHECKPOINT_FILE, NODE_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, DEVICE_KEY, NODE_KEY, RESUMED_KEY, TIME_KEY
 from trainers.imports import import_callable
 
 
@@ -48,6 +49,8 @@ def make_trainable(
     workers: int = 1,
     resources: Mapping[str, float] | None = None,
     objectives: Sequence[tuple[str, str]] = (),
+    states: str | None = None,
+    resume_keys: frozenset[str] = frozenset(),
 ) -> Callable[[dict[str, Any]], None]:
     """Build the Tune function trainable (closed over plain data only, so it pickles to any node).
 
@@ -56,6 +59,9 @@ def make_trainable(
     ``resources`` (``{"cpu": ..., "gpu": ...}``).
     ``objectives``: (name, goal) of every objective of a multi-objective sweep, the first being ``metric``;
     each report must hold them all, and carries their values at the first objective's best epoch.
+    ``states``: the folder where the built-in single-process loop keeps each trial's resumable state
+    (``hpo.trial_state``; None: none kept); ``resume_keys``: the state keys of re-runs of killed trials,
+    which continue from their state instead of starting over.
     """
     fixed = dict(fixed)
     user_parts = pinned_user_parts(user_parts or {})
@@ -77,11 +83,18 @@ def make_trainable(
         elif function is not None:
             import_callable(function)(config, reporter)
         else:
-            from trainers.loop import fit
+            from trainers.loop import NoState, TrainState, fit
             from trainers.user_parts import user_model_and_data
 
             data, build = user_model_and_data(user_parts, config)
-            fit(config, reporter, task=task, metric=metric, goal=goal, data=data, build=build)
+            state: TrainState = NoState()
+            if states is not None:
+                from hpo.trial_state import FileState, state_key
+
+                key = state_key(config)
+                state = file_state = FileState(states, key, resume=key in resume_keys)
+                reporter.first_extra = lambda: {RESUMED_KEY: float(file_state.resumed_epoch)}
+            fit(config, reporter, task=task, metric=metric, goal=goal, data=data, build=build, state=state)
 
     return trainable
 
@@ -107,6 +120,7 @@ class _TuneReporter:
         self._reports = 0
         self._others = [name for name, _ in objectives[1:]]  # objectives after the first (== metric)
         self._at_best: dict[str, float] = {}
+        self.first_extra: Callable[[], dict[str, Any]] = dict  # more to send with the first report
 
     def __call__(self, metrics: Mapping[str, float], checkpoint: Any = None) -> None:
         self._reports += 1
@@ -131,7 +145,12 @@ class _TuneReporter:
         values.setdefault("epoch", float(self._reports))
         # Ray overwrites "timestamp" with whole seconds; the driver logs this one as the points' MLflow time.
         values[TIME_KEY] = time.time()
-        report: dict[str, Any] = {**values, NODE_KEY: self._node_id} if self._reports == 1 and self._node_id else values
+        report: dict[str, Any] = values
+        if self._reports == 1 and self._node_id:  # where the trial runs, once: the driver tags its run with it
+            import torch
+
+            report = {**values, NODE_KEY: self._node_id, DEVICE_KEY: "cuda" if torch.cuda.is_available() else "cpu",
+                      **self.first_extra()}
         if checkpoint is None:
             self._tune.report(report)
             return
@@ -141,9 +160,7 @@ class _TuneReporter:
             if isinstance(checkpoint, str | os.PathLike):
                 folder = os.fspath(checkpoint)
             else:
-                import torch
-
-                torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
+                save_checkpoint(checkpoint, folder)
             self._tune.report(report, checkpoint=Checkpoint.from_directory(folder))
 
     def _check_objectives(self, values: Mapping[str, float]) -> None:
@@ -157,3 +174,4 @@ class _TuneReporter:
         for name in self._others:
             if not math.isfinite(values[name]):
                 raise MetricNotReported(f"the objective {name} is {values[name]} at report {self._reports}")
+

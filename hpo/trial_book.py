@@ -19,7 +19,8 @@ class TrialBook:
 
     On a resumed sweep (``hpo.resume``) it also knows the numbers the store already holds (``taken``),
     the configurations to run again in place of trials a dead driver left (``requeued``: their
-    ``params_key`` -> the number they keep) and the run each re-run replaces (``replaces``).
+    ``params_key`` -> the number they keep), the run each re-run replaces (``replaces``) and how many
+    epochs the runs it replaces hold in the store (``logged_epochs``: the re-run does not log them again).
     """
 
     numbers: dict[str, int] = field(default_factory=dict)
@@ -28,6 +29,7 @@ class TrialBook:
     taken: set[int] = field(default_factory=set)
     requeued: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     replaces: dict[int, str] = field(default_factory=dict)
+    logged_epochs: dict[int, int] = field(default_factory=dict)  # re-run's number -> epochs its killed runs logged
 
     def assign(self, trial_id: str, proposed: int, params: Mapping[str, Any]) -> int:
         """Number a newly proposed trial and remember it; returns the number.

@@ -25,6 +25,7 @@ from typing import Any
 from tracker import journal, replay, schema
 from tracker.errors import StoreUnavailable
 from tracker.replay import MAX_PARAMS_PER_BATCH, MAX_POINTS_PER_BATCH, MAX_TAGS_PER_BATCH
+from tracker.schema import RunKind
 from tracker.uri import is_server_uri, probe_server, redact, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -230,8 +231,11 @@ class SweepLogger:
         return (self._replay.replayer.run_id(handle) or handle) if handle in self._keys else handle
 
     # -- trials --------------------------------------------------------------------------------------
-    def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open a child run of kind ``trial`` nested under the sweep; returns its run id.
+    def start_trial(
+        self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], *, kind: RunKind = schema.KIND_TRIAL
+    ) -> str:
+        """Open a child run of kind ``kind`` (a search ``trial``, a seed ``confirm`` run) nested under the sweep;
+        returns its run id.
 
         The run is created by the replay thread; while the store answers promptly this waits for its id
         (milliseconds), else it returns the run's key at once (see :meth:`run_id`).
@@ -240,7 +244,7 @@ class SweepLogger:
         # the params in the run's own entry: no run reaches the store without its configuration
         self._append({"op": "run", "key": key, "name": run_name, "ms": journal.now_ms(),
                       "parent_run_id": self.parent_run_id,
-                      "tags": {**_tag_texts(tags), **schema.kind_tags(schema.KIND_TRIAL)},
+                      "tags": {**_tag_texts(tags), **schema.kind_tags(kind)},
                       "params": {k: _clip(_as_text(v), MAX_PARAM_VALUE) for k, v in params.items()}})
         self._replay.wake()
         run_id = self._replay.wait_for_run(key, TRIAL_RUN_WAIT_S)

@@ -343,6 +343,23 @@ class Store:
             ]
             return "|".join(parts)
 
+    def confirm_runs(self, parent_run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A sweep's seed-confirmation runs (``hpo.confirm``) and their per-epoch histories.
+
+        Returns:
+            (runs, histories): runs has one row per confirm run with run_id, status, confirms (the trial
+            run it re-runs), seed; histories is the long run_id/key/step/value frame of their epochs.
+        """
+        with self._reading() as db:
+            children = db.child_runs([parent_run_id], schema.KIND_CONFIRM)
+            ids = children["run_id"].tolist()
+            runs = pd.DataFrame({"run_id": ids, "status": children["status"].tolist()})
+            tags = to_wide(db.key_values("tags", ids, [schema.CONFIRMS, schema.CONFIRM_SEED]), ids)
+            runs["confirms"] = column(tags, schema.CONFIRMS).to_numpy()
+            runs["seed"] = pd.to_numeric(column(tags, schema.CONFIRM_SEED), errors="coerce").to_numpy()
+            histories = epoch_points(db.metric_histories(ids)) if ids else empty_histories()
+            return runs, histories
+
     # -- trials --------------------------------------------------------------------------------------
     def trial(self, run_id: str) -> TrialData:
         """One trial with its histories, artifact list and logged diagnosis.

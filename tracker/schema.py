@@ -17,7 +17,7 @@ RUN_KIND = "hpo.run_kind"
 RunKind = Literal["sweep", "trial", "confirm", "compress"]
 KIND_SWEEP: RunKind = "sweep"  # the parent run of one sweep
 KIND_TRIAL: RunKind = "trial"  # one trial of the search, a child of its sweep
-KIND_CONFIRM: RunKind = "confirm"  # reserved for later work: a top trial re-run with other seeds, a child of its sweep
+KIND_CONFIRM: RunKind = "confirm"  # a top trial re-run with a fresh seed (hpo.confirm), a child of its sweep
 KIND_COMPRESS: RunKind = "compress"  # a compressed variant of the best model (hpo compress), a child of its sweep
 RUN_KINDS: tuple[RunKind, ...] = (KIND_SWEEP, KIND_TRIAL, KIND_CONFIRM, KIND_COMPRESS)
 RUN_KEY = "hpo.run_key"  # our own id of the run, made before MLflow's exists: replay finds the run by it
@@ -45,7 +45,7 @@ GOAL = "hpo.goal"  # maximize | minimize
 SEED = "hpo.seed"
 TASK = "hpo.task"  # built-in task name, or the custom function's import path
 GIT_COMMIT = "hpo.git_commit"
-VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow
+VERSION_PREFIX = "hpo.version."  # hpo.version.torch, .ray, .optuna, .mlflow, .python, .hpo (this package)
 
 # -- MLflow's own tags -----------------------------------------------------------------------------
 PARENT_RUN_ID = "mlflow.parentRunId"
@@ -106,6 +106,16 @@ STOPPED_BY_CRASH: StoppedBy = "crash"  # the driver died (or was interrupted) wh
 STOPPED_BY_TIMEOUT: StoppedBy = "timeout"  # a trial or report timeout ended it (FAILED, hpo.timeouts)
 REPLACES = "hpo.replaces"  # on a re-run trial: the run id of the killed run it replaces (same trial number)
 REPLACED_BY = "hpo.replaced_by"  # on a killed run: the run id of its re-run
+# on a re-run that continued from the killed run's saved state: the last epoch that state held. The re-run
+# logs only the epochs its killed run(s) had not logged; those stay on the run(s) it replaces.
+RESUMED_FROM_EPOCH = "hpo.resumed_from_epoch"
+# what ``hpo reproduce`` needs to run a trial again as it ran (with the versions and git commit above)
+THREADS = "hpo.threads"  # torch intra-op threads the trial trained with: CPU results differ in the last bits otherwise
+HOST = "hpo.host"  # hostname of the node the trial ran on (from Ray's result)
+DEVICE = "hpo.device"  # cpu | cuda: where the built-in loop trained (pick_device on that node)
+TRIAL_SEED = "hpo.trial_seed"  # the seed the trial's config held (init, batch order, augmentation)
+# per-epoch metrics that measure wall-clock time, not the model: never expected to reproduce
+TIMING_METRICS = ("epoch_seconds", "latency_ms")
 ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag limit)
 DIAGNOSIS = "hpo.diagnosis"  # overfitting | underfitting | good_fit | diverged | insufficient_data
 DIAGNOSIS_CONFIDENCE = "hpo.diagnosis.confidence"
@@ -121,6 +131,15 @@ BEST_PREFIX = "best_"  # best_<metric>: best value of the sweep metric over the 
 FINAL_PREFIX = "final_"  # final_<metric>: value at the last epoch the trial ran
 EPOCHS_RUN = "epochs_run"
 
+# -- seed confirmation (``confirm:`` / ``hpo confirm``): confirm runs are children of the sweep run ---------
+CONFIRMS = "hpo.confirms"  # on a confirm run: the run id of the search trial whose configuration it re-runs
+CONFIRM_SEED = "hpo.confirm.seed"  # on a confirm run: its seed (also its `seed` param)
+CONFIRM_STATE = "hpo.confirm.state"  # on the sweep run: "done" once the confirmation summary is written
+CONFIRM_VERDICT = "hpo.confirm.verdict"  # on the sweep run: winner vs runner-up, distinguishable or not at 5%
+CONFIRM_ARTIFACT = "confirmation.json"  # on the sweep run: per configuration mean/std/95% interval, the test
+CONFIRM_MEAN_PREFIX = "confirm_mean_"  # sweep-run metrics: the winner's mean over seeds (val and test metric)
+CONFIRM_P_VALUE = "confirm_p_value"  # sweep-run metric: Welch's p-value, winner vs runner-up (validation)
+
 # -- compression runs (``hpo compress``): children of the sweep run, one per variant --------------------
 COMPRESS_METHOD = "hpo.compress.method"  # fp32 | dynamic_int8 | static_int8 | prune_global | ... | onnx
 COMPRESS_VARIANT = "hpo.compress.variant"  # the variant's name, e.g. prune_global_0.8
@@ -128,6 +147,8 @@ COMPRESS_SOURCE_RUN = "hpo.compress.source_run"  # the trial run whose checkpoin
 COMPRESS_RUNTIME = "hpo.compress.runtime"  # torch | onnxruntime
 COMPRESS_PARETO = "hpo.compress.pareto"  # e.g. "latency,size": fronts the variant is on
 COMPRESS_SPLIT = "hpo.compress.split"  # the split the variant's metric was measured on (validation)
-COMPRESS_TEST_SPLIT = "hpo.compress.test_split"  # what the test split is (none yet for the built-in tasks)
+COMPRESS_TEST_SPLIT = "hpo.compress.test_split"  # whether the variant was scored on the test split (test_* metrics)
 COMPRESS_NOTE = "hpo.compress.note"  # a remark on the variant (e.g. int8 slower than fp32 at batch 1)
+COMPRESS_DISTILL_TRIAL = "hpo.compress.distill_trial"  # a student of the distillation sweep: its number
+COMPRESS_SELECTED = "hpo.compress.selected"  # true on the student that became the distill variant
 COMPRESS_SUMMARY_ARTIFACT = "compression/summary.json"  # on the sweep run: the table and Pareto sets

@@ -84,6 +84,7 @@ MODELS = ("mlp", "cnn", "gru", "transformer")
 INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
          "normal", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 # Optimizers whose step re-evaluates the loss through a closure (no GradScaler there).
 CLOSURE_OPTIMIZERS = ("lbfgs",)
 # torch's Rprop and LBFGS take no weight decay at all.
@@ -199,6 +200,8 @@ CATALOG: dict[str, HParam] = _catalog(
            help="mlp: BatchNorm1d after each hidden Linear layer"),
     HParam("conv_batch_norm", "bool", True, requires={"model": ("cnn",)},
            help="cnn: BatchNorm after each convolution"),
+    HParam("activation", "str", "relu", choices=ACTIVATIONS, requires={"model": ("mlp", "cnn")},
+           help="mlp, cnn: the nonlinearity after each hidden layer / convolution"),
     HParam("init", "str", "default", choices=INITS,
            help="initialisation of weight matrices and kernels (biases keep torch's default)"),
     HParam("init_std", "float", 0.02, low=0.0, requires={"init": ("normal",)},
@@ -243,6 +246,10 @@ CATALOG: dict[str, HParam] = _catalog(
            help="augmentation: random circular shift of training sequences along their last axis by up "
                 "to this many steps; 0 = off"),
     HParam("seed", "int", 0, low=0, help="the trial's seed: initialisation, batch order and augmentation only"),
+    # -- what the loop logs ----------------------------------------------------------------------
+    HParam("training_signals", "bool", True,
+           help="log signals/* metrics every epoch (gradient and weight norms, update ratios, dead and "
+                "saturated units) and a per-layer training_signals.json; false = off"),
 )
 
 

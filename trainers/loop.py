@@ -3,8 +3,9 @@
 Phases per epoch, for each fold in lockstep (one fold unless ``folds`` asks for cross-validation):
 train (augment, forward under autocast, backward with accumulation, clip, step, per-batch schedule),
 evaluate, per-epoch schedule; then combine the folds, check patience, report, keep the best
-epoch's weights. Optional features are no-op objects when off, not branches. Nothing here knows
-Ray: results leave through ``report``.
+epoch's weights, save the resumable state. Optional features are no-op objects when off, not
+branches. Nothing here knows Ray: results leave through ``report``, the resumable state through a
+``TrainState`` (``hpo.trial_state`` keeps it in a file; a trial re-run after a crash continues from it).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from trainers.data import Augment, TaskData, batches
 from trainers.metrics import classification_metrics, regression_metrics
 from trainers.models import build_model
 from trainers.optim import build_optimizer, needs_closure
+from trainers.resumable import Progress
 from trainers.schedules import build_schedule
+from trainers.signal_names import is_signal
+from trainers.signals import NoSignals, TrainingSignals
 from trainers.tasks import load_task
 
 ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
 EVAL_BATCH = 1024
+PROBE_SIZE = 128  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
 
 
 class Report(Protocol):
@@ -66,6 +71,28 @@ class SingleProcess:
         return model
 
 
+class TrainState(Protocol):
+    """Where ``fit`` keeps what it needs to continue after its process died: saved at every epoch end.
+
+    ``load`` returns the last snapshot saved for this very trial and its best epoch's checkpoint, or
+    ``(None, None)`` to start from scratch; ``save`` is given the best checkpoint only when it changed.
+    """
+
+    def load(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]: ...
+
+    def save(self, snapshot: dict[str, Any], best_checkpoint: dict[str, Any] | None) -> None: ...
+
+
+class NoState:
+    """Keeps nothing: a trial starts from scratch (the default)."""
+
+    def load(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        return None, None
+
+    def save(self, snapshot: dict[str, Any], best_checkpoint: dict[str, Any] | None) -> None:
+        return None
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -89,6 +116,7 @@ def fit(
     data: TaskData | None = None,
     build: ModelBuilder | None = None,
     dist: Dist | None = None,
+    state: TrainState | None = None,
 ) -> FitResult:
     """Train a model on ``task`` (or ``data``) with the settings ``config``; report every epoch.
 
@@ -106,6 +134,10 @@ def fit(
         dist: data-parallel training (each rank trains on its slice of every global batch; gradients
             and training metrics are averaged over ranks, so N ranks compute what 1 would); one
             process when None. Every rank evaluates the whole validation split and reports.
+        state: where the resumable state goes at every epoch end (``NoState`` when None). When it holds a
+            snapshot, the epochs it covers are reported again as they were (with the best epoch's
+            checkpoint) and training continues after them: the reports equal an uninterrupted run's
+            where the CPU path is deterministic.
 
     Returns:
         The best epoch, its metrics and how many epochs ran.
@@ -131,10 +163,12 @@ def fit(
     cost = model_cost(runs[0].module, data.input_shape, device, runs[0].autocast)
     stopper = _Patience(int(config["patience"]), float(config["min_delta"]), goal)
     better = _comparison(goal)
+    state = state or NoState()
+    progress = Progress.resume(state, runs, stopper, report)
 
-    best: FitResult | None = None
-    epoch = 0
-    for epoch in range(1, epochs + 1):
+    best = FitResult(progress.best_epoch, progress.best_metrics, progress.epoch) if progress.best_metrics else None
+    epoch, last = progress.epoch, progress.epoch if progress.stopped else epochs
+    for epoch in range(progress.epoch + 1, last + 1):
         started = time.perf_counter()
         fold_metrics = [run.run_epoch(epoch) for run in runs]
         metrics = {"epoch": float(epoch), **combine_folds(fold_metrics), "epoch_seconds": time.perf_counter() - started,
@@ -145,7 +179,9 @@ def fit(
         improved = best is None or better(metrics[metric], best.best_metrics[metric])
         if improved:
             best = FitResult(epoch, metrics, epoch)
-        report(metrics, _checkpoint(runs, config, epoch, metrics) if improved else None)
+        checkpoint = _checkpoint(runs, config, epoch, metrics) if improved else None
+        report(metrics, checkpoint)
+        progress.save(state, runs, stopper, (best.best_epoch, best.best_metrics), metrics, checkpoint, stop)
         if stop:
             break
     assert best is not None  # epochs >= 1 is validated; keeps type checkers honest
@@ -182,6 +218,13 @@ class _FoldRun:
                                torch.Generator().manual_seed(seed + 1))
         self.shuffle = torch.Generator().manual_seed(seed)
         self.closure_needed = needs_closure(config)
+        # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
+        on = bool(config["training_signals"]) and dist.rank == 0
+        self.probe = data.x_train[:PROBE_SIZE]
+        self.signals: TrainingSignals | NoSignals = NoSignals()
+        if on:
+            with self.autocast:  # the probe sees the activations training sees (bf16/fp16 under autocast)
+                self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe)
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
@@ -191,7 +234,9 @@ class _FoldRun:
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):
             raise Diverged(f"validation loss became {val['val_loss']} at epoch {epoch} (lr={lr_used:.3g})")
-        return {**train, **val, "lr": lr_used}
+        with self.autocast:
+            signals = self.signals.epoch_metrics(self.probe)
+        return {**train, **val, "lr": lr_used, **signals}
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -243,8 +288,10 @@ class _FoldRun:
                 total = total + loss.detach()
                 if first:
                     captured.append((float(data_loss.detach()) * len(y), out.detach()))
-            first = False
             self.scaler.unscale_(self.optimizer)
+            if first:
+                self.signals.gradients()  # before clipping: the norm the clip threshold is compared with
+            first = False
             self.clip(self.module.parameters())
             return self.dist.all_reduce(total) / world  # the global loss: LBFGS decides the same on every rank
 
@@ -373,7 +420,7 @@ def combine_folds(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     for name in fold_metrics[0]:
         values = [m[name] for m in fold_metrics]
         combined[name] = statistics.fmean(values)
-        if name != "lr":
+        if name != "lr" and not is_signal(name):  # signals: the mean only, the store grows by a constant
             combined[f"{name}_std"] = statistics.stdev(values)
     return combined
 
@@ -383,6 +430,9 @@ def _checkpoint(
 ) -> dict[str, Any]:
     checkpoint = {"model_state": runs[0].module.state_dict(), "config": dict(config), "epoch": epoch,
                   "metrics": metrics}
+    layers = runs[0].signals.layer_report()
+    if layers:  # per-layer detail at the best epoch: the trainable writes it beside the weights
+        checkpoint["training_signals"] = {"epoch": epoch, **layers}
     if len(runs) > 1:
         checkpoint["fold_states"] = [run.module.state_dict() for run in runs]
     return checkpoint

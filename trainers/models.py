@@ -22,10 +22,14 @@ def build_model(name: str, input_shape: tuple[int, ...], n_outputs: int, config:
         ValueError: unknown model name, or a sequence model given non-sequence inputs.
     """
     hidden, layers, dropout = int(config["hidden"]), int(config["layers"]), float(config["dropout"])
+    act = _ACTIVATIONS.get(str(config.get("activation", "relu")))
+    if act is None:
+        raise ValueError(f"unknown activation {config.get('activation')!r}; activations: {', '.join(_ACTIVATIONS)}")
     if name == "mlp":
-        model = _mlp(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("batch_norm", False)))
+        model = _mlp(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("batch_norm", False)), act)
     elif name == "cnn":
-        model = _cnn(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("conv_batch_norm", True)))
+        model = _cnn(input_shape, n_outputs, hidden, layers, dropout, bool(config.get("conv_batch_norm", True)),
+                     act)
     elif name in ("gru", "transformer"):
         if len(input_shape) != 2:
             raise ValueError(f"model {name} needs sequence inputs (channels, length), got shape {input_shape}")
@@ -69,22 +73,26 @@ def initialise(model: nn.Module, scheme: str, std: float = 0.02, value: float = 
                 schemes[scheme](weight)
 
 
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+                                                    "gelu": nn.GELU}
+
+
 def _mlp(input_shape: tuple[int, ...], n_outputs: int, hidden: int, layers: int, dropout: float,
-         batch_norm: bool) -> nn.Module:
+         batch_norm: bool, activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Module:
     width = 1
     for size in input_shape:
         width *= size
     blocks: list[nn.Module] = [nn.Flatten()]
     for _ in range(layers):
         norm: nn.Module = nn.BatchNorm1d(hidden) if batch_norm else nn.Identity()
-        blocks += [nn.Linear(width, hidden), norm, nn.ReLU(), nn.Dropout(dropout)]
+        blocks += [nn.Linear(width, hidden), norm, activation(), nn.Dropout(dropout)]
         width = hidden
     blocks.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*blocks)
 
 
 def _cnn(input_shape: tuple[int, ...], n_outputs: int, channels: int, layers: int, dropout: float,
-         batch_norm: bool) -> nn.Module:
+         batch_norm: bool, activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Module:
     if len(input_shape) not in (2, 3):
         raise ValueError(f"model cnn needs (channels, length) or (channels, height, width) inputs, got {input_shape}")
     two_d = len(input_shape) == 3
@@ -94,7 +102,7 @@ def _cnn(input_shape: tuple[int, ...], n_outputs: int, channels: int, layers: in
     in_channels = input_shape[0]
     for _ in range(layers):
         blocks += [conv(in_channels, channels, kernel_size=3, padding=1),
-                   norm(channels) if batch_norm else nn.Identity(), nn.ReLU()]
+                   norm(channels) if batch_norm else nn.Identity(), activation()]
         in_channels = channels
     blocks += [pool(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, n_outputs)]
     return nn.Sequential(*blocks)

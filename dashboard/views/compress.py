@@ -34,11 +34,13 @@ def load_summary(uri: str, run_id: str, artifact_uri: str | None) -> dict[str, A
 def table(doc: dict[str, Any]) -> pd.DataFrame:
     """One row per variant: metric, change, size and latency against the fp32 winner, Pareto fronts."""
     large = f"batch_{doc['large_batch']}"
+    test = f"test_{doc['metric'].removeprefix('val_')}"  # scored once per variant when the data has a test split
     rows = []
     for v in doc["variants"]:
         rows.append({
             "variant": v["name"], "method": v["method"], "runtime": v["runtime"], doc["metric"]: v["metric"],
-            "Δ vs fp32": v["delta_vs_fp32"], "size kB": v["size_bytes"] / 1e3, "size ×": v["size_ratio"],
+            "Δ vs fp32": v["delta_vs_fp32"], test: v["metrics"].get(test),
+            "size kB": v["size_bytes"] / 1e3, "size ×": v["size_ratio"],
             "batch 1 ms": v["latency"]["batch_1"]["median_ms"], "speed-up b1": v["speedup_batch_1"],
             f"batch {doc['large_batch']} ms": v["latency"][large]["median_ms"],
             f"speed-up b{doc['large_batch']}": v[f"speedup_{large}"],

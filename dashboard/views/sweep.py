@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import _analysis, _charts, _data, _pareto  # noqa: E402
+from dashboard import _analysis, _charts, _confirm, _data, _pareto  # noqa: E402
 from tracker.queries import PARAM_PREFIX, RunNotFound, StoreUnavailable, SweepData  # noqa: E402
 
 NO_VERDICT = "no verdict"
@@ -302,6 +302,7 @@ def body(uri: str, run_id: str, was_live: bool) -> None:
     progress(data, trials)
     parameters(uri, data, trials, fingerprint)
     curves(data, trials)
+    _confirm.section(uri, data)
     diagnosis(uri, data, fingerprint)
     _data.page_link(
         "compare", "Compare trials", icon=":material/compare:", sweep=data.run_id,

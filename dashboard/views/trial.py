@@ -1,4 +1,5 @@
-"""Trial: params, learning curves with the diagnosis drawn on, verdict, evidence, advice, artifacts.
+"""Trial: params, learning curves with the diagnosis drawn on, signals from inside training, verdict,
+evidence, advice, artifacts.
 
 URL: ``/trial?run=<trial run id>``. Refreshes itself while the trial runs.
 """
@@ -17,9 +18,11 @@ from typing import Any  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from dashboard import _charts, _data  # noqa: E402
+from dashboard import _charts, _confirm, _data  # noqa: E402
+from hpo.diagnosis import INTERNAL_FINDINGS  # noqa: E402
 from tracker import schema  # noqa: E402
 from tracker.queries import RunNotFound, StoreUnavailable, TrialData  # noqa: E402
+from trainers import signal_names as signal  # noqa: E402  (names only: torch-free)
 
 _MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 
@@ -82,6 +85,35 @@ def curves(trial: TrialData, diagnosis: dict[str, Any] | None) -> None:
         elif "lr" in keys:
             lr = trial.histories[trial.histories["key"] == "lr"]
             st.line_chart(lr.set_index("step")["value"].rename("learning rate"))
+
+
+def inside_training(trial: TrialData, diagnosis: dict[str, Any] | None) -> None:
+    """The training signals beside the curves: gradients and updates, units, the findings they led to."""
+    if trial.histories.empty:
+        return
+    signals = trial.histories[trial.histories["key"].astype(str).str.startswith(signal.PREFIX)]
+    if signals.empty:
+        return
+    st.subheader("Inside training")
+    found = [f for f in (diagnosis or {}).get("findings") or [] if f in INTERNAL_FINDINGS]
+    if found:
+        st.warning("Found inside training: " + ", ".join(f"**{f}**" for f in found), icon=":material/troubleshoot:")
+    else:
+        st.caption("Nothing wrong inside training: gradients, update sizes and units are in their usual ranges.")
+    left, right = st.columns(2)
+    steps = [signal.GRAD_NORM, *(signal.update_ratio_of(g) for g in signal.GROUPS)]
+    with left:
+        st.plotly_chart(_charts.signal_lines(signals, steps, "Gradient norm and update / weight ratio", log_y=True),
+                        key="signals_steps")
+    with right:
+        units = [signal.DEAD_RELU, signal.SATURATED]
+        if set(units) & set(signals["key"]):
+            st.plotly_chart(_charts.signal_lines(signals, units, "Dead ReLU / saturated units (share)", log_y=False),
+                            key="signals_units")
+    table = signals.sort_values("step").groupby("key")["value"].agg(["first", "last"])
+    rows = [{"signal": k.split("/", 1)[1], "first epoch": _data.format_value(r["first"]),
+             "last epoch": _data.format_value(r["last"])} for k, r in table.iterrows()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="signals_table")
 
 
 def explanation(diagnosis: dict[str, Any] | None) -> None:
@@ -158,7 +190,9 @@ def body(uri: str, run_id: str, was_running: bool) -> None:
         st.rerun()
     diagnosis, source = _data.trial_diagnosis(trial)
     header(trial, diagnosis, source)
+    _confirm.trial_links(uri, trial)
     curves(trial, diagnosis)
+    inside_training(trial, diagnosis)
     explanation(diagnosis)
     params_and_metrics(trial)
     artifacts(uri, trial)

@@ -7,11 +7,14 @@ Pure Python + numpy: importing it loads neither Ray, torch, MLflow, pandas nor S
   dashboard); ``diagnose_stored_trial`` and ``diagnose_trial_row`` feed it from what the store holds.
 - ``diagnose`` judges bare curves (``hpo diagnose --history FILE``); ``summarize_sweep`` finds the
   settings that drive the verdicts across a sweep.
+- the findings from inside training (``INTERNAL_FINDINGS``) come from the ``signals/*`` series the built-in
+  loop logs (``hpo.diagnosis._internals``), added to the curves' diagnosis on the same path.
 - ``read_history_file`` reads the ``--history`` file format, series and context (:mod:`hpo.diagnosis.history`).
 
 The rules and their measured accuracy: docs/diagnosis.md.
 """
 
+from hpo.diagnosis._internals import FINDINGS as INTERNAL_FINDINGS
 from hpo.diagnosis._sweep import SweepSummary
 from hpo.diagnosis._trial import (
     CURVE_KEYS,
@@ -28,6 +31,7 @@ from hpo.diagnosis.history import HistoryFile, HistoryFileError, load_history_fi
 __all__ = [
     "CURVE_KEYS",
     "INSUFFICIENT_DATA",
+    "INTERNAL_FINDINGS",
     "VERDICTS",
     "Diagnosis",
     "HistoryFile",

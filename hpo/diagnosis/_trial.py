@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from hpo.diagnosis._internals import add_internal_findings
 from hpo.diagnosis._verdict import Diagnosis, diagnose
 from tracker import schema
 
@@ -37,8 +38,8 @@ def diagnose_trial(
     epoch that diverged never reached a report (nor the store), but it is the strongest evidence there is.
 
     Args:
-        curves: per-epoch series by metric name (index i = epoch i+1); keys other than ``CURVE_KEYS``
-            are ignored.
+        curves: per-epoch series by metric name (index i = epoch i+1): ``CURVE_KEYS`` for the verdict,
+            ``signals/*`` (trainers.signal_names) for the findings from inside training; others are ignored.
         status: MLflow's run status (``FINISHED``, ``FAILED``, ``KILLED``, ``RUNNING``).
         error: the error text of a failed trial.
         params: the trial's flat hyperparameters, named in the advice.
@@ -55,8 +56,9 @@ def diagnose_trial(
         series.setdefault("train_loss", []).append(float("nan"))
     if not series:
         return None
-    return diagnose(series, params=dict(params or {}), n_classes=n_classes, stopped_early=stopped_early,
-                    val_size=val_size)
+    result = diagnose(series, params=dict(params or {}), n_classes=n_classes, stopped_early=stopped_early,
+                      val_size=val_size)
+    return add_internal_findings(result, curves, params)  # the signals/* series, when the trainer logged them
 
 
 class StoredTrial(Protocol):

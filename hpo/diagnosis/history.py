@@ -3,6 +3,7 @@
 ``{"train_loss": [...], "val_loss": [...], "train_accuracy": [...], "val_accuracy": [...], "lr": [...],
 "params": {"label_smoothing": 0.1, ...}, "n_classes": 10, "val_size": 1000}``; NaN, Infinity and null are
 allowed in the series (they are evidence of divergence or a missed epoch); the three context keys are optional.
+The training signals' series (``"signals/grad_norm": [...]``, docs/run_schema.md) may sit beside them.
 A labelled curve file of ``tests/data/diagnosis_curves`` (``{"history": {...}, "params": ..., "label": ...}``)
 reads too. The format is documented in docs/diagnosis.md ("The --history file").
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.schema import CURVE_METRICS as CURVE_KEYS
+from trainers.signal_names import is_signal
 
 __all__ = ["CONTEXT_KEYS", "HistoryFile", "HistoryFileError", "load_history_file", "read_history_file"]
 
@@ -68,10 +70,11 @@ def read_history_file(path: str | os.PathLike[str]) -> HistoryFile:
     if isinstance(data.get("history"), dict) and set(data) - set(CURVE_KEYS) - set(CONTEXT_KEYS):
         data = data["history"]  # a labelled curve file (tests/data/diagnosis_curves) wraps its history
     series = {k: v for k, v in data.items() if k not in CONTEXT_KEYS}
-    unknown = sorted(set(series) - set(CURVE_KEYS))
+    unknown = sorted(k for k in set(series) - set(CURVE_KEYS) if not is_signal(k))
     if unknown:
         raise HistoryFileError(f"{p}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys are "
-                               f"{', '.join(CURVE_KEYS)}, and the context keys {', '.join(CONTEXT_KEYS)}.")
+                               f"{', '.join(CURVE_KEYS)}, signals/* series, and the context keys "
+                               f"{', '.join(CONTEXT_KEYS)}.")
     history = _series(p, series)
     return HistoryFile(history, _params(p, context.get("params")),
                        _count(p, "n_classes", context.get("n_classes"), 0, "the number of classes; 0 for regression"),

@@ -42,7 +42,7 @@ def compressed(small_sweep_store: Any, tmp_path_factory: pytest.TempPathFactory)
     with capture.open("w") as out, contextlib.redirect_stdout(out):
         code = main(["compress", small_sweep_store.parent_run_id, "--tracking-uri", uri, "--json", "--methods",
                      "dynamic_int8", "prune_global", "prune_structured", "distill", "onnx", "--sparsities", "0.5",
-                     "--distill-epochs", "2", "--max-drop", "0.05", *FAST])
+                     "--distill-epochs", "2", "--distill-trials", "2", "--max-drop", "0.05", *FAST])
     assert code == 0
     return uri, json.loads(capture.read_text()), small_sweep_store
 
@@ -52,14 +52,20 @@ def test_every_variant_is_measured_against_fp32_on_the_validation_split(compress
     names = [v["name"] for v in doc["variants"]]
     assert names[:5] == ["fp32", "dynamic_int8", "prune_global_0.5", "prune_structured_0.5", "distill"]
     assert names[5] == "onnx_fp32" and len(names) == 7 and names[6].startswith("onnx_")
-    assert doc["metric"] == "val_accuracy" and doc["split"] == "validation" and doc["test_split"] == "no test split"
+    assert doc["metric"] == "val_accuracy" and doc["split"] == "validation"
+    assert doc["test_split"] == "test split scored once per variant"
     assert doc["source_run_id"] == sweep.result_json["best"]["run_id"]
     fp32 = doc["variants"][0]
+    # the fp32 baseline is the winner's checkpoint: its test figures are the ones the sweep scored once
+    winner_test = sweep.result_json["best"]["test"]
+    assert fp32["metrics"]["test_accuracy"] == pytest.approx(winner_test["test_accuracy"], abs=1e-6)
+    assert fp32["metrics"]["test_loss"] == pytest.approx(winner_test["test_loss"], rel=1e-4)
     assert fp32["delta_vs_fp32"] == 0 and fp32["size_ratio"] == 1
     assert fp32["metric"] == pytest.approx(sweep.result_json["best"]["metric"], abs=1e-6)
     for v in doc["variants"]:
         assert v["params"] > 0 and v["size_bytes"] > 0 and v["threads"] == 1 and v["run_id"]
         assert set(v["latency"]) == {"batch_1", "batch_256"}
+        assert 0 <= v["metrics"]["test_accuracy"] <= 1 and "val_accuracy" in v["metrics"]
         assert v["delta_vs_fp32"] == pytest.approx(v["metric"] - fp32["metric"])
     assert doc["variants"][1]["size_ratio"] < 0.7  # int8 weights of a 32-wide MLP (biases stay fp32)
     assert doc["variants"][3]["params"] < fp32["params"]  # structured pruning really shrank the layers
@@ -85,6 +91,30 @@ def test_variants_are_child_runs_with_their_files_and_trial_listings_skip_them(c
         assert (schema.COMPRESS_PARETO in tags) == bool(v["pareto"])
     trials = Store(uri).sweep(sweep.parent_run_id).trials
     assert len(trials) == 6 and set(trials["run_id"]).isdisjoint(v["run_id"] for v in doc["variants"])
+
+
+def test_the_distillation_sweep_keeps_its_best_student_and_logs_each_under_the_distill_run(compressed: Any) -> None:
+    uri, doc, sweep = compressed
+    distill = next(v for v in doc["variants"] if v["name"] == "distill")
+    trials = distill["distill_trials"]
+    assert [t["number"] for t in trials] == [0, 1]
+    assert (trials[0]["temperature"], trials[0]["alpha"]) == (4.0, 0.7)  # the given settings come first
+    assert (trials[1]["temperature"], trials[1]["alpha"]) != (4.0, 0.7)  # then the sampler's proposal
+    best = max(trials, key=lambda t: t["metric"])  # ties keep the earlier trial, as max does
+    assert [t["selected"] for t in trials] == [t is best for t in trials]
+    assert distill["settings"]["selected_trial"] == best["number"]
+    assert (distill["settings"]["temperature"], distill["settings"]["alpha"]) == (best["temperature"], best["alpha"])
+    assert distill["metric"] == pytest.approx(best["metric"])  # the kept student is the variant measured
+    mlflow = client(uri)
+    runs = mlflow.search_runs([mlflow.get_run(sweep.parent_run_id).info.experiment_id],
+                              filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{distill['run_id']}'")
+    assert sorted(r.data.tags[schema.COMPRESS_DISTILL_TRIAL] for r in runs) == ["0", "1"]
+    for run in runs:
+        trial = trials[int(run.data.tags[schema.COMPRESS_DISTILL_TRIAL])]
+        assert run.data.tags[schema.RUN_KIND] == "compress" and run.data.tags[schema.COMPRESS_METHOD] == "distill"
+        assert run.data.tags[schema.COMPRESS_SELECTED] == ("true" if trial["selected"] else "false")
+        assert float(run.data.params["temperature"]) == pytest.approx(trial["temperature"])
+        assert run.data.metrics[doc["metric"]] == pytest.approx(trial["metric"])
 
 
 def test_stored_variants_load_without_pickle_trust_and_the_fp32_model_serves(compressed: Any, tmp_path: Path) -> None:

@@ -567,3 +567,76 @@ def test_kept_trials_carry_the_diagnosis_the_runner_gave_them() -> None:
     expected = diagnose_trial(history, status="FINISHED", params={"lr": 0.01, "dropout": 0.0}, n_classes=10)
     assert expected is not None and record.diagnosis is not None
     assert record.diagnosis.verdict == expected.verdict == "overfitting"
+
+
+RESUMABLE = """\
+name: resumable
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+seed: 5
+trainer: {task: digits, epochs: 12, options: {hidden: 256, batch_size: 16, dropout: 0.1, scheduler: cosine}}
+parameters:
+  lr: {values: [0.003]}
+  optimizer: {values: [adam]}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_trial_killed_mid_run_continues_from_its_saved_state(tmp_path: Path) -> None:
+    """kill -9 of `hpo run` right after the trial saved its first epoch's state; `hpo run` again continues
+    that trial from the state: no epoch logged twice or lost, numbers equal to an uninterrupted run."""
+    home = tmp_path / "hpo_home"
+    (tmp_path / "sweep.yaml").write_text(RESUMABLE, encoding="utf-8")
+    driver = _start(tmp_path, "run", "sweep.yaml")
+    states = home / "ray" / "trial_states"
+    try:  # the state file, not the store: the journal lags the trial by up to 2 s, the trial has ~12 epochs
+        wait_until(lambda: any(states.glob("*/*.pt")), 240, interval_s=0.05, process=driver,
+                   message="a saved trial state")
+    except WaitTimeout:
+        os.killpg(driver.pid, signal.SIGKILL)
+        pytest.fail(f"hpo exited {driver.wait()} early; its stderr:\n{driver.communicate()[1][-3000:]}")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+
+    again = subprocess.run([hpo_script(), "run", "sweep.yaml"], cwd=tmp_path, env=clean_env(home),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming sweep resumable (crashed" in again.stderr
+    _assert_exactly_once(home, 1, {})
+    trials = _trials(home, _parents(home)[0].info.run_id)
+    killed = next(t for t in trials if t.info.status == "KILLED")
+    rerun = next(t for t in trials if t.info.status == "FINISHED")
+    assert rerun.data.tags[schema.REPLACES] == killed.info.run_id
+    assert int(rerun.data.tags[schema.RESUMED_FROM_EPOCH]) >= 1, "the re-run continued from the saved state"
+    mlflow = _client(home)
+    for key in ("val_loss", "train_loss", "val_accuracy", "lr"):
+        steps = [p.step for run in (killed, rerun) for p in mlflow.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == list(range(1, 13)), f"{key}: every epoch stored once over the two runs"
+    assert rerun.data.metrics[schema.EPOCHS_RUN] == 12
+    assert not list(states.glob("*/*.pt")), "a finished sweep leaves no trial state behind"
+
+    # the continued epochs equal an uninterrupted run of the same trial, to the bit (hpo reproduce: from scratch)
+    import contextlib
+    import io
+    import json
+
+    from hpo.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["reproduce", rerun.info.run_id, "--tracking-uri", f"sqlite:///{home / 'mlflow.db'}", "--json"])
+    doc = json.loads(out.getvalue())
+    assert code == 0 and set(doc["max_abs_diff"].values()) == {0.0} and doc["epochs_rerun"] == 12
+
+
+def test_a_continued_reruns_history_is_read_with_its_killed_runs_epochs() -> None:
+    from hpo.resume import StoredTrial
+    from hpo.stored_history import stitch_reruns
+
+    killed = StoredTrial("k", 0, "t1", "KILLED", {}, {}, {"val_loss": [0.9, 0.8]}, {})
+    rerun = StoredTrial("r", 0, "t2", "FINISHED", {schema.REPLACES: "k"}, {},
+                        {"val_loss": [None, None, 0.7, 0.6], "lr": [None, None, 0.1, 0.1]}, {})
+    stitch_reruns([killed, rerun])
+    assert rerun.history == {"val_loss": [0.9, 0.8, 0.7, 0.6], "lr": [None, None, 0.1, 0.1]}
+    assert killed.history == {"val_loss": [0.9, 0.8]}

@@ -108,13 +108,42 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model: nn.Module, data: TaskData) -> dict[str, float]:
-    """The validation metrics the built-in loop reports (``val_loss`` and per-kind ones) for ``model``."""
+    """The validation metrics the built-in loop reports (``val_loss`` and per-kind ones) for ``model``.
+
+    For choosing (best epoch, best student); a finished variant's reported figures come from
+    ``variant_metrics``.
+    """
     return score(predict(model, data.x_val), data)
 
 
-def score(out: torch.Tensor, data: TaskData) -> dict[str, float]:
-    """Validation metrics of the outputs ``out`` on ``data.x_val`` (any runtime's: PyTorch, ONNX Runtime)."""
-    y = data.y_val
+def variant_metrics(outputs_of: Callable[[torch.Tensor], torch.Tensor], data: TaskData) -> dict[str, float]:
+    """The metrics reported for one finished variant, whatever runs it (PyTorch, ONNX Runtime).
+
+    The one place variants are scored: every row of the table, every compress run's metrics and the
+    bench's figures come from here. The validation split (the one the sweep selected on: ``val_*``) and,
+    when the data has one, the test split, read here once per finished variant (``test_*``); choosing
+    (best epoch, best student) never looks at test (``evaluate``).
+
+    Args:
+        outputs_of: the variant's outputs (logits or predictions) on a batch of inputs.
+        data: the task's data.
+    """
+    metrics = score(_outputs(outputs_of, data.x_val), data)
+    test = data.split("test")
+    if test is not None:
+        x_test, y_test = test
+        scored = score(_outputs(outputs_of, x_test), data, y_test)
+        metrics.update({f"test_{k.removeprefix('val_')}": v for k, v in scored.items()})
+    return metrics
+
+
+def _outputs(outputs_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([outputs_of(x[i : i + EVAL_BATCH]).float() for i in range(0, len(x), EVAL_BATCH)])
+
+
+def score(out: torch.Tensor, data: TaskData, y: torch.Tensor | None = None) -> dict[str, float]:
+    """Metrics (named ``val_*``) of the outputs ``out`` against ``y`` (default: ``data.y_val``), any runtime's."""
+    y = data.y_val if y is None else y
     out = out.float()
     if data.kind == "classification":
         loss = float(nn.functional.cross_entropy(out, y))

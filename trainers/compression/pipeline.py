@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,11 +25,12 @@ from trainers.compression.measure import (
     evaluate,
     file_size,
     fixed_threads,
-    score,
     time_interleaved,
     torch_call,
+    variant_metrics,
 )
 from trainers.compression.settings import BASELINE, CompressSettings, check_applicable
+from trainers.compression.students import StudentSearch, distill_student
 from trainers.data import TaskData
 from trainers.models import build_model
 from trainers.tasks import load_task
@@ -85,6 +85,7 @@ class Variant:
     files: list[Path] = field(default_factory=list)
     onnx_max_abs_diff: float | None = None
     note: str = ""
+    trials: list[dict[str, Any]] = field(default_factory=list)  # distill: the students of its sweep
     # in memory only, for the ONNX step: the module, its config and how its state dict was made
     model: nn.Module | None = field(default=None, repr=False)
     config: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -96,14 +97,15 @@ class Variant:
                 "metrics": self.metrics, "metric": self.metric, "params": self.params,
                 "nonzero_params": self.nonzero_params, "size_bytes": self.size_bytes,
                 "latency": {k: v.to_dict() for k, v in self.latency.items()}, "threads": self.threads,
-                "files": [p.name for p in self.files], "onnx_max_abs_diff": self.onnx_max_abs_diff, "note": self.note}
+                "files": [p.name for p in self.files], "onnx_max_abs_diff": self.onnx_max_abs_diff, "note": self.note,
+                **({"distill_trials": self.trials} if self.trials else {})}
 
 
 OnVariant = Callable[[Variant], None]
 
 
 def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
-             on_variant: OnVariant | None = None) -> list[Variant]:
+             on_variant: OnVariant | None = None, search: StudentSearch | None = None) -> list[Variant]:
     """Make, save and measure the fp32 baseline and every variant ``settings.methods`` asks for.
 
     Args:
@@ -112,12 +114,14 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
             winner's architecture (static int8 on an MLP) are left out.
         out_dir: where the variant files go (one subfolder per variant).
         on_variant: called with each variant, in order, once all are measured.
+        search: proposes the distillation sweep's settings when ``settings.distill_trials`` > 0
+            (``hpo.distill_search.DistillSearch``).
 
     Returns:
         The variants in the order made; the first is the fp32 baseline.
     """
     done: list[Variant] = []
-    maker = _Maker(winner, settings, out_dir)
+    maker = _Maker(winner, settings, out_dir, search)
     methods = check_applicable(settings.methods, str(winner.config["model"]), explicit=False)
 
     def keep(variant: Variant) -> None:
@@ -125,14 +129,18 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
         log.info("compress: %s %s=%.4f", variant.name, winner.metric, variant.metric)
 
     with fixed_threads(settings.threads):
-        keep(maker.torch_variant(BASELINE, BASELINE, winner.model, "none", winner.config, {}))
+        maker.baseline = maker.torch_variant(BASELINE, BASELINE, winner.model, "none", winner.config, {})
+        keep(maker.baseline)
         for method in methods:
-            if method == "onnx":
-                continue  # last: it exports the smallest acceptable of the others
+            if method in ("onnx", "onnx_int8"):
+                continue  # last: they export fp32 and the smallest acceptable of the others
             for variant in maker.make(method):
                 keep(variant)
         if "onnx" in methods:
-            for variant in maker.onnx(done):
+            for variant in maker.onnx(done, int8="onnx_int8" in methods):
+                keep(variant)
+        elif "onnx_int8" in methods:
+            for variant in maker.onnx_int8_only():
                 keep(variant)
         for key, example in maker.examples.items():
             timings = time_interleaved([v.calls[key] for v in done], len(example), repeats=settings.repeats,
@@ -148,13 +156,16 @@ def compress(winner: Winner, settings: CompressSettings, out_dir: Path,
 class _Maker:
     """Builds each kind of variant from the winner and measures it with one protocol."""
 
-    def __init__(self, winner: Winner, settings: CompressSettings, out_dir: Path) -> None:
-        self.w, self.s, self.out = winner, settings, out_dir
+    def __init__(self, winner: Winner, settings: CompressSettings, out_dir: Path,
+                 search: StudentSearch | None) -> None:
+        self.w, self.s, self.out, self.search = winner, settings, out_dir, search
         x = winner.data.x_val
         reps = -(-settings.large_batch // len(x))
         self.examples = {"batch_1": x[:1], f"batch_{settings.large_batch}": x.repeat(reps, *[1] * (x.dim() - 1))[
             : settings.large_batch]}
         self.params = count_parameters(winner.model)
+        self.baseline: Variant  # the fp32 row, made first
+
 
     def make(self, method: str) -> list[Variant]:
         w, s = self.w, self.s
@@ -193,17 +204,11 @@ class _Maker:
                                   note=note)
 
     def _distill(self) -> Variant:
-        w, s = self.w, self.s
-        hidden, layers = int(w.config["hidden"]), int(w.config["layers"])
-        config = {**w.config, "hidden": max(1, int(round(hidden * s.student_width))),
-                  "layers": s.student_layers or max(1, layers - 1)}
-        student = build_model(str(config["model"]), w.data.input_shape, w.data.n_outputs, config)
-        epochs = s.distill_epochs or int(w.config["epochs"])
-        retrain.distill(w.model, student, w.config, w.data, epochs=epochs, temperature=s.temperature, alpha=s.alpha,
-                        metric=w.metric, goal=w.goal)
-        settings = {"temperature": s.temperature, "alpha": s.alpha, "epochs": epochs, "hidden": config["hidden"],
-                    "layers": config["layers"]}
-        return self.torch_variant("distill", "distill", student, "none", config, settings)
+        w = self.w
+        done = distill_student(w.model, w.config, w.data, w.metric, w.goal, self.s, self.search)
+        variant = self.torch_variant("distill", "distill", done.student, "none", done.config, done.settings)
+        variant.trials = [t.to_dict() for t in done.trials]
+        return variant
 
     def torch_variant(self, name: str, method: str, model: nn.Module, transform: Transform, config: dict[str, Any],
                       settings: dict[str, Any], note: str = "") -> Variant:
@@ -211,45 +216,78 @@ class _Maker:
         folder.mkdir(parents=True, exist_ok=True)
         path = save_variant(folder / "model.pt", model, method=method, transform=transform, config=config,
                             input_shape=self.w.data.input_shape, n_outputs=self.w.data.n_outputs)
-        metrics = evaluate(model, self.w.data)
+        metrics = variant_metrics(lambda x: _infer(model, x), self.w.data)
         total, nonzero = self.params if transform != "none" else count_parameters(model)
         calls = {k: torch_call(model, x) for k, x in self.examples.items()}
         return Variant(name, method, "torch", settings, metrics, metrics[self.w.metric], total, nonzero,
                        file_size(path), {}, self.s.threads, [path], note=note, model=model, config=config,
                        transform=transform, calls=calls)
 
-    def onnx(self, done: list[Variant]) -> list[Variant]:
-        """fp32 and the smallest variant within ``max_drop`` of fp32's metric, each run in ONNX Runtime."""
+    def onnx(self, done: list[Variant], int8: bool) -> list[Variant]:
+        """fp32 in ONNX Runtime, its int8 ONNX when ``int8``, and the smallest variant within ``max_drop`` of
+        fp32's metric (an int8 one through the int8 ONNX, which torch's quantized modules cannot export)."""
         baseline = done[0]
         sign = 1.0 if self.w.goal == "maximize" else -1.0
         acceptable = [v for v in done[1:] if sign * (baseline.metric - v.metric) <= self.s.max_drop]
-        out = [self._onnx_of(baseline)]
+        fp32 = self._onnx_of(baseline)
+        out = [fp32]
+        if int8:
+            out.append(self._onnx_int8(fp32.files[0], baseline))
         if acceptable:
             smallest = min(acceptable, key=lambda v: v.size_bytes)
-            out.append(self._onnx_of(smallest, fp32_file=out[0].files[0]))
+            if smallest.transform == "none":
+                out.append(self._onnx_of(smallest))
+            elif not int8:
+                out.append(self._onnx_int8(fp32.files[0], smallest))
         return out
 
-    def _onnx_of(self, source: Variant, fp32_file: Path | None = None) -> Variant:
-        name = f"onnx_{source.name}"
-        folder = self.out / name
+    def onnx_int8_only(self) -> list[Variant]:
+        """The int8 ONNX row alone (``onnx`` not asked for): the fp32 export it starts from is no row."""
+        assert self.baseline.model is not None
+        folder = self.out / "onnx_fp32_source"
         folder.mkdir(parents=True, exist_ok=True)
-        model, transform = source.model, source.transform
-        assert model is not None  # every torch variant keeps its module
-        example = self.examples["batch_1"]
-        note = "exported from PyTorch (dynamo exporter)"
-        if transform == "none":
-            path = onnx_export.export(model, example, folder / "model.onnx")
-        else:  # torch cannot export its int8 modules: ONNX Runtime quantizes the fp32 export instead
-            assert fp32_file is not None  # the fp32 export always comes first
-            path = onnx_export.quantize_int8(fp32_file, folder / "model.onnx")
-            note = "ONNX Runtime dynamic int8 of the fp32 export; max_abs_diff is against the PyTorch int8 model"
+        fp32_file = onnx_export.export(self.baseline.model, self.examples["batch_1"], folder / "model.onnx")
+        return [self._onnx_int8(fp32_file, self.baseline)]
+
+    def _onnx_of(self, source: Variant) -> Variant:
+        """``source`` (an fp32 module) exported and run in ONNX Runtime."""
+        assert source.model is not None  # every torch variant keeps its module
+        folder = self.out / f"onnx_{source.name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = onnx_export.export(source.model, self.examples["batch_1"], folder / "model.onnx")
+        return self._onnx_variant(f"onnx_{source.name}", "onnx", path, source, {"source": source.name},
+                                  "exported from PyTorch (dynamo exporter); max_abs_diff against the same model")
+
+    def _onnx_int8(self, fp32_file: Path, source: Variant) -> Variant:
+        """ONNX Runtime's int8 of the fp32 export: static and calibrated for a CNN, dynamic otherwise;
+        ``max_abs_diff`` against the fp32 PyTorch winner (the quantization error)."""
+        w, s = self.w, self.s
+        folder = self.out / "onnx_int8"
+        folder.mkdir(parents=True, exist_ok=True)
+        static = onnx_export.has_convolutions(w.model)
+        calibration = w.data.x_train[: s.calibration_samples] if static else None
+        path = onnx_export.quantize_int8(fp32_file, folder / "model.onnx", calibration)
+        settings: dict[str, Any] = {"source": source.name, "scheme": "static" if static else "dynamic"}
+        if static:
+            settings["calibration_samples"] = len(calibration)  # type: ignore[arg-type]
+        note = ("onnxruntime.quantization static int8 (per-channel weights, calibrated on training data)" if static
+                else "onnxruntime.quantization dynamic int8") + "; max_abs_diff against the fp32 PyTorch winner"
+        if any(isinstance(m, nn.GRU) for m in w.model.modules()):  # its registry has LSTM, not GRU
+            note += "; ONNX Runtime's quantizer has no int8 GRU: the GRU stays fp32, only Linear layers are int8"
+        return self._onnx_variant("onnx_int8", "onnx_int8", path, self.baseline, settings, note)
+
+    def _onnx_variant(self, name: str, method: str, path: Path, reference: Variant, settings: dict[str, Any],
+                      note: str) -> Variant:
+        assert reference.model is not None
         sess = onnx_export.session(path, self.s.threads)
-        diff = onnx_export.max_abs_diff(sess, model, self.w.data.x_val[:256])
-        outputs = torch.from_numpy(np.concatenate([onnx_export.run(sess, self.w.data.x_val[i : i + 1024])
-                                                   for i in range(0, len(self.w.data.x_val), 1024)]))
-        metrics = score(outputs, self.w.data)
+        diff = onnx_export.max_abs_diff(sess, reference.model, self.w.data.x_val[:256])
+        metrics = variant_metrics(lambda x: torch.from_numpy(onnx_export.run(sess, x)), self.w.data)
         calls = {k: onnx_export.call(sess, x) for k, x in self.examples.items()}
-        return Variant(name, "onnx", "onnxruntime", {"source": source.name}, metrics, metrics[self.w.metric],
-                       source.params, source.nonzero_params, file_size(path), {}, self.s.threads, [path],
+        return Variant(name, method, "onnxruntime", settings, metrics, metrics[self.w.metric], reference.params,
+                       reference.nonzero_params, file_size(path), {}, self.s.threads, [path],
                        onnx_max_abs_diff=diff, note=note, calls=calls)
 
+
+@torch.inference_mode()
+def _infer(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.eval()(x)

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
-Method = Literal["dynamic_int8", "static_int8", "prune_global", "prune_structured", "distill", "onnx"]
+Method = Literal["dynamic_int8", "static_int8", "onnx_int8", "prune_global", "prune_structured", "distill", "onnx"]
 METHODS: tuple[Method, ...] = get_args(Method)
 BASELINE = "fp32"  # the winner as trained: the row every variant is compared with
 
@@ -19,6 +19,7 @@ BASELINE = "fp32"  # the winner as trained: the row every variant is compared wi
 APPLIES_TO: dict[str, tuple[str, ...]] = {
     "dynamic_int8": ("mlp", "cnn", "gru", "transformer"),
     "static_int8": ("cnn",),
+    "onnx_int8": ("mlp", "cnn", "gru", "transformer"),
     "prune_global": ("mlp", "cnn", "gru", "transformer"),
     "prune_structured": ("mlp", "cnn", "gru"),
     "distill": ("mlp", "cnn", "gru", "transformer"),
@@ -44,6 +45,9 @@ class CompressSettings:
         structured_sparsity: fraction of hidden units / channels removed by structured pruning, in (0, 1).
         finetune_epochs: epochs of fine-tuning after pruning, with the winner's own training settings.
         distill_epochs: epochs the student trains; 0 means as many as the winner trained.
+        distill_trials: students trained by the distillation's own small sweep over temperature and
+            alpha (``hpo.distill_search``); the best on the validation metric becomes the ``distill``
+            variant. 0: one student with ``temperature`` and ``alpha`` as given.
         student_width: the student's ``hidden`` as a fraction of the winner's, in (0, 1].
         student_layers: the student's ``layers``; 0 means one fewer than the winner (at least 1).
         temperature: distillation temperature (> 0); soft targets are softmax(logits / T).
@@ -62,6 +66,7 @@ class CompressSettings:
     structured_sparsity: float = 0.5
     finetune_epochs: int = 3
     distill_epochs: int = 0
+    distill_trials: int = 0
     student_width: float = 0.5
     student_layers: int = 0
     temperature: float = 4.0
@@ -96,7 +101,8 @@ class CompressSettings:
             raise SettingsError("temperature", f"must be > 0, got {self.temperature!r}")
         if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
             raise SettingsError("max_drop", f"must be >= 0, got {self.max_drop!r}")
-        minimum = {"finetune_epochs": 0, "distill_epochs": 0, "student_layers": 0, "threads": 1, "large_batch": 2,
+        minimum = {"finetune_epochs": 0, "distill_epochs": 0, "distill_trials": 0, "student_layers": 0, "threads": 1,
+                   "large_batch": 2,
                    "repeats": 3, "warmup": 1, "calibration_samples": 1}
         for f in fields(self):
             if f.name in minimum:
