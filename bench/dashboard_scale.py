@@ -7,10 +7,13 @@ bench setup, 600k points through ``log_batch`` would take minutes), then times
    a process also pays one-off import and warm-up costs, so it is timed separately);
 2. the sweep page's figures built from it (leaderboard, best-so-far, verdicts, parallel
    coordinates, learning curves, slice) and, separately, Optuna's fANOVA importance;
-3. the whole sweep page script under Streamlit's AppTest, cold cache and cached rerun;
-4. the same histories read the usual way, ``MlflowClient.get_metric_history`` per run per key.
+3. the whole sweep page script under Streamlit's AppTest, cold cache and cached rerun (parameter
+   importance of a sweep this size is computed when asked: timed apart, with the button pressed);
+4. the same histories read the usual way, ``MlflowClient.get_metric_history`` per run per key;
+5. with ``--sweeps N`` (default 200): a second store of N sweeps (20 trials x 10 epochs each), the
+   sweeps list (``Store.list_sweeps()``) and the sweeps page under AppTest, cold and rerun.
 
-Usage: python bench/dashboard_scale.py [--trials 1000] [--epochs 100] [--client-runs N] [--keep DIR]
+Usage: python bench/dashboard_scale.py [--trials 1000] [--epochs 100] [--client-runs N] [--keep DIR] [--sweeps 200]
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ KEYS = schema.EPOCH_METRICS
 VERDICTS = ["good_fit", "overfitting", "underfitting", "diverged"]
 
 
-def fill(uri: str, trials: int, epochs: int, seed: int = 0) -> str:
+def fill(uri: str, trials: int, epochs: int, seed: int = 0, name: str = "scale") -> str:
     """Create the schema through MLflow, then bulk-insert one sweep; returns the parent run id."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    exp = client.create_experiment("scale", artifact_location=str(Path(uri[len("sqlite:///") :]).parent / "art"))
-    parent = client.create_run(exp, run_name="scale", tags={
-        **schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "scale", schema.METHOD: "bayes", schema.SAMPLER: "tpe",
+    exp = client.create_experiment(name, artifact_location=str(Path(uri[len("sqlite:///") :]).parent / "art"))
+    parent = client.create_run(exp, run_name=name, tags={
+        **schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: name, schema.METHOD: "bayes", schema.SAMPLER: "tpe",
         schema.METRIC: "val_accuracy", schema.GOAL: "maximize", schema.SWEEP_STATE: "finished",
         schema.TRIALS_TOTAL: str(trials)}).info.run_id  # fmt: skip
     engine = sa.create_engine(uri)
@@ -147,6 +150,36 @@ def apptest(uri: str, parent: str, results: dict[str, float]) -> None:
     if at.exception:
         raise SystemExit(f"the page raised: {at.exception[0].value}")
     timed("sweep page under AppTest, rerun (cached)", at.run, results)
+    buttons = [b for b in at.button if b.key == "importance_compute"]
+    if buttons:
+        buttons[0].click()
+        timed("sweep page, 'Compute parameter importance' pressed", at.run, results)
+        timed("sweep page, rerun with importance (cached)", at.run, results)
+        if not any(t.label == "Importance" for t in at.tabs):
+            raise SystemExit("no importance tab")
+
+
+def many_sweeps(folder: Path, sweeps: int, results: dict[str, float]) -> None:
+    """A store of ``sweeps`` sweeps: the sweeps list's read and page."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from tracker.queries import Store
+
+    uri = f"sqlite:///{folder / 'many.db'}"
+    if not (folder / "many.db").exists():
+        timed(f"fill {sweeps} sweeps x 20 trials x 10 epochs (bench setup)",
+              lambda: [fill(uri, 20, 10, seed=i, name=f"sweep-{i:03d}") for i in range(sweeps)], results)
+    timed(f"Store.list_sweeps(), {sweeps} sweeps, first call", lambda: Store(uri).list_sweeps(), results)
+    listed = timed(f"Store.list_sweeps(), {sweeps} sweeps", lambda: Store(uri).list_sweeps(), results)
+    print(f"    {len(listed)} sweeps listed")
+    os.environ["HPO_TRACKING_URI"] = uri
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "sweeps.py"), default_timeout=300)
+    timed(f"sweeps page under AppTest, {sweeps} sweeps, cold cache", at.run, results)
+    if at.exception:
+        raise SystemExit(f"the page raised: {at.exception[0].value}")
+    timed(f"sweeps page under AppTest, {sweeps} sweeps, rerun", at.run, results)
 
 
 def main() -> None:
@@ -155,6 +188,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--client-runs", type=int, default=None, help="time MlflowClient on N runs, extrapolate")
     parser.add_argument("--keep", type=Path, default=None, help="build the store in DIR and keep it")
+    parser.add_argument("--sweeps", type=int, default=200, help="sweeps in the sweeps-list store (0: skip)")
     args = parser.parse_args()
     import logging
 
@@ -164,7 +198,12 @@ def main() -> None:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     results: dict[str, float] = {}
     print(f"store {uri}: {args.trials} trials x {args.epochs} epochs x {len(KEYS)} curves")
-    parent = timed("fill (bench setup)", lambda: fill(uri, args.trials, args.epochs), results)
+    if (folder / "mlflow.db").exists():  # --keep of an earlier run: the same store, filled once
+        from tracker.queries import Store
+
+        parent = Store(uri).find_sweep("scale")
+    else:
+        parent = timed("fill (bench setup)", lambda: fill(uri, args.trials, args.epochs), results)
 
     from tracker.queries import Store
 
@@ -198,6 +237,9 @@ def main() -> None:
     extrapolated = " (extrapolated)" if len(sample) < len(ids) else ""
     print(f"histories, MlflowClient per run and key: {client_s:8.2f} s{extrapolated}")
     print(f"ratio: {client_s / bulk_s:.0f}x")
+    if args.sweeps:
+        print()
+        many_sweeps(folder, args.sweeps, results)
 
 
 if __name__ == "__main__":

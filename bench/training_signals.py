@@ -1,8 +1,9 @@
 """What the training signals cost: epoch time with ``training_signals`` on and off, side by side.
 
-For each shipped example's trainer settings (examples/sweeps/quickstart.yaml: digits MLP; mnist1d_cnn.yaml
-and mnist1d_mlp.yaml: MNIST-1D), ``trainers.loop.fit`` trains the same config (the search space's middle
-values, fixed seed) with the signals on and off, alternating which goes first, ``--repeats`` times. The
+For each shipped example's trainer settings (examples/sweeps/quickstart.yaml: digits MLP; mnist1d_cnn.yaml,
+mnist1d_mlp.yaml, mnist1d_gru.yaml and mnist1d_pareto.yaml: MNIST-1D), ``trainers.loop.fit`` trains the
+same config (the search space's middle values, fixed seed) with the signals on and off, alternating which
+goes first, ``--repeats`` times. The
 figure is the mean ``epoch_seconds`` (train + evaluate + the signals' per-epoch work; the one probe forward
 before training is outside it), per run, then the median over repeats; the overhead is the median of the
 paired ratios on/off - 1, with its range over the repeats. Three figures: the CPU time spent inside the
@@ -50,6 +51,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
                                 "batch_size": 64, "hidden": 32, "layers": 3}),
     "mnist1d_mlp": ("mnist1d", {"model": "mlp", "scheduler": "cosine", "optimizer": "adam", "lr": 2e-3,
                                 "batch_size": 64, "hidden": 256, "layers": 2}),
+    "mnist1d_gru": ("mnist1d", {"model": "gru", "scheduler": "cosine", "clip_norm": 1.0, "optimizer": "adam",
+                                "lr": 5e-3, "batch_size": 64, "hidden": 64, "layers": 1}),
+    "mnist1d_pareto (mlp)": ("mnist1d", {"model": "mlp", "scheduler": "cosine", "optimizer": "adamw", "lr": 3e-3,
+                                         "batch_size": 128, "hidden": 45, "layers": 2}),
 }
 
 

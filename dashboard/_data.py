@@ -26,6 +26,7 @@ from tracker.queries import RunNotFound, Store, SweepData, TrialData
 from tracker.uri import resolve_tracking_uri
 
 LIVE_REFRESH_S = 5.0
+FINGERPRINT_TTL_S = 2.0  # < LIVE_REFRESH_S: a live page's refresh always reads the store again
 _MAX_SWEEPS_CACHED = 4
 
 
@@ -113,8 +114,16 @@ def list_sweeps(uri: str) -> pd.DataFrame:
 
 
 def fingerprint(store: Store, run_id: str) -> str:
-    """Cheap to compute on every rerun; changes when the sweep gains trials or epochs, or loses runs."""
-    return store.sweep_fingerprint(run_id)
+    """Changes when the sweep gains trials or epochs, or loses runs. Asked again at most every
+    ``FINGERPRINT_TTL_S``: reruns from widgets come seconds apart, and on a 1,000-trial sweep the query
+    is most of a cached rerun; a running sweep's page refreshes every ``LIVE_REFRESH_S``, so it still
+    sees every change."""
+    return _fingerprint(store.tracking_uri, run_id)
+
+
+@st.cache_data(ttl=FINGERPRINT_TTL_S, show_spinner=False, max_entries=64)
+def _fingerprint(uri: str, run_id: str) -> str:
+    return _open_store(uri).sweep_fingerprint(run_id)
 
 
 @st.cache_resource(show_spinner="Loading the sweep…", max_entries=_MAX_SWEEPS_CACHED)
@@ -133,6 +142,13 @@ def study(uri: str, run_id: str, fingerprint: str) -> tuple[Any, list[str]]:
 @st.cache_data(show_spinner=False, max_entries=32)
 def importances(uri: str, run_id: str, fingerprint: str) -> dict[str, float]:
     return _analysis.importances(study(uri, run_id, fingerprint)[0])
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def contour(uri: str, run_id: str, fingerprint: str, x: str, y: str, metric: str) -> Any:
+    """Optuna's contour over two parameters; built once per sweep state and pair (a second or more on a
+    large sweep), not on every rerun of the page."""
+    return _analysis.contour(study(uri, run_id, fingerprint)[0], x, y, metric)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

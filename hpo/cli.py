@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--new", action="store_true",
                      help="start a fresh sweep even if the latest sweep of this name did not finish "
                           "(by default it is resumed: its ended trials are kept, the ones in flight re-run)")
+    run.add_argument("--verbose", action="store_true",
+                     help="print the start-up phases (seconds since launch) on stderr as they end")
     run.set_defaults(handler=_cmd_run)
 
     resume = commands.add_parser(
@@ -77,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="e.g. --set budget.trials=40 (only budget.trials / budget.time_limit_s may grow)")
     resume.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
     resume.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    resume.add_argument("--verbose", action="store_true",
+                        help="print the start-up phases (seconds since launch) on stderr as they end")
     resume.set_defaults(handler=_cmd_resume, ray_address=None, new=False)
 
     confirm = commands.add_parser(
@@ -215,8 +219,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume_run_id: str | None = None) -> int:
     """Run (or resume) a validated sweep and print its leaderboard or JSON; the exit code."""
     from hpo import defaults, rules
+    from hpo.startup import PhaseClock
+
+    clock = PhaseClock(verbose=args.verbose, stream=sys.stderr)
+    clock.mark("sweep loaded")
     from hpo.runner import run_sweep
 
+    clock.mark("driver imported")
     uri = defaults.tracking_uri(config.tracking_uri)
     if note := rules.finite_space_note(config):  # a remark, not an error: the sweep still runs
         print(note, file=sys.stderr)
@@ -229,7 +238,7 @@ def _run_loaded(args: argparse.Namespace, config: SweepConfig, text: str, resume
     # --json, stdout must hold the one JSON document only, so everything else goes to stderr meanwhile.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         sweep_dir = os.path.dirname(os.path.abspath(args.file)) if getattr(args, "file", None) else None
-        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id, sweep_dir=sweep_dir)
+        result = run_sweep(config, text, new=args.new, resume_run_id=resume_run_id, sweep_dir=sweep_dir, clock=clock)
     from hpo.report import leaderboard_text, result_json, where_to_look
 
     if args.json:

@@ -83,19 +83,28 @@ def _settings(stored: Confirm | None, top: int | None, seeds: int | None) -> Con
 def _run(config: Any, client: Any, run: Any, records: list[Any], chosen: Confirm, stream: TextIO) -> Confirmation:
     """With the sweep run reopened: confirm (Ray starts only when a run is missing), move the best to the
     winner, close the run with the status it had."""
-    from hpo.runner import _diagnose_on_finish, _sweep_tags, _trial_env_tags
+    from hpo.provenance import provenance_tags
+    from hpo.ray_session import RaySession
+    from hpo.runner import _diagnose_on_finish, _sweep_tags
+    from hpo.startup import PhaseClock
+    from hpo.tuning import fit_fixed, trial_threads
     from tracker.mlflow_log import SweepLogger
 
-    ray_session = _RaySession(config, stream)
+    ray_session = RaySession(config, PhaseClock())  # started by the first pass only: a full stored one needs none
+
+    def fit(tracker: Any, configs: list[dict[str, Any]]) -> None:
+        fit_fixed(config, ray_session.start(), stream, tracker, configs)
+
     logger = None
     try:
         with tracking_errors():
             logger = SweepLogger.reopen(client, experiment_id=run.info.experiment_id,
                                         parent_run_id=run.info.run_id, tags={})
         confirmation = confirm_search(
-            config, logger, records, fit=ray_session.fit,
-            tracker_args={"base_tags": {**_sweep_tags(config), **_trial_env_tags()}, "fixed": fixed_settings(config),
-                          "on_finish": _diagnose_on_finish(config)},
+            config, logger, records, fit=fit,
+            tracker_args={"base_tags": {**_sweep_tags(config), **provenance_tags(Path.cwd()),
+                                        schema.THREADS: str(trial_threads(config))},
+                          "fixed": fixed_settings(config), "on_finish": _diagnose_on_finish(config)},
             top=chosen.top, seeds=chosen.seeds, resumed=True,
         )
         tags: dict[str, str] = {}
@@ -112,33 +121,6 @@ def _run(config: Any, client: Any, run: Any, records: list[Any], chosen: Confirm
         raise
     finally:
         ray_session.close()
-
-
-class _RaySession:
-    """Ray for the confirm runs, started on the first pass only: a confirmation the store already holds
-    in full needs none."""
-
-    def __init__(self, config: Any, stream: TextIO) -> None:
-        self.config, self.stream = config, stream
-        self.watchdog: Any = None
-
-    def fit(self, tracker: Any, configs: list[dict[str, Any]]) -> None:
-        from hpo.ray_local import Watchdog
-        from hpo.runner import _start_ray
-        from hpo.tuning import fit_fixed
-
-        self.watchdog = Watchdog.start(local=self.config.ray.address is None)
-        with self.watchdog.marking():
-            cluster_cpus = _start_ray(self.config)
-        fit_fixed(self.config, cluster_cpus, self.stream, tracker, configs)
-
-    def close(self) -> None:
-        if self.watchdog is None:
-            return
-        import ray
-
-        ray.shutdown()
-        self.watchdog.close()
 
 
 def _move_checkpoint(logger: Any, sweep: str, winner: Any, stream: TextIO) -> None:

@@ -1,8 +1,9 @@
 """Run a validated sweep: the only caller of ``tune.Tuner``.
 
-Order matters for "nothing is lost": the store is opened (and a SQLite schema migrated) before Ray
-starts, the parent run exists before the first trial, and every trial's run is closed FINISHED,
-FAILED or KILLED whatever happens to the sweep.
+Order matters for "nothing is lost": the store is open (a new SQLite store created) and Ray is up
+before the parent run exists, the parent run exists before the first trial, and every trial's run is
+closed FINISHED, FAILED or KILLED whatever happens to the sweep. The store opens on a thread while Ray
+starts on the main thread (``hpo.startup``): the two longest start-up phases overlap.
 """
 
 from __future__ import annotations
@@ -17,26 +18,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules
-from hpo.callbacks import Progress, TrialTracker
-from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
+from hpo.cluster import check_cluster_fits
 from hpo.compress import compress_after_search
 from hpo.config import SweepConfig, flatten
 from hpo.confirm import confirm_search, stored_confirmation
-from hpo.errors import ClusterError, TrackingError, tracking_errors
+from hpo.errors import TrackingError, tracking_errors
 from hpo.front_log import log_front
 from hpo.holdout import score_winner
 from hpo.objectives import objectives_tag
 from hpo.provenance import provenance_tags
-from hpo.ray_local import Watchdog
-from hpo.relay import client_connected, fetch_checkpoint
+from hpo.ray_session import RaySession
 from hpo.results import SweepResult, TrialRecord, best_trial, fixed_settings, leaderboard
+from hpo.startup import PhaseClock, StoreOpening
 from hpo.sync import after_sweep, journal_error, sync_leftovers
 from hpo.trial_book import TrialBook
 from hpo.tuning import fit_fixed, fit_search, trial_threads
 from tracker import schema
+from tracker.liveness import stored_sweep_state
 from tracker.mlflow_log import SweepLogger, open_client, sqlite_path
+from tracker.uri import is_server_uri, probe_server
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Ray Tune's import (~1 s) runs on the store's thread while Ray starts: see _open_store
+    from hpo.callbacks import TrialTracker
     from hpo.resume import ResumePlan
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def run_sweep(
     new: bool = False,
     resume_run_id: str | None = None,
     sweep_dir: str | None = None,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
     """Run every trial of ``config`` through Ray Tune, tracked in MLflow.
 
@@ -66,6 +70,7 @@ def run_sweep(
         resume_run_id: resume this parent run (``hpo resume RUN_ID``) rather than the latest of the name.
         sweep_dir: the sweep file's folder: the git commit of its work tree is recorded on every trial
             (the current folder's when None, as for ``hpo resume``).
+        clock: marks the start-up phases (``hpo run --verbose`` prints them).
 
     Returns:
         The stored sweep and its trials, best first is not implied: see ``leaderboard``.
@@ -84,43 +89,67 @@ def run_sweep(
         cores = float(os.cpu_count() or 1)
         gpus = config.workers * config.resources.gpu  # GPUs are checked once Ray has detected them
         check_cluster_fits(config, {"CPU": cores, "GPU": gpus}, [{"CPU": cores, "GPU": gpus}])
+    clock = clock or PhaseClock()
     uri = defaults.tracking_uri(config.tracking_uri)
-    with tracking_errors():
-        client = open_client(uri)
     trials = rules.trials_planned(config)
+    if is_server_uri(uri):  # a server that does not answer is refused at once: no lock file, no Ray start
+        with tracking_errors():
+            probe_server(uri)
     from hpo.lease import Lease
     from hpo.resume import plan_resume
 
     with Lease(config.experiment_name, config.name):  # refuses while another driver here runs this sweep
-        sync_leftovers(config.name, uri, client, progress_stream or sys.stderr)  # an earlier driver's journal first
-        with tracking_errors():
-            plan = None if new else plan_resume(client, config, run_id=resume_run_id)
-        if plan is not None:
-            with tracking_errors():
-                confirmed = stored_confirmation(client, plan.parent_run_id)
-            confirm_now = plan.nothing_to_do and config.confirm is not None and confirmed is None
-            print(f"sweep {config.name}: its search is done; confirming its top trials" if confirm_now
-                  else plan.message(), file=progress_stream or sys.stderr, flush=True)
-            if plan.nothing_to_do and not confirm_now:
-                return _stored_result(plan, config, client, uri, started, progress_stream or sys.stderr, confirmed)
-        watchdog = Watchdog.start(local=config.ray.address is None)  # a local Ray dies with us; a cluster's is not ours
-        with watchdog.marking():
-            cluster_cpus = _start_ray(config)  # a trial larger than the cluster is refused here: no run exists yet
+        # a finished sweep run again usually has nothing to do: then its plan comes first, and Ray only if needed
+        plan_first = resume_run_id is not None or (not new and _stored_state(uri, config.name) == "finished")
+        opening = StoreOpening(lambda: _open_store(uri, clock))
+        session = RaySession(config, clock)
+        stream = progress_stream or sys.stderr
         try:
-            result = _run_started(config, sweep_text, client, uri, trials, cluster_cpus, started, progress_stream,
-                                  on_finish, plan, sweep_dir)
+            if not plan_first:
+                session.start()  # while the store opens on its thread
+            client = opening.result()  # a store that does not answer: Ray is shut down below, no run exists
+            sync_leftovers(config.name, uri, client, stream)  # an earlier driver's journal first
+            with tracking_errors():
+                plan = None if new else plan_resume(client, config, run_id=resume_run_id)
+            if plan is not None:
+                with tracking_errors():
+                    confirmed = stored_confirmation(client, plan.parent_run_id)
+                confirm_now = plan.nothing_to_do and config.confirm is not None and confirmed is None
+                print(f"sweep {config.name}: its search is done; confirming its top trials" if confirm_now
+                      else plan.message(), file=stream, flush=True)
+                if plan.nothing_to_do and not confirm_now:
+                    return _stored_result(plan, config, client, uri, started, stream, confirmed)
+            result = _run_started(config, sweep_text, client, uri, trials, session.start(), started, progress_stream,
+                                  on_finish, plan, sweep_dir, clock)
         except Exception as e:
             if (unwritable := journal_error(e)) is not None:  # e.g. a full disk under $HPO_HOME: say so, no traceback
                 raise TrackingError(str(unwritable)) from None
             raise
         finally:
-            import ray
+            opening.wait()  # an error path must not end the process in the middle of creating the store
+            session.close()
 
-            ray.shutdown()
-            watchdog.close()
         # the search's results are final and stored: the sweep file's compress: block runs on them (no Ray)
-        result.compression = compress_after_search(config, result, progress_stream or sys.stderr)
+        result.compression = compress_after_search(config, result, stream)
         return result
+
+def _stored_state(uri: str, sweep: str) -> str | None:
+    """The latest sweep of this name's state in a SQLite store (stdlib only); None elsewhere or when absent."""
+    db = sqlite_path(uri)
+    return None if db is None else stored_sweep_state(db, sweep)
+
+
+def _open_store(uri: str, clock: PhaseClock) -> Any:
+    """On the store's thread while Ray starts: open the store, then import what the driver needs once Ray
+    is up (Ray Tune, Optuna, the callbacks), so those imports overlap Ray's start too."""
+    with tracking_errors():
+        client = open_client(uri)
+    clock.mark("store open")
+    import hpo.callbacks  # noqa: F401 - imports ray.tune
+    import hpo.search  # noqa: F401 - imports optuna
+
+    clock.mark("tune and optuna imported")
+    return client
 
 
 def _stored_result(
@@ -166,6 +195,7 @@ def _run_started(
     on_finish: Callable[[TrialRecord], dict[str, str]] | None,
     plan: ResumePlan | None = None,
     sweep_dir: str | None = None,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
     """With Ray up: open (or reopen) the parent run, tune, and close every run whatever happens."""
     sweep_tags = {**_sweep_tags(config), schema.SWEEP_STATE: "running", schema.TRIALS_TOTAL: str(trials)}
@@ -193,8 +223,10 @@ def _run_started(
     elapsed_before = plan.elapsed_s if plan is not None else 0.0
     heartbeat = Heartbeat(client, logger.parent_run_id, lambda: elapsed_before + time.monotonic() - started).start()
     try:
+        clock = clock or PhaseClock()
+        clock.mark("sweep run created")
         return _track(config, logger, uri, trials, cluster_cpus, started, progress_stream, on_finish, plan,
-                      best_logged, sweep_dir)
+                      best_logged, sweep_dir, clock)
     finally:
         heartbeat.stop()
 
@@ -211,7 +243,10 @@ def _track(
     plan: ResumePlan | None,
     best_logged: bool = False,
     sweep_dir: str | None = None,
+    clock: PhaseClock | None = None,
 ) -> SweepResult:
+    from hpo.callbacks import Progress, TrialTracker
+
     book = TrialBook()  # written by the searcher and the scheduler, read by the tracker
     tracker = TrialTracker(
         logger,
@@ -233,7 +268,7 @@ def _track(
     confirmation = None
     try:
         if plan is None or (plan.to_start > 0 and (plan.time_left_s is None or plan.time_left_s > 0)):
-            fit_search(config, trials, tracker, progress, cluster_cpus, plan)
+            fit_search(config, trials, tracker, progress, cluster_cpus, plan, clock or PhaseClock())
         tracker.close_open(finished=True)
         if config.confirm is not None:
             confirmation = confirm_search(
@@ -279,39 +314,6 @@ def _stored_config(config: SweepConfig, *, exclude_none: bool = False) -> dict[s
     return config.model_dump(mode="json", exclude_none=exclude_none, exclude={"tracking_uri"})
 
 
-def _start_ray(config: SweepConfig) -> float:
-    """Start (or join) Ray and check that one trial fits the cluster; returns the cluster's CPUs.
-
-    Raises:
-        ClusterError: the cluster does not answer.
-        ConfigError: a trial needs more CPUs/GPUs than the cluster or any node has (Ray is shut down again).
-    """
-    _quiet_ray_env()
-    import ray
-
-    env_vars = dict(_QUIET_RAY)  # Tune's controller runs on the head under Ray Client: it needs them there too
-    if not (config.ray.address or "").startswith(RAY_CLIENT_SCHEME):
-        # the driver's folder, for trainer modules beside the sweep file; a Ray Client's folder is not on the cluster
-        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-    try:
-        ray.init(
-            # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
-            # a dead or foreign cluster on a shared machine (a stale file made local sweeps hang here).
-            address=config.ray.address or "local",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            runtime_env={"env_vars": env_vars},
-        )
-    except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
-        raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
-    try:
-        cluster = ray.cluster_resources()
-        check_cluster_fits(config, cluster, [n["Resources"] for n in ray.nodes() if n["Alive"]])
-    except BaseException:
-        ray.shutdown()
-        raise
-    return float(cluster.get("CPU", os.cpu_count() or 1))
 
 
 def _diagnose_on_finish(config: SweepConfig) -> Callable[[TrialRecord], dict[str, str]]:
@@ -383,6 +385,8 @@ def _log_checkpoint(logger: SweepLogger, best: TrialRecord) -> None:
     """Copy the best trial's best-epoch checkpoint from Ray's storage onto the parent run."""
     if best.checkpoint is None:
         return
+    from hpo.relay import client_connected, fetch_checkpoint
+
     with tempfile.TemporaryDirectory() as folder:
         # under Ray Client the checkpoint lies in the cluster's storage, not on this machine
         if client_connected():
@@ -415,22 +419,6 @@ def _sweep_tags(config: SweepConfig) -> dict[str, str]:
     }
 
 
-# Keep Ray's console output and extra result files out of the user's way. Ctrl-C raises KeyboardInterrupt
-# in the driver (TUNE_DISABLE_SIGINT_HANDLER), so the sweep is closed as interrupted, not left "running".
-_QUIET_RAY = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
-}
-
-
-def _quiet_ray_env() -> None:
-    for key, value in _QUIET_RAY.items():
-        os.environ.setdefault(key, value)
 
 
 __all__ = ["SweepResult", "run_sweep", "best_trial", "leaderboard", "fixed_settings"]

@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from hpo.config import Choice, Fixed, Range, Scalar, SweepConfig
-
-GRID_INDEX = "_hpo_grid_point"  # the one parameter Optuna sees in a grid sweep; dropped before training
+from hpo.trial_keys import GRID_INDEX
 
 
 class SuggestTrial(Protocol):

@@ -17,8 +17,7 @@ from typing import Any
 
 from hpo.checkpoints import save_checkpoint
 from hpo.objectives import objective_key
-from hpo.space import GRID_INDEX
-from hpo.trial_keys import BEST_KEY, DEVICE_KEY, NODE_KEY, RESUMED_KEY, TIME_KEY
+from hpo.trial_keys import BEST_KEY, DEVICE_KEY, GRID_INDEX, NODE_KEY, RESUMED_KEY, TIME_KEY
 from trainers.imports import import_callable
 
 

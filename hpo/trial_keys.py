@@ -13,3 +13,4 @@ DEVICE_KEY = "hpo_device"  # cpu | cuda: where the built-in loop trains on that 
 RESUMED_KEY = "hpo_resumed_from"  # the epoch a re-run's saved state ended with (first report only, when > 0)
 CHECKPOINT_FILE = "model.pt"  # the file a checkpoint's weights are saved as, in its folder
 SIGNALS_KEY = "training_signals"  # a checkpoint dict's per-layer signals (trainers.signals.layer_report)
+GRID_INDEX = "_hpo_grid_point"  # the one parameter Optuna sees in a grid sweep; dropped before training

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hpo import defaults
-from hpo.callbacks import Progress, TrialTracker
 from hpo.cluster import cluster_need, trial_resources
 from hpo.config import SweepConfig
-from hpo.relay import Relay, client_connected, cluster_storage_path
 from hpo.trial_book import TrialBook
 from hpo.trial_state import states_folder
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Ray Tune (~1 s to import) loads on the store's thread while Ray starts: hpo.runner
+    from hpo.callbacks import Progress, TrialTracker
     from hpo.resume import ResumePlan
+    from hpo.startup import PhaseClock
 
 
 def fit_search(
@@ -27,8 +27,10 @@ def fit_search(
     progress: Progress,
     cluster_cpus: float,
     plan: ResumePlan | None = None,
+    clock: PhaseClock | None = None,
 ) -> None:
-    """Run the Tuner on the Ray session ``_start_ray`` opened (on a resume, the trials still to run)."""
+    """Run the Tuner on the Ray session the runner opened (on a resume, the trials still to run);
+    ``clock`` marks the Tuner's start-up phases (``hpo run --verbose``)."""
     from hpo.search import make_scheduler, make_searcher
 
     fixed_epochs = int(tracker.fixed.get("epochs", config.trainer.epochs))
@@ -38,7 +40,8 @@ def fit_search(
         scheduler=lambda book: make_scheduler(config, book, fixed_epochs, plan),
         num_samples=plan.to_start if plan is not None else trials,
         time_budget_s=plan.time_left_s if plan is not None else config.budget.time_limit_s,
-        name=config.name, keep_states=True, resume_keys=plan.resume_keys() if plan is not None else frozenset(),
+        name=config.name, clock=clock, keep_states=True,
+        resume_keys=plan.resume_keys() if plan is not None else frozenset(),
     )
 
 
@@ -49,6 +52,7 @@ def fit_fixed(
     retries as the search; no sampler, no early stopping, no time budget."""
     from ray.tune.schedulers import FIFOScheduler
 
+    from hpo.callbacks import Progress
     from hpo.search import FixedConfigs
 
     progress = Progress(tracker, len(configs), config.metric.goal, config.metric.name, stream, noun="confirm runs")
@@ -68,6 +72,7 @@ def tune_pass(
     num_samples: int,
     time_budget_s: float | None,
     name: str,
+    clock: PhaseClock | None = None,
     keep_states: bool = False,
     resume_keys: frozenset[str] = frozenset(),
 ) -> None:
@@ -79,6 +84,7 @@ def tune_pass(
     """
     from ray import tune
 
+    from hpo.relay import Relay, client_connected, cluster_storage_path
     from hpo.timeouts import TrialTimeouts
     from hpo.trainable import make_trainable
 
@@ -97,6 +103,8 @@ def tune_pass(
         book, callbacks, storage = tracker.book, [tracker, progress], str(defaults.ray_storage())
     # beside Tune's controller (on the head under Ray Client): only it can end a trial that never reports again
     callbacks.append(TrialTimeouts(book, config.budget.trial_timeout_s, config.budget.report_timeout_s))
+    if clock is not None and relay is None:  # under Ray Client the callbacks run on the head
+        callbacks.append(clock.first_result_callback())
 
     states = states_folder(storage, tracker.logger.parent_run_id) if keep_states and storage is not None else None
     trainable = make_trainable(
@@ -127,6 +135,8 @@ def tune_pass(
             failure_config=tune.FailureConfig(max_failures=config.budget.max_failures),
         ),
     )
+    if clock is not None:
+        clock.mark("tuner built")
     # trial errors do not raise: each failed trial was recorded by the tracker
     if relay is not None:
         relay.run(tuner.fit)

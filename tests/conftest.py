@@ -91,8 +91,9 @@ def sweep_runner(run_hpo: RunHpo) -> Callable[..., SweepRun]:
 
 @pytest.fixture(scope="session")
 def small_sweep_run(run_hpo: RunHpo, tmp_path_factory: pytest.TempPathFactory) -> SweepRun:
-    """The real tiny sweep of ``SMALL_SWEEP_YAML``, run once per test session."""
-    return run_sweep_file(run_hpo, tmp_path_factory.mktemp("small_sweep"), SMALL_SWEEP_YAML)
+    """The real tiny sweep of ``SMALL_SWEEP_YAML``, run once per test session (``--verbose``: its
+    start-up phases are on stderr)."""
+    return run_sweep_file(run_hpo, tmp_path_factory.mktemp("small_sweep"), SMALL_SWEEP_YAML, "--verbose")
 
 
 class SmallSweep(NamedTuple):

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Mapping
+from contextlib import closing
+from pathlib import Path
 
 from tracker import schema
 
-__all__ = ["driver_gone", "live_state", "pid_alive"]
+__all__ = ["driver_gone", "live_state", "pid_alive", "stored_sweep_state"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -64,3 +67,23 @@ def driver_gone(tags: Mapping[str, str], now_s: float | None = None, host: str |
 def live_state(state: str, tags: Mapping[str, str]) -> str:
     """``state`` as readers show it: ``crashed`` for a ``running`` sweep whose driver is gone."""
     return "crashed" if state == "running" and driver_gone(tags) else state
+
+
+def stored_sweep_state(db: Path, sweep: str) -> str | None:
+    """The state tag of the latest sweep called ``sweep`` in the SQLite store ``db``, read with the
+    standard library (no MLflow import: ``hpo run`` asks before deciding whether to start Ray at once);
+    None when the file or the sweep is missing or the file is not an MLflow store."""
+    if not db.is_file():
+        return None
+    query = (
+        "SELECT state.value FROM tags AS name"
+        " JOIN tags AS state ON state.run_uuid = name.run_uuid AND state.key = ?"
+        " JOIN runs ON runs.run_uuid = name.run_uuid AND runs.lifecycle_stage = 'active'"
+        " WHERE name.key = ? AND name.value = ? ORDER BY runs.start_time DESC LIMIT 1"
+    )
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            row = conn.execute(query, (schema.SWEEP_STATE, schema.SWEEP, sweep)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])

@@ -26,6 +26,7 @@ from tracker import journal, replay, schema
 from tracker.errors import StoreUnavailable
 from tracker.replay import MAX_PARAMS_PER_BATCH, MAX_POINTS_PER_BATCH, MAX_TAGS_PER_BATCH
 from tracker.schema import RunKind
+from tracker.store_template import create_from_template
 from tracker.uri import is_server_uri, probe_server, redact, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,12 @@ def ui_experiment_url(ui_url: str, experiment_id: str) -> str:
 
 
 def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
-    """An ``MlflowClient`` on ``tracking_uri``; a SQLite store is created, migrated and set to WAL once.
+    """An ``MlflowClient`` on ``tracking_uri``; a SQLite store is created and set to WAL once.
 
     Creating the schema here, on the driver, before trials start avoids the migration race that several
-    processes hit on a fresh database; WAL lets the dashboard read while the sweep writes.
+    processes hit on a fresh database; WAL lets the dashboard read while the sweep writes. A new SQLite
+    store is a copy of an empty store MLflow migrated once (``tracker.store_template``); when the
+    template cannot be built or copied (no writable cache folder), MLflow migrates the new file itself.
 
     Raises:
         StoreUnavailable: the store cannot be reached.
@@ -72,6 +75,10 @@ def open_client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     db = sqlite_path(tracking_uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            create_from_template(db)
+        except (OSError, sqlite3.Error) as e:  # e.g. a read-only home: MLflow's own migration still works
+            log.info("no store template (%s): MLflow migrates %s itself", e, db)
         with sqlite3.connect(db) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
     client = MlflowClient(tracking_uri=tracking_uri)

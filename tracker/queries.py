@@ -38,7 +38,7 @@ from tracker._frames import (
     empty_histories,
     epoch_points,
     history_dict,
-    sweep_best,
+    sweep_bests,
     sweep_state,
     timestamp,
     timestamps,
@@ -256,10 +256,7 @@ class Store:
             for state in TRIAL_STATES:
                 col = counts[state] if state in counts else pd.Series(dtype="int64")
                 out[f"trials_{state}"] = col.reindex(ids).fillna(0).astype("int64").to_numpy()
-            out["best_metric"] = [
-                sweep_best(pid, metric, goal, latest, child_best, children)
-                for pid, metric, goal in zip(ids, out["metric"], out["goal"], strict=True)
-            ]
+            out["best_metric"] = sweep_bests(ids, list(out["metric"]), list(out["goal"]), latest, child_best, children)
             out["start_time"] = timestamps(parents["start_time"]).to_numpy()
             out["duration_s"] = durations(parents["start_time"], parents["end_time"], out["state"]).to_numpy()
             return out[columns].sort_values("start_time", ascending=False, ignore_index=True)

@@ -229,13 +229,13 @@ class _FoldRun:
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
         train = self._train_epoch(epoch)
+        with self.autocast:  # before evaluating: the weights and the training batches are still in the caches
+            signals = self.signals.epoch_metrics(self.probe)
         val = self.evaluate()
         lr_used = self.schedule.lr
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):
             raise Diverged(f"validation loss became {val['val_loss']} at epoch {epoch} (lr={lr_used:.3g})")
-        with self.autocast:
-            signals = self.signals.epoch_metrics(self.probe)
         return {**train, **val, "lr": lr_used, **signals}
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:

@@ -6,8 +6,9 @@ weighted layer, the ones between, the last), the fraction of dead ReLU and satur
 on a small probe batch, the weight norm and non-finite counts. Per-layer detail stays out of the metrics
 (``layer_report``, an artifact per trial), so the store grows by a constant, not by the layer count.
 
-Cheap by construction: one fused norm on 16 evenly spaced steps per epoch (no host sync), a copy of the
-weights on 4 sampled steps per epoch, one no-grad forward of the probe per epoch. Your own loop::
+Cheap by construction: one fused norm on 16 evenly spaced steps per epoch (no host sync), a negated copy of
+the weights on 4 sampled steps per epoch, one no-grad forward of the probe per epoch (its counts leave torch
+in one copy). Your own loop::
 
     signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
     ...                                                     # your loop, unchanged
@@ -63,21 +64,31 @@ class TrainingSignals:
         self.groups = [g for g in names.GROUPS if g in self.group_of]
         self.layer_group = np.array([[float(g == group) for group in self.groups] for g in self.group_of]).reshape(
             len(self.layers), len(self.groups))
+        self.probe = _Probe(model)
         self.steps_per_epoch = steps_per_epoch
         self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
                                                       optimizer.register_step_post_hook(self._after_step)]
         self.last_report: dict[str, Any] = {}
         self.initial: dict[str, float] = {}  # reported once, with the first epoch
         if probe is not None and len(probe):
-            self.initial.update(_unit_shares(_probe_units(model, probe), names.INIT_DEAD_RELU, names.INIT_SATURATED))
+            units = self.probe(probe)
+            self.initial.update(_unit_shares(units, names.INIT_DEAD_RELU, names.INIT_SATURATED))
         self.first_epoch = True
         self._reset()
 
     def _reset(self) -> None:
         self.steps, self.measured = 0, False
         self.step_norms: list[tuple[torch.Tensor, ...]] = []  # per measured step: each parameter's gradient norm
-        self.snapshot: list[torch.Tensor] | None = None
+        self.snapshot: list[torch.Tensor] | None = None  # minus the weights before a sampled step
+        self.before: list[torch.Tensor] = []  # their norms
         self.update_samples: list[tuple[torch.Tensor, ...]] = []  # per sampled step: update norms, weight norms
+        per = self.steps_per_epoch
+        self.grad_stride = -(-per // _GRAD_SAMPLES) if per else 1
+        if per:
+            stride = max(1, per // _UPDATE_SAMPLES)
+            self.sampled = frozenset(range(0, stride * _UPDATE_SAMPLES, stride))
+        else:  # steps 0, 1, 3, 7, ... until the epoch's length is known
+            self.sampled = frozenset(2 ** i - 1 for i in range(7))
 
     def close(self) -> None:
         """Remove the optimizer hooks."""
@@ -92,7 +103,7 @@ class TrainingSignals:
         require grad); the sums, maxima and NaN checks run once, at epoch end.
         """
         self.measured = True
-        if self.steps_per_epoch and self.steps % -(-self.steps_per_epoch // _GRAD_SAMPLES):
+        if self.steps % self.grad_stride:
             return
         grads = [p.grad for p in self.params if p.grad is not None and not p.grad.is_sparse]
         if len(grads) == len(self.params) and grads:
@@ -101,25 +112,22 @@ class TrainingSignals:
             self.step_norms.append(tuple(torch.linalg.vector_norm(p.grad) if p.grad is not None and not p.grad.is_sparse
                                          else torch.zeros((), device=p.device) for p in self.params))
 
-    def _sampled(self) -> bool:
-        n = self.steps
-        if self.steps_per_epoch:
-            stride = max(1, self.steps_per_epoch // _UPDATE_SAMPLES)
-            return n % stride == 0 and n // stride < _UPDATE_SAMPLES
-        return n & (n + 1) == 0 if n < 64 else False  # steps 0, 1, 3, 7, ... until the epoch's length is known
-
-    # the step hooks run every step: plain code, no no_grad context (detached tensors build no graph)
+    # the step hooks run every step: the unsampled path is a set lookup; a sampled step costs four foreach ops
+    # (a negated copy and its norms before, the new weights added to it in place and its norms after)
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not self.measured:
             self.gradients()
         self.measured = False
-        if self._sampled() and self.params:
-            self.snapshot = [p.detach().clone() for p in self.params]
+        if self.steps in self.sampled and self.params:
+            with torch.no_grad():
+                self.snapshot = torch._foreach_neg(self.params)
+                self.before = torch._foreach_norm(self.snapshot)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.snapshot is not None:
-            deltas = torch._foreach_sub([p.detach() for p in self.params], self.snapshot)
-            self.update_samples.append((*torch._foreach_norm(deltas), *torch._foreach_norm(self.snapshot)))
+            with torch.no_grad():
+                torch._foreach_add_(self.snapshot, self.params)  # w_after - w_before
+                self.update_samples.append((*torch._foreach_norm(self.snapshot), *self.before))
             self.snapshot = None
         self.steps += 1
 
@@ -140,7 +148,7 @@ class TrainingSignals:
         out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = total, float(bad)
         layer_grads = self._gradient_metrics(out)
         ratios = self._update_ratios(out)
-        units = _probe_units(self.model, probe) if probe is not None and len(probe) else []
+        units = self.probe(probe) if probe is not None and len(probe) else []
         out.update(_unit_shares(units, names.DEAD_RELU, names.SATURATED))
         self.last_report = self._layer_report(weight_sq, layer_grads, ratios, units)
         if self.steps and not self.steps_per_epoch:
@@ -173,14 +181,15 @@ class TrainingSignals:
         """Group ratios into ``out``; per-layer ratios returned (medians over the sampled steps)."""
         if not self.update_samples:
             return [None] * len(self.layers)
-        flat = [t for sample in self.update_samples for t in sample]
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            samples = (_numpy(flat).reshape(len(self.update_samples), 2, -1) ** 2) @ self.param_layer  # s x 2 x L
+            flat = _numpy([t for sample in self.update_samples for t in sample])
+            samples = (flat.reshape(len(self.update_samples), 2, -1) ** 2) @ self.param_layer  # s x 2 x L
             by_group = samples @ self.layer_group  # steps x 2 x groups
-            ratio = np.sqrt(by_group[:, 0]) / np.maximum(np.sqrt(by_group[:, 1]), 1e-30)
-            layer = np.median(np.sqrt(samples[:, 0]) / np.maximum(np.sqrt(samples[:, 1]), 1e-30), axis=0)
-        out.update({names.update_ratio_of(g): float(v) for g, v in zip(self.groups, np.median(ratio, 0), strict=True)})
-        return [float(v) for v in layer]
+            both = np.sqrt(np.concatenate([samples, by_group], axis=2))  # layers then groups: one median
+            medians = np.median(both[:, 0] / np.maximum(both[:, 1], 1e-30), axis=0).tolist()
+        n = len(self.layers)
+        out.update({names.update_ratio_of(g): v for g, v in zip(self.groups, medians[n:], strict=True)})
+        return medians[:n]
 
     def _layer_report(self, weight_sq: np.ndarray, grads: list[float | None], ratios: list[float | None],
                       units: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,44 +256,71 @@ def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str)
     return out
 
 
-def _probe_units(model: nn.Module, probe: torch.Tensor) -> list[dict[str, Any]]:
-    """Dead ReLU and saturated tanh/sigmoid units of each activation module on ``probe`` (eval mode)."""
-    found: list[dict[str, Any]] = []
-    hooks = []
+class _Probe:
+    """Dead ReLU and saturated tanh/sigmoid units of each activation module of ``model`` on a batch (eval mode).
 
-    def watch(name: str, module: nn.Module) -> None:
-        kind = "relu" if isinstance(module, _RELUS) else "squash"
-        low = 0.0 if isinstance(module, nn.Tanh | nn.Hardtanh) or kind == "relu" else 0.5  # sigmoid's centre
+    The modules are found once. Per call: a hook per activation module keeps its count as a tensor, the
+    counts leave torch together (one ``tolist``), and the forward runs under ``inference_mode``. Eval mode is
+    set by writing each module's ``training`` flag and put back to each module's own afterwards (what
+    ``train()`` does, without its per-module ``__setattr__``), unless some module overrides ``train``.
+    """
 
-        def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
-            y = output.detach()
-            y = y.reshape(1, -1) if y.dim() < 2 else y
-            dims = (0, *range(2, y.dim()))  # a unit is a feature (N, C) or a channel (N, C, ...)
-            if kind == "relu":
-                flagged = int((y.amax(dim=dims) <= 0).sum())
-            else:
-                flat = (y.float() - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
-                flagged = int((flat.float().mean(dim=dims) >= _SATURATED_SHARE).sum())
-            found.append({"name": name, "kind": kind, "type": type(module).__name__, "units": int(y.shape[1]),
-                          "flagged": flagged})
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.modules = list(model.modules())
+        self.plain_train = all(type(m).train is nn.Module.train for m in self.modules)
+        self.activations: list[tuple[str, nn.Module, str, float]] = []
+        for name, module in model.named_modules():
+            if isinstance(module, _RELUS + _SQUASHES):
+                kind = "relu" if isinstance(module, _RELUS) else "squash"
+                low = 0.0 if isinstance(module, nn.Tanh | nn.Hardtanh) or kind == "relu" else 0.5  # sigmoid's centre
+                self.activations.append((name, module, kind, low))
 
-        hooks.append(module.register_forward_hook(hook))
+    def __call__(self, probe: torch.Tensor) -> list[dict[str, Any]]:
+        if not self.activations:
+            return []
+        seen: list[tuple[int, torch.Tensor, int]] = []  # activation index, flagged units, units
+        hooks = [module.register_forward_hook(_counter(i, kind, low, seen))
+                 for i, (_, module, kind, low) in enumerate(self.activations)]
+        device = next((p.device for p in self.model.parameters()), probe.device)
+        modes = [m.training for m in self.modules]
+        try:
+            self._train(False)
+            with torch.inference_mode():
+                self.model(probe.to(device))
+        finally:
+            for h in hooks:
+                h.remove()
+            self._train(modes)
+        counts = torch.stack([flagged for _, flagged, _ in seen]).tolist() if seen else []
+        return [{"name": self.activations[i][0], "kind": self.activations[i][2],
+                 "type": type(self.activations[i][1]).__name__, "units": units, "flagged": int(n)}
+                for (i, _, units), n in zip(seen, counts, strict=True)]
 
-    for name, module in model.named_modules():
-        if isinstance(module, _RELUS + _SQUASHES):
-            watch(name, module)
-    if not hooks:
-        return []
-    was_training = model.training
-    device = next((p.device for p in model.parameters()), probe.device)
-    try:
-        model.eval()
-        model(probe.to(device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return found
+    def _train(self, modes: bool | list[bool]) -> None:
+        if not self.plain_train:
+            self.model.train(modes if isinstance(modes, bool) else modes[0])
+            return
+        for m, mode in zip(self.modules, [modes] * len(self.modules) if isinstance(modes, bool) else modes,
+                           strict=True):
+            m.__dict__["training"] = mode
+
+
+def _counter(i: int, kind: str, low: float, seen: list[tuple[int, torch.Tensor, int]]) -> Any:
+    """A forward hook that appends (i, the count of dead or saturated units, the unit count) to ``seen``."""
+
+    def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
+        y = output.detach()
+        y = y.reshape(1, -1) if y.dim() < 2 else y
+        dims = (0, *range(2, y.dim()))  # a unit is a feature (N, C) or a channel (N, C, ...)
+        if kind == "relu":
+            flagged = (y.amax(dim=dims) <= 0).sum()
+        else:
+            flat = (y.float() - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
+            flagged = (flat.float().mean(dim=dims) >= _SATURATED_SHARE).sum()
+        seen.append((i, flagged, int(y.shape[1])))
+
+    return hook
 
 
 def _finite(x: Any) -> Any:

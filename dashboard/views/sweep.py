@@ -15,11 +15,13 @@ if _ROOT not in sys.path:
 
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
+from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from dashboard import _analysis, _charts, _confirm, _data, _pareto  # noqa: E402
 from tracker.queries import PARAM_PREFIX, RunNotFound, StoreUnavailable, SweepData  # noqa: E402
 
 NO_VERDICT = "no verdict"
+IMPORTANCE_AUTO_TRIALS = 300  # above this many scored trials, importance is computed when asked
 
 
 def pick_sweep(store_uri: str) -> str:
@@ -207,7 +209,7 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
         st.plotly_chart(_charts.parallel_coordinates(trials, names, metric, data.maximize), key="parcoords")
     try:
         study, in_study = _data.study(uri, data.run_id, fingerprint)
-        ranked = _data.importances(uri, data.run_id, fingerprint)
+        ranked = _data.importances(uri, data.run_id, fingerprint) if importance_wanted(data, trials, tabs[1]) else {}
     except _analysis.AnalysisUnavailable as e:
         tabs[1].info(str(e))
         study, in_study, ranked = None, [], {}
@@ -231,7 +233,23 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
         c1, c2 = st.columns(2)
         x = c1.selectbox("x", numeric, index=0, key="contour_x")
         y = c2.selectbox("y", [n for n in numeric if n != x], index=0, key="contour_y")
-        st.plotly_chart(_analysis.contour(study, x, y, metric), key="contour")
+        st.plotly_chart(_data.contour(uri, data.run_id, fingerprint, x, y, metric), key="contour")
+
+
+def importance_wanted(data: SweepData, trials: pd.DataFrame, where: DeltaGenerator) -> bool:
+    """Whether to compute parameter importance on this run of the page: at once for a sweep of up to
+    ``IMPORTANCE_AUTO_TRIALS`` scored trials; for a larger one (fANOVA takes seconds there) once asked,
+    then on every rerun (the result is cached per sweep state)."""
+    scored = int(trials["best"].notna().sum())
+    asked = f"importance_asked_{data.run_id}"
+    if scored <= IMPORTANCE_AUTO_TRIALS or st.session_state.get(asked):
+        return True
+    where.caption(f"Parameter importance (fANOVA over {scored} trials) takes a few seconds at this size, so it "
+                  "is computed when asked; the page does not wait for it.")
+    if where.button("Compute parameter importance", key="importance_compute", icon=":material/insights:"):
+        st.session_state[asked] = True
+        return True
+    return False
 
 
 def curves(data: SweepData, trials: pd.DataFrame) -> None:

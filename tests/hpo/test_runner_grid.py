@@ -15,6 +15,7 @@ from hpo import space
 from hpo.cli import main
 from hpo.loading import load_sweep
 from tracker import schema
+from trainers import signal_names as signal
 from trainers.tasks import TASKS
 
 pytestmark = pytest.mark.slow
@@ -110,9 +111,13 @@ def test_one_metric_point_per_epoch_per_metric(trials, small_sweep_store) -> Non
         # what the task reports, and nothing Ray adds (time_total_s, hpo_best, ...)
         reported = set(TASKS["digits"].metrics)
         tested = set(winner["test"]) if trial.run_id == winner["run_id"] else set()  # after the search, once
-        assert set(trial.points) == reported | summary | tested, trial.params
+        signals = {key for key in trial.points if signal.is_signal(key)}  # the training signals, on by default
+        assert {signal.GRAD_NORM, signal.WEIGHT_NORM, signal.DEAD_RELU} <= signals, sorted(trial.points)
+        at_init = signals & {signal.INIT_DEAD_RELU, signal.INIT_SATURATED, signal.INIT_GRAD_RATIO}
+        assert set(trial.points) == reported | summary | tested | signals, trial.params
         assert all(trial.points[key] == [(0, trial.points[key][0][1])] for key in tested)
-        for key in reported:
+        assert all([step for step, _ in trial.points[key]] == [1] for key in at_init)  # logged with epoch 1
+        for key in reported | (signals - at_init):
             steps = [step for step, _ in trial.points[key]]
             assert steps == list(range(1, epochs + 1)), (key, trial.params)
         stamps = [stamp for _, stamp in trial.points["val_loss"]]

@@ -1,0 +1,41 @@
+"""``hpo run --verbose`` prints where the start-up seconds go; the clock behind it."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+from hpo.startup import PhaseClock, launched_at
+
+PHASE_LINE = re.compile(r"^\[start-up\]\s+(\d+\.\d\d) s  (.+?)(?: \(.*\))?$")
+IN_ORDER = ["sweep loaded", "driver imported", "ray started", "sweep run created", "tuner built",
+            "first trial started", "first epoch reported"]  # fmt: skip
+
+
+def test_verbose_prints_each_start_up_phase_once_in_order(small_sweep_run) -> None:
+    assert small_sweep_run.returncode == 0, small_sweep_run.stderr[-3000:]
+    small_sweep_run.result()  # stdout still holds the one JSON document: the phases go to stderr
+    phases = [m.groups() for m in map(PHASE_LINE.match, small_sweep_run.stderr.splitlines()) if m]
+    names = [name for _, name in phases]
+    assert sorted(names) == sorted({*IN_ORDER, "store open", "tune and optuna imported"}), names
+    at = {name: float(seconds) for seconds, name in phases}
+    chain = [at[name] for name in IN_ORDER]
+    assert chain == sorted(chain)  # each phase ends after the one it waits for
+    assert at["store open"] <= at["sweep run created"]  # the store opened while Ray started, before the run
+    assert 0 < at["sweep loaded"] < at["first epoch reported"]
+
+
+def test_the_clock_counts_from_the_process_launch_and_marks_a_phase_once() -> None:
+    launched = launched_at()
+    assert launched <= time.time() and time.time() - launched < 3600  # this process, not the machine's boot
+    stream = io.StringIO()
+    clock = PhaseClock(verbose=True, stream=stream)
+    clock.mark("ray started", "local")
+    clock.mark("ray started")  # a second end of the same phase changes nothing
+    assert [name for name, _ in clock.phases] == ["ray started"]
+    assert clock.seconds("ray started") is not None and clock.seconds("tuner built") is None
+    assert re.fullmatch(r"\[start-up\]\s+\d+\.\d\d s  ray started \(local\)\n", stream.getvalue())
+    silent = io.StringIO()
+    PhaseClock(stream=silent).mark("ray started")
+    assert silent.getvalue() == ""
