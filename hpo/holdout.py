@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from hpo.config import SweepConfig
 from hpo.trial_keys import CHECKPOINT_FILE
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 NO_TEST_SPLIT = "no test split: no test estimate"
 OWN_LOOP = ("your own train(config, report) function: hpo does not know its checkpoints, so there is no test "
             "estimate")
-SELECTED = "selected on validation, scored once on the test split after the search"
 
 
 class MetricsLog(Protocol):
@@ -93,6 +92,8 @@ def score_on_test(sweep: Holdout, runs: Sequence[tuple[str, Mapping[str, Any], A
     """
     import ray
 
+    if not ray.is_initialized():  # ray.remote would start or join whatever cluster it finds: not ours to pick
+        raise RuntimeError("score_on_test runs in the sweep's Ray session: call it after ray.init()")
     payload = [(run_id, dict(config), _checkpoint_bytes(checkpoint)) for run_id, config, checkpoint in runs]
     task = ray.remote(num_cpus=sweep.cpu, num_gpus=sweep.gpu, max_retries=0)(_score_all)
     scores: dict[str, dict[str, float]] = ray.get(
@@ -102,11 +103,18 @@ def score_on_test(sweep: Holdout, runs: Sequence[tuple[str, Mapping[str, Any], A
     return scores
 
 
-def score_winner(config: SweepConfig, logger: MetricsLog, best: Any) -> str | None:
+def score_winner(config: SweepConfig, logger: MetricsLog, best: Any, *, searched: bool = True,
+                 stream: TextIO | None = None) -> str | None:
     """Score the winner (a ``TrialRecord``) on test once; its ``test_metrics`` are set and logged on its run
     and on the sweep run. Returns why there is no test estimate, or None when there is one (tagged
-    ``hpo.test_note`` on the sweep run)."""
-    note = _score_winner(config, logger, best)
+    ``hpo.test_note`` on the sweep run). ``searched``: the search ended normally (else nothing is scored);
+    ``stream``: where to say that scoring runs (it takes a few seconds: a fresh process loads torch)."""
+    if not searched:
+        note: str | None = "the search did not finish: no test estimate"
+    else:
+        if stream is not None and getattr(best, "checkpoint", None) is not None and no_estimate_reason(config) is None:
+            print(f"scoring the winner (trial {best.number}) on the test split, once", file=stream, flush=True)
+        note = _score_winner(config, logger, best)
     if note is not None:
         logger.set_tags(logger.parent_run_id, {schema.TEST_NOTE: note})
     return note

@@ -287,9 +287,9 @@ def _track(
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         if confirmation is not None and confirmation.winner is not None:  # the best mean over fresh seeds
             best = confirmation.winner
-        test_note = None
         try:  # after the search, and only then: the winner's checkpoint on the test split, once
-            test_note = score_winner(config, logger, best) if status == "FINISHED" else None
+            test_note = score_winner(config, logger, best, searched=status == "FINISHED",
+                                     stream=progress_stream or sys.stderr)
         except KeyboardInterrupt:
             interrupted, status, test_note = True, "KILLED", "interrupted while scoring the winner: no test estimate"
         elapsed = (plan.elapsed_s if plan is not None else 0.0) + time.monotonic() - started

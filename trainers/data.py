@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -34,11 +35,6 @@ class HeldOut:
             assert self._load is not None  # set until the first read
             self._tensors, self._load = self._load(), None
         return self._tensors
-
-    @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor) -> HeldOut:
-        """A test split already in memory."""
-        return cls(lambda: (x, y), len(y))
 
 
 @dataclass(frozen=True)
@@ -163,17 +159,24 @@ def from_arrays(name: str, x: np.ndarray, y: np.ndarray, val_fraction: float, *,
     scale_x = _Scaler(x_train, standardise)
     scale_y = _Scaler(y_train, standardise and kind == "regression")
 
-    def test_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-        xt, yt = test_part if test_part is not None else test_rows()  # type: ignore[misc]
-        xt = np.asarray(xt, dtype=np.float32)
-        return _tensor(scale_x(xt)), _tensor(scale_y(_encode(yt, classes, "the test set")))
-
     test = None
     if test_part is not None or test_rows is not None:
-        test = HeldOut(test_tensors, len(test_part[1]) if test_part is not None else None)
+        load = partial(_test_tensors, test_part or test_rows, scale_x, scale_y, classes)
+        test = HeldOut(load, len(test_part[1]) if test_part is not None else None)
     n_classes = len(classes) if classes is not None else 0
     return TaskData(name, _tensor(scale_x(x_train)), _tensor(scale_y(y_train)), _tensor(scale_x(x_val)),
                     _tensor(scale_y(y_val)), n_classes, kind, test)
+
+
+def _test_tensors(rows: tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray]],
+                  scale_x: _Scaler, scale_y: _Scaler, classes: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split as tensors, scaled and encoded like the training part (``rows``: the arrays or a reader).
+
+    A module-level function under ``functools.partial``, so that data holding an unread test split pickles
+    (DDP workers, Ray).
+    """
+    xt, yt = rows() if callable(rows) else rows
+    return _tensor(scale_x(np.asarray(xt, dtype=np.float32))), _tensor(scale_y(_encode(yt, classes, "the test set")))
 
 
 def _encode(y: np.ndarray, classes: np.ndarray | None, where: str) -> np.ndarray:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +89,16 @@ def _as_tensor(part: Any) -> torch.Tensor:
 
 def _test_split(x_test: Any, y_test: Any, kind: str) -> HeldOut:
     """``load_data``'s test arrays, converted (and checked) only when first read."""
+    return HeldOut(partial(_test_tensors, x_test, y_test, kind))
 
-    def tensors() -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = _as_tensor(x_test), _as_tensor(y_test)
-        if len(x) != len(y):
-            raise ValueError(f"load_data: x_test has {len(x)} rows but y_test has {len(y)}")
-        if infer_kind(y) != kind:
-            raise ValueError(f"load_data: y_test is {y.dtype} but the training labels are {kind}; use one kind")
-        return x.float(), (y.long() if kind == "classification" else y.float())
 
-    return HeldOut(tensors)
+def _test_tensors(x_test: Any, y_test: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = _as_tensor(x_test), _as_tensor(y_test)
+    if len(x) != len(y):
+        raise ValueError(f"load_data: x_test has {len(x)} rows but y_test has {len(y)}")
+    if infer_kind(y) != kind:
+        raise ValueError(f"load_data: y_test is {y.dtype} but the training labels are {kind}; use one kind")
+    return x.float(), (y.long() if kind == "classification" else y.float())
 
 
 def data_from_file(path: Path, target: str | None, val_fraction: float, *, test_fraction: float | None = None,
@@ -112,14 +113,14 @@ def data_from_file(path: Path, target: str | None, val_fraction: float, *, test_
         ValueError: unsupported suffix.
     """
     x, y, columns = _read_table(path, target)
-
-    def read_test() -> tuple[np.ndarray, np.ndarray]:
-        assert test_file is not None
-        x_test, y_test, _ = _read_table(test_file, target, columns)
-        return x_test, y_test
-
+    read_test = partial(_read_test, test_file, target, columns) if test_file is not None else None
     return from_arrays(NAME, x, y, val_fraction, standardise=True, kind=infer_kind(y), split_seed=split_seed,
-                       test_fraction=test_fraction, test_rows=read_test if test_file is not None else None)
+                       test_fraction=test_fraction, test_rows=read_test)
+
+
+def _read_test(path: Path, target: str | None, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    x_test, y_test, _ = _read_table(path, target, columns)
+    return x_test, y_test
 
 
 def _read_table(path: Path, target: str | None,

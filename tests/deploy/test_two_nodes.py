@@ -190,6 +190,9 @@ def test_ray_client_sweep_is_tracked_by_the_driver(two_nodes: Cluster, tmp_path:
     client = MlflowClient(doc["tracking_uri"])
     parent = client.get_run(doc["parent_run_id"])
     assert parent.data.tags[schema.BEST_RUN_ID] == doc["best"]["run_id"]
+    # the winner was scored on test by a task on the cluster, its checkpoint fetched from the head's storage
+    assert doc["best"]["test_note"] is None and doc["best"]["test"]["test_accuracy"] == parent.data.metrics[
+        "test_accuracy"]
     assert [a.path for a in client.list_artifacts(doc["parent_run_id"], schema.BEST_CHECKPOINT_DIR)] == [
         f"{schema.BEST_CHECKPOINT_DIR}/model.pt"]
     # Tune kept its storage on the cluster (the head's HPO_HOME), not on the driver's disk

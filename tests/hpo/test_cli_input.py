@@ -135,7 +135,7 @@ CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     ),
     "batch larger than the training set": (
         _edit(lambda r: r["parameters"].update(batch_size={"values": [64, 5000]})),
-        "parameters", ["batch_size (5000) is larger than the 1437 training rows of task digits"],
+        "parameters", ["batch_size (5000) is larger than the 1149 training rows of task digits"],
     ),
     "bound not finite": (
         _edit(lambda r: r["parameters"]["lr"].update(max=float("inf"))), "parameters.lr",

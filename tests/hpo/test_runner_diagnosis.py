@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from hpo.cli import main
 from tracker import schema
 
-# 143 training images, a wide MLP, 30 epochs: lr 0.01 memorises them (overfits), lr 1e-5 barely moves.
+# 144 training images (12.5% of digits' 1,149), a wide MLP, 30 epochs: lr 0.01 memorises them (overfits),
+# lr 1e-5 barely moves.
 REGIMES_YAML = """\
 name: regimes
 method: grid
@@ -21,7 +22,7 @@ budget: {max_concurrent: 2}
 trainer:
   task: digits
   epochs: 30
-  options: {optimizer: adam, hidden: 256, layers: 2, train_fraction: 0.1, batch_size: 32}
+  options: {optimizer: adam, hidden: 256, layers: 2, train_fraction: 0.125, batch_size: 32}
 parameters:
   lr: {values: [0.01, 0.00001]}
 """

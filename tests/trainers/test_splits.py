@@ -3,6 +3,7 @@ stays unread during training, and scoring a checkpoint on it (trainers.evaluate)
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def test_three_way_split_is_disjoint_stratified_and_complete() -> None:
     assert all(sorted(torch.cat([f.x_train, f.x_val])[:, 0].tolist()) == sorted(torch.cat(parts[:2]).tolist())
                for f in folds)
     assert all(f.test is data.test for f in folds)
+    copy = pickle.loads(pickle.dumps(folds[0]))  # DDP workers and Ray get the data with its test split unread
+    assert copy.y_test is not None and torch.equal(copy.y_test, data.y_test)
 
 
 def test_load_data_test_arrays_stay_unread_until_scored() -> None:

@@ -54,12 +54,14 @@ def _split(split_seed: int) -> TaskData:
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=VAL_SEQUENCES, random_state=split_seed,
                                                       stratify=y)
 
-    def test() -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(a["x_test"].astype(np.float32)[:, None, :]),
-                torch.from_numpy(a["y_test"].astype(np.int64)))
-
     return TaskData("mnist1d", torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_val),
-                    torch.from_numpy(y_val), n_classes=10, test=HeldOut(test, len(a["y_test"])))
+                    torch.from_numpy(y_val), n_classes=10, test=HeldOut(_test, len(a["y_test"])))
+
+
+def _test() -> tuple[torch.Tensor, torch.Tensor]:
+    """The official 1,000 test sequences (a module-level function: data holding it pickles)."""
+    a = _arrays()
+    return torch.from_numpy(a["x_test"].astype(np.float32)[:, None, :]), torch.from_numpy(a["y_test"].astype(np.int64))
 
 
 def load(options: dict[str, Any]) -> TaskData:
