@@ -27,6 +27,7 @@ from hpo.errors import ConfigError
 from hpo.lease import check_remote_driver
 from hpo.objectives import Objective, objective_values
 from hpo.results import TrialRecord
+from hpo.sampler_choice import unrecorded_sampler_change
 from hpo.stored_history import epoch_history, stitch_reruns
 from hpo.trial_book import TrialBook, params_key
 from tracker import schema
@@ -269,6 +270,8 @@ def plan_resume(client: Any, config: SweepConfig, *, run_id: str | None = None) 
 
 def _check_same_search(client: Any, run: Any, config: SweepConfig) -> None:
     """Refuse a sweep file that differs from the stored one in what changes the search or the trials."""
+    if (changed := unrecorded_sampler_change(run.data.tags, config)) is not None:
+        raise ConfigError(changed, source="resume")
     stored = _resolved_config(client, run, config.name)
     differ = changed_fields(stored, config.model_dump(mode="json"))
     if differ:

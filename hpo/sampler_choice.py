@@ -12,11 +12,13 @@ Pure: no Optuna import, so ``hpo validate`` can say what a sweep will run on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from hpo import rules, space
 from hpo.config import Choice, Range, SweepConfig
+from tracker import schema
 
 Resolved = Literal["grid", "tpe", "gp", "cmaes", "gp-cmaes", "gp-tpe", "nsga2"]
 
@@ -136,3 +138,18 @@ def _not_numeric(config: SweepConfig) -> str:
 
 def _numeric(config: SweepConfig) -> list[str]:
     return [n for n, p in config.parameters.items() if isinstance(p, Range)]
+
+
+def unrecorded_sampler_change(tags: Mapping[str, str], config: SweepConfig) -> str | None:
+    """Why resuming would silently change the sampler of a bayes sweep stored before ``sampler: auto``
+    (its parent run has ``hpo.sampler`` but no ``hpo.sampler_requested``: a file without ``sampler:`` then
+    meant tpe), or None when it would not. Sweeps since record what was asked, and ask it again."""
+    ran = tags.get(schema.SAMPLER)
+    if config.method != "bayes" or ran is None or schema.SAMPLER_REQUESTED in tags:
+        return None
+    now = choose(config).name
+    if now == ran:
+        return None
+    return (f"sampler: sweep {config.name} ran with {ran} (the default before `sampler: auto`), and auto would "
+            f"now pick {now}; resume it with `sampler: {ran}` in the file (or --set sampler={ran}), "
+            "or start over with --new")

@@ -83,3 +83,4 @@ def _restore_run(run: Any, saved: dict[str, Any]) -> None:
         run.scaler.load_state_dict(saved["scaler"])
     run.shuffle.set_state(saved["shuffle"])
     run.augment.generator.set_state(saved["augment"])
+    run.signals.continued()  # its init_* signals were reported with epoch 1, before the crash

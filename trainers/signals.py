@@ -76,6 +76,12 @@ class TrainingSignals:
         self.first_epoch = True
         self._reset()
 
+    def continued(self) -> None:
+        """The trial continues from a saved epoch (``trainers.resumable``): the values at initialisation went
+        out with its first epoch, before the crash; measured now they would describe the restored weights."""
+        self.initial = {}
+        self.first_epoch = False
+
     def _reset(self) -> None:
         self.steps, self.measured = 0, False
         self.step_norms: list[tuple[torch.Tensor, ...]] = []  # per measured step: each parameter's gradient norm
@@ -208,6 +214,9 @@ class NoSignals:
     """Signals switched off: the same calls, nothing measured."""
 
     last_report: dict[str, Any] = {}
+
+    def continued(self) -> None:
+        return None
 
     def gradients(self) -> None:
         return None

@@ -100,3 +100,13 @@ def test_gp_hands_over_to_cmaes_warm_started_from_its_trials() -> None:
 def test_the_reason_names_no_optuna_import() -> None:
     """``hpo validate`` prints the choice: the rules are pure."""
     assert "optuna" not in sampler_choice.__dict__
+
+
+def test_a_sweep_stored_before_auto_keeps_its_sampler_or_is_refused_by_name() -> None:
+    old = {"hpo.sampler": "tpe"}  # a parent run from before `sampler: auto`: no hpo.sampler_requested
+    refused = sampler_choice.unrecorded_sampler_change(old, _config(NUMERIC))  # auto would pick gp now
+    assert refused is not None and "ran with tpe" in refused and "--set sampler=tpe" in refused
+    assert sampler_choice.unrecorded_sampler_change(old, _config(NUMERIC, sampler="tpe")) is None
+    assert sampler_choice.unrecorded_sampler_change(old, _config(CATEGORICAL)) is None  # auto picks tpe too
+    recorded = {"hpo.sampler": "gp", "hpo.sampler_requested": "auto"}  # since: auto is asked again
+    assert sampler_choice.unrecorded_sampler_change(recorded, _config(NUMERIC)) is None

@@ -294,3 +294,37 @@ def test_own_model_builder_gets_config_shape_and_outputs(cancer: TaskData) -> No
 
     rec = _fit({"folds": 2}, cancer, build=build)
     assert seen == [(16, (30,), 2)] * 2 and len(rec.metrics) == 2
+
+
+class _Crash(Exception):
+    """The process 'dies' right after an epoch's snapshot was saved."""
+
+
+class _MemoryState:
+    """A TrainState in memory (hpo.trial_state keeps the same snapshot in a file)."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.snapshot: dict[str, Any] | None = None
+        self.best: dict[str, Any] | None = None
+        self.crash_after = crash_after
+
+    def load(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        return self.snapshot, self.best
+
+    def save(self, snapshot: dict[str, Any], best_checkpoint: dict[str, Any] | None) -> None:
+        self.snapshot, self.best = snapshot, best_checkpoint or self.best
+        if self.crash_after is not None and snapshot["epoch"] == self.crash_after:
+            raise _Crash
+
+
+def test_a_trial_continued_from_its_saved_epoch_reports_what_an_uninterrupted_one_does(cancer: TaskData) -> None:
+    hp = {"epochs": 4, "training_signals": True}
+    whole = _fit(hp, cancer)
+    state = _MemoryState(crash_after=2)
+    with pytest.raises(_Crash):
+        _fit(hp, cancer, state=state)
+    state.crash_after = None
+    continued = _fit(hp, cancer, state=state)  # replays epochs 1-2, trains 3-4
+    assert _timeless(continued) == _timeless(whole)
+    # the values at initialisation went out once, with epoch 1; the restored weights do not measure them again
+    assert [sorted(k for k in m if "/init_" in k) != [] for m in continued.metrics] == [True, False, False, False]
