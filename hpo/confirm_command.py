@@ -53,6 +53,10 @@ def confirm_stored(
     if tags.get(schema.SWEEP_STATE) == "running":
         check_remote_driver(tags, "running", config.name)
     with Lease(config.experiment_name, config.name):  # refuses while a driver here runs this sweep
+        if tags.get(schema.SWEEP_STATE) == "running":  # no live driver holds it: its driver died mid-search
+            raise ConfigError(f"sweep {config.name} (run {run.info.run_id}) did not finish: its driver died during "
+                              f"the search. Resume it first (`hpo resume {config.name}`), then confirm",
+                              source=SOURCE)
         sync_leftovers(config.name, uri, client, stream)
         with tracking_errors():
             trials = stored_trials(client, run.info.experiment_id, run.info.run_id)

@@ -70,11 +70,12 @@ def diagnose_stored(target: str, tracking_uri: str | None) -> dict[str, Any]:
                 raise ConfigError(
                     f"no trial run, sweep run or sweep named {target!r} in {store.display_uri}"
                 ) from None
-            if trial.kind not in (schema.KIND_TRIAL, schema.KIND_SWEEP):  # a compressed model has no curves to judge
+            # a compressed model has no curves to judge
+            if trial.kind not in (schema.KIND_TRIAL, schema.KIND_CONFIRM, schema.KIND_SWEEP):
                 shown = f"a {trial.kind} run" if trial.kind else f"not a run hpo wrote (no {schema.RUN_KIND} tag)"
                 raise ConfigError(f"run {target!r} is {shown}: hpo diagnose takes a trial run, a sweep run or a "
                                   "sweep name", source="hpo diagnose")
-            if trial.kind == schema.KIND_TRIAL:
+            if trial.kind in (schema.KIND_TRIAL, schema.KIND_CONFIRM):  # a confirm run is a trial with a new seed
                 # the one path the sweep diagnosed with at trial end, so the answer matches the run's tags
                 result = diagnose_stored_trial(trial)
                 if result is None:

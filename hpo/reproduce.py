@@ -75,7 +75,7 @@ def load_trial(client: Any, run_id: str) -> StoredTrial:
         raise ConfigError(f"no run with id {run_id!r} in the store; `hpo best NAME --json` lists a sweep's trials "
                           "with their run ids", source=SOURCE)
     kind = schema.run_kind(run.data.tags)
-    if kind != schema.KIND_TRIAL:
+    if kind not in (schema.KIND_TRIAL, schema.KIND_CONFIRM):  # a confirm run is a trial with a fresh seed
         raise ConfigError(f"run {run_id} is a {kind or 'foreign'} run, not a trial: reproduce runs one trial again; "
                           "give a trial's run id (`hpo best NAME --json` lists them)", source=SOURCE)
     parent = _get_run(client, run.data.tags.get(schema.PARENT_RUN_ID, ""))

@@ -137,3 +137,28 @@ def test_hpo_confirm_refuses_unknown_sweeps_and_bad_numbers(armed, capsys, monke
     monkeypatch.setenv("HPO_HOME", str(armed.home))
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_hpo_diagnose_judges_a_confirm_run_as_the_trial_it_is(armed, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(armed.folder)
+    monkeypatch.setenv("HPO_HOME", str(armed.home))
+    run_id = armed.result()["confirm"][0]["run_id"]
+    assert main(["diagnose", run_id, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] and doc["run_id"] == run_id
+
+
+def test_hpo_confirm_refuses_a_sweep_whose_driver_died_mid_search(armed, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(armed.folder)
+    monkeypatch.setenv("HPO_HOME", str(armed.home))
+    parent = armed.result()["parent_run_id"]
+    mlflow = client(armed.tracking_uri)
+    state = mlflow.get_run(parent).data.tags[schema.SWEEP_STATE]
+    mlflow.set_tag(parent, schema.SWEEP_STATE, "running")  # as a killed driver leaves it (no live driver holds it)
+    try:
+        assert main(["confirm", "armed"]) == 2
+        assert "did not finish: its driver died during the search. Resume it first (`hpo resume armed`)" in (
+            capsys.readouterr().err)
+        assert len(_confirm_runs(armed.tracking_uri, parent)) == 6  # nothing created
+    finally:
+        mlflow.set_tag(parent, schema.SWEEP_STATE, state)
