@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from hpo import defaults
 from hpo.trial_keys import CHECKPOINT_FILE, SIGNALS_KEY
 
 SIGNALS_FILE = "training_signals.json"
@@ -39,3 +41,10 @@ def checkpoint_json(checkpoint: Any, name: str) -> Any | None:
             return json.loads(f.read().decode("utf-8"))
     except (OSError, ValueError):  # no such file (signals off, a user's own trainer), or not JSON
         return None
+
+
+def kept_checkpoint(sweep: str, trial_id: str) -> Path | None:
+    """The latest checkpoint folder this machine's Ray storage kept for trial ``trial_id`` of ``sweep`` (a
+    trial that ran before a resume, whose record the store rebuilt without one), or None."""
+    found = sorted(defaults.ray_storage().glob(f"{sweep}-*/*_{trial_id.removeprefix('stored:')}_*/checkpoint_*"))
+    return found[-1] if found else None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpo import defaults
+from hpo.checkpoints import kept_checkpoint
 from hpo.config import Confirm
 from hpo.confirm import Confirmation, confirm_search
 from hpo.errors import ConfigError, HpoError, tracking_errors
@@ -129,16 +130,10 @@ def _run(config: Any, client: Any, run: Any, records: list[Any], chosen: Confirm
 
 def _move_checkpoint(logger: Any, sweep: str, winner: Any, stream: TextIO) -> None:
     """Copy the winner's best-epoch checkpoint from Ray's storage onto the sweep run's ``best_checkpoint``."""
-    folder = stored_checkpoint(sweep, winner.trial_id.removeprefix("stored:"))
+    folder = kept_checkpoint(sweep, winner.trial_id)
     if folder is None:
         print(f"warning: the checkpoint of trial {winner.number} is no longer in Ray's storage "
               f"({defaults.ray_storage()}); the sweep's {schema.BEST_CHECKPOINT_DIR} still holds the search's best",
               file=stream)
         return
     logger.log_artifacts(logger.parent_run_id, folder, schema.BEST_CHECKPOINT_DIR)
-
-
-def stored_checkpoint(sweep: str, trial_id: str) -> Path | None:
-    """The latest checkpoint folder Ray Tune kept for trial ``trial_id`` of ``sweep``, or None."""
-    found = sorted(defaults.ray_storage().glob(f"{sweep}-*/*_{trial_id}_*/checkpoint_*"))
-    return found[-1] if found else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import defaults, rules, sampler_choice
+from hpo.checkpoints import kept_checkpoint
 from hpo.cluster import check_cluster_fits
 from hpo.compress import compress_after_search
 from hpo.config import SweepConfig, flatten
@@ -118,6 +119,9 @@ def run_sweep(
                 print(f"sweep {config.name}: its search is done; confirming its top trials" if confirm_now
                       else plan.message(), file=stream, flush=True)
                 if plan.nothing_to_do and not confirm_now:
+                    if config.compress is not None:  # the block runs once, after a search: not on every rerun
+                        print(f"compress: not run again on a finished sweep; `hpo compress {config.name}` makes "
+                              "(more) variants of its winner", file=stream, flush=True)
                     return _stored_result(plan, config, client, uri, started, stream, confirmed)
             result = _run_started(config, sweep_text, client, uri, trials, session.start(), started, progress_stream,
                                   on_finish, plan, sweep_dir, clock)
@@ -287,6 +291,8 @@ def _track(
         best = best_trial(records, config.metric.goal, objectives)  # several objectives: the front's best on the first
         if confirmation is not None and confirmation.winner is not None:  # the best mean over fresh seeds
             best = confirmation.winner
+        if best is not None and best.checkpoint is None:  # it ran before a resume: Ray's storage may keep it
+            best.checkpoint = _kept_checkpoint(config.name, best.trial_id)
         try:  # after the search, and only then: the winner's checkpoint on the test split, once
             test_note = score_winner(config, logger, best, searched=status == "FINISHED",
                                      stream=progress_stream or sys.stderr)
@@ -381,9 +387,20 @@ def _log_sweep_diagnosis(logger: SweepLogger, records: list[TrialRecord], tags: 
         logger.log_json(logger.parent_run_id, summary.to_dict(), schema.DIAGNOSIS_SUMMARY_ARTIFACT)
 
 
+def _kept_checkpoint(sweep: str, trial_id: str) -> Path | None:
+    """This machine's Ray storage's checkpoint of a trial that ran before a resume (None under Ray Client:
+    the cluster's storage is not here)."""
+    from hpo.relay import client_connected
+
+    return None if client_connected() else kept_checkpoint(sweep, trial_id)
+
+
 def _log_checkpoint(logger: SweepLogger, best: TrialRecord) -> None:
     """Copy the best trial's best-epoch checkpoint from Ray's storage onto the parent run."""
     if best.checkpoint is None:
+        return
+    if not hasattr(best.checkpoint, "to_directory"):  # a folder of this machine's Ray storage (hpo.checkpoints)
+        logger.log_artifacts(logger.parent_run_id, str(best.checkpoint), schema.BEST_CHECKPOINT_DIR)
         return
     from hpo.relay import client_connected, fetch_checkpoint
 

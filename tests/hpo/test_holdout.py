@@ -88,3 +88,16 @@ def test_the_small_sweeps_winner_holds_test_metrics_recomputed_from_its_checkpoi
         logits = model.eval()(data.x_test)
     assert test["test_accuracy"] == pytest.approx(float((logits.argmax(1) == data.y_test).float().mean()))
     assert test["test_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, data.y_test)), rel=1e-5)
+
+
+def test_a_winner_from_before_a_resume_finds_its_checkpoint_in_ray_storage(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.checkpoints import kept_checkpoint
+
+    monkeypatch.setenv("HPO_HOME", str(tmp_path))
+    trial = tmp_path / "ray" / "quick-1700000000" / "trainable_ab12c_00003_3_lr=0.01"
+    for n in (1, 4):  # Ray Tune keeps the latest; the store's record knows only the trial id
+        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
+    assert kept_checkpoint("quick", "stored:ab12c_00003") == trial / "checkpoint_000004"
+    assert kept_checkpoint("quick", "ab12c_00009") is None
+    assert kept_checkpoint("other", "ab12c_00003") is None
