@@ -327,7 +327,7 @@ def render(doc: dict[str, Any]) -> str:
     n = doc["large_batch"]
     large = f"batch_{n}"
     metric = doc["metric"]
-    test = test_metric_name(metric)
+    test = schema.test_metric(metric)
     header = (f"{'variant':<26} {'runtime':<11} {metric:>12} {'Δ vs fp32':>10} {test:>13} {'size':>10} {'size×':>6} "
               f"{'b1 ms (p90)':>16} {'speed-up b1':>11} {f'b{n} ms (p90)':>17} "
               f"{f'speed-up b{n}':>13} {'per s':>9}")
@@ -370,11 +370,6 @@ def _maybe(value: float | None) -> str:
 def _test_split(row: dict[str, Any]) -> str:
     """What a variant says of the test split: scored (``test_*`` among its metrics) or absent."""
     return TEST_SPLIT if any(k.startswith("test_") for k in row["metrics"]) else NO_TEST_SPLIT
-
-
-def test_metric_name(metric: str) -> str:
-    """``val_accuracy`` -> ``test_accuracy``: the test figure of the sweep metric."""
-    return f"test_{metric.removeprefix('val_')}"
 
 
 def _size(n: float) -> str:

@@ -156,11 +156,6 @@ def _mean_key(config: Mapping[str, Any], maximize: bool) -> tuple[int, float, in
     return (0, -mean if maximize else mean, config["search_rank"])
 
 
-def test_metric_name(metric: str) -> str:
-    """The held-out counterpart of a validation metric: ``val_accuracy`` -> ``test_accuracy``."""
-    return "test_" + metric.removeprefix("val_")
-
-
 # -- running it ------------------------------------------------------------------------------------------
 @dataclass
 class Confirmation:
@@ -204,7 +199,7 @@ def confirm_search(
     runs = [*kept.values(), *fresh]
     test_note = _score_test(config, logger, fresh)
     tested = {name for r in runs for name in r.test}
-    test_metric = test_metric_name(metric) if test_metric_name(metric) in tested else None
+    test_metric = schema.test_metric(metric) if schema.test_metric(metric) in tested else None
     doc = summary_doc(cands, runs, metric, goal, test_metric)
     doc["test_note"] = None if test_metric else (test_note or "the confirm runs hold no test metric")
     _log_summary(logger, doc)

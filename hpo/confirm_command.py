@@ -30,7 +30,8 @@ def confirm_stored(
     """Confirm the top trials of the stored sweep ``target`` (a name or parent run id).
 
     Raises:
-        ConfigError: no such sweep, a multi-objective sweep, a sweep still running, or bad ``top``/``seeds``.
+        ConfigError: no such sweep, a multi-objective sweep, a sweep a live driver holds or whose driver died
+            mid-search (resume it first), or bad ``top``/``seeds``.
         TrackingError: the store cannot be read.
         HpoError: the sweep has no scored trial to confirm.
     """

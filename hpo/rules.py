@@ -123,7 +123,8 @@ def _check_method(config: SweepConfig, source: str) -> None:
         if conditional:
             raise ConfigError(
                 f"sampler {config.sampler} cannot model conditional parameters ({', '.join(conditional)}) and "
-                "would sample them at random; use sampler: tpe (default), which is conditional-aware",
+                "would sample them at random; use sampler: tpe (or auto, the default, which picks tpe here), "
+                "which is conditional-aware",
                 source=source, field="sampler",
             )
     if config.sampler_name == "cmaes":
@@ -503,6 +504,6 @@ def _check_multi_objective(config: SweepConfig, source: str) -> None:
     if config.sampler_name == "cmaes":
         raise ConfigError(
             f"sampler cmaes optimises one objective and this sweep has {len(config.objectives)} ({names}); "
-            "use sampler: tpe (default), nsga2 or gp",
+            "use sampler: auto (the default), tpe, nsga2 or gp",
             source=source, field="sampler",
         )

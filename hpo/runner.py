@@ -78,7 +78,7 @@ def run_sweep(
 
     Raises:
         ClusterError: ``ray.address`` names a cluster that does not answer (before anything is created).
-        TrackingError: the store cannot be reached (before any run or Ray session exists).
+        TrackingError: the store cannot be reached (before any run exists; a Ray started meanwhile is shut down).
         ConfigError: one trial needs more than the cluster has (before any run exists).
         HpoError: Ray could not run the sweep.
     """

@@ -154,3 +154,8 @@ COMPRESS_NOTE = "hpo.compress.note"  # a remark on the variant (e.g. int8 slower
 COMPRESS_DISTILL_TRIAL = "hpo.compress.distill_trial"  # a student of the distillation sweep: its number
 COMPRESS_SELECTED = "hpo.compress.selected"  # true on the student that became the distill variant
 COMPRESS_SUMMARY_ARTIFACT = "compression/summary.json"  # on the sweep run: the table and Pareto sets
+
+
+def test_metric(metric: str) -> str:
+    """The test-split counterpart of a validation metric: ``val_accuracy`` -> ``test_accuracy``."""
+    return TEST_PREFIX + metric.removeprefix("val_")

@@ -34,7 +34,7 @@ def load_summary(uri: str, run_id: str, artifact_uri: str | None) -> dict[str, A
 def table(doc: dict[str, Any]) -> pd.DataFrame:
     """One row per variant: metric, change, size and latency against the fp32 winner, Pareto fronts."""
     large = f"batch_{doc['large_batch']}"
-    test = f"test_{doc['metric'].removeprefix('val_')}"  # scored once per variant when the data has a test split
+    test = schema.test_metric(doc["metric"])  # scored once per variant when the data has a test split
     rows = []
     for v in doc["variants"]:
         rows.append({
