@@ -325,9 +325,10 @@ def main() -> None:
              tabular.Surrogate(table, config, trees=args.trees).curves(table.params).max())
     reference = max(float(known), *(p[-1] for r in runs.values() for p in r.values()))
     budget = args.budget_trials * config.max_epochs
+    rows = f"the Sobol design's first {args.rows}" if args.rows else "the whole table"
     header = [
         f"{'REAL TRAINING (--real), not the surrogate; ' if args.real else ''}tabular replay: MNIST-1D MLP, "
-        f"{len(table)} real configurations (of the Sobol design's first {args.rows or 'all'}) x "
+        f"{len(table)} real configurations ({rows}) x "
         f"{config.max_epochs} epochs "
         f"({table.status.count('diverged')} diverged), validation split = 800 sequences held out of the training split",
         f"surrogate: random forest ({args.trees} trees) on the val_accuracy curves; 5-fold held-out error: best "
