@@ -88,7 +88,12 @@ class TrialTracker(_DriverOnly, Callback):  # type: ignore[misc]
         self._logged_before: dict[str, int] = {}  # trial id -> epochs the runs it replaces already logged
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.records:  # a retried trial keeps its run
+        if trial.trial_id in self.records:  # a retried trial keeps its run; its new attempt starts over
+            record = self.records[trial.trial_id]
+            # the epochs the failed attempt logged stay on the run (the same seed retrains them the same on
+            # CPU); its history is rebuilt from the new attempt's reports, so the curve has each epoch once
+            self._logged_before[trial.trial_id] = max(self._logged_before.get(trial.trial_id, 0), record.epochs)
+            record.history = {}
             return
         used = {r.number for r in self.records.values()}
         number = self.book.number_of(trial.trial_id)

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -198,3 +199,80 @@ def test_ray_client_sweep_is_tracked_by_the_driver(two_nodes: Cluster, tmp_path:
     # Tune kept its storage on the cluster (the head's HPO_HOME), not on the driver's disk
     assert list(two_nodes.home.glob("ray/small-*/*/checkpoint_*"))
     assert not (home / "ray").exists()
+
+
+NODE_LOSS_SWEEP = """\
+name: node-loss
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+budget: {max_concurrent: 3, max_failures: 1}
+trainer: {task: digits, epochs: 40, options: {hidden: 64}}
+resources: {cpu: 1}
+ray: {address: "127.0.0.1:%d"}
+parameters:
+  lr: {values: [0.001, 0.003, 0.01]}
+"""
+NODE_ID_OF = """\
+import sys, ray
+from waiting import wait_until
+ray.init(address=sys.argv[1], log_to_driver=False)
+node = lambda: next((n["NodeID"] for n in ray.nodes() if n["Alive"] and "node_c" in n["Resources"]), None)
+wait_until(lambda: node() is not None, 60, interval_s=0.5, message="node c alive")
+print(node())
+"""
+
+
+def _running_on(db: Path, node_id: str) -> bool:
+    """A trial run of the sweep is RUNNING on ``node_id`` (read-only: the driver alone writes its store)."""
+    if not db.exists():
+        return False
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        rows = con.execute("select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
+                           "where r.status = 'RUNNING' and t.key = ? and t.value = ?", (schema.NODE_ID, node_id))
+        return bool(rows.fetchone()[0])
+
+
+def test_a_lost_worker_node_s_trial_is_retried_elsewhere_and_the_sweep_goes_on(two_nodes: Cluster,
+                                                                              tmp_path: Path) -> None:
+    """A third node joins, runs one of three trials, and is killed (its whole process group) mid-trial: that
+    trial is retried on a node still alive (``budget.max_failures``), the others finish, nothing stays RUNNING."""
+    port, env = two_nodes.port, two_nodes.env
+    node_env = {**env, "HPO_HOME": str(two_nodes.home)}
+    node_c = _start(["--address", f"127.0.0.1:{port}", "--resources", '{"node_c": 1}', "--num-cpus", "1",
+                     "--object-store-memory", str(80 * 1024**2), "--disable-usage-stats"], node_env,
+                    tmp_path / "node_c.log")
+    try:
+        script_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))}
+        found = subprocess.run([sys.executable, "-c", NODE_ID_OF, f"127.0.0.1:{port}"], env=script_env,
+                               capture_output=True, text=True, timeout=120)
+        node_id = found.stdout.strip().splitlines()[-1] if found.stdout.strip() else ""
+        assert node_id, found.stderr[-2000:]
+        folder = tmp_path / "sweep"
+        folder.mkdir()
+        (folder / "sweep.yaml").write_text(NODE_LOSS_SWEEP % port)
+        home = folder / "hpo_home"
+        hpo = str(Path(sys.executable).with_name("hpo"))
+        with (tmp_path / "hpo.err").open("w") as err, (tmp_path / "hpo.out").open("w") as out:
+            sweep = subprocess.Popen([hpo, "run", "sweep.yaml", "--json"], cwd=folder, stdout=out, stderr=err,
+                                     env={**env, "HPO_HOME": str(home)}, start_new_session=True)
+            try:
+                wait_until(lambda: _running_on(home / "mlflow.db", node_id), 180, interval_s=0.5, process=sweep,
+                           message="a trial runs on node c")
+                _stop(node_c)  # the node is lost mid-trial
+                assert sweep.wait(timeout=300) == 0, (tmp_path / "hpo.err").read_text()[-3000:]
+            finally:
+                if sweep.poll() is None:
+                    os.killpg(sweep.pid, signal.SIGKILL)
+    finally:
+        _stop(node_c)
+    doc = json.loads((tmp_path / "hpo.out").read_text())
+    trials = stored_trials(doc["tracking_uri"], doc["parent_run_id"])
+    # each grid point once, none lost, none run twice: the lost node's trial was retried (max_failures: 1)
+    # on a node still alive, in the run it had, and finished
+    assert sorted(t.params["lr"] for t in trials) == ["0.001", "0.003", "0.01"]
+    assert [t.status for t in trials] == ["FINISHED"] * 3, [(t.status, t.tags.get(schema.ERROR)) for t in trials]
+    # the trial that ran on node c when it was lost ended elsewhere: its run's node tag names where it finished
+    assert all(t.tags.get(schema.NODE_ID) != node_id for t in trials)
+    for trial in trials:  # the retried attempt started over: each epoch's point is stored once all the same
+        assert int(trial.metrics[schema.EPOCHS_RUN]) == 40
+        assert [step for step, _ in trial.points["val_loss"]] == list(range(1, 41))
