@@ -152,7 +152,8 @@ class ResumePlan:
 
     def resume_keys(self) -> frozenset[str]:
         """The ``hpo.trial_state`` keys of the trials to re-run: their saved states are continued."""
-        from hpo.trial_state import param_text, state_key
+        from hpo.trial_state import state_key
+        from tracker.params import param_text
 
         return frozenset(state_key({k: param_text(v) for k, v in t.params.items()}) for t in self.rerun)
 

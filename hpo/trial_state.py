@@ -23,18 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tracker.params import param_text
+
 log = logging.getLogger(__name__)
 
 STATE_DIR = "trial_states"
-
-
-def param_text(value: Any) -> str:
-    """A param value as the store keeps it (``tracker.mlflow_log`` writes params this way)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value)
-    return str(value)
 
 
 def state_key(config: Mapping[str, Any]) -> str:

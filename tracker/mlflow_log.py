@@ -24,6 +24,7 @@ from typing import Any
 
 from tracker import journal, replay, schema
 from tracker.errors import StoreUnavailable
+from tracker.params import param_text
 from tracker.replay import MAX_PARAMS_PER_BATCH, MAX_POINTS_PER_BATCH, MAX_TAGS_PER_BATCH
 from tracker.schema import RunKind
 from tracker.store_template import create_from_template
@@ -252,7 +253,7 @@ class SweepLogger:
         self._append({"op": "run", "key": key, "name": run_name, "ms": journal.now_ms(),
                       "parent_run_id": self.parent_run_id,
                       "tags": {**_tag_texts(tags), **schema.kind_tags(kind)},
-                      "params": {k: _clip(_as_text(v), MAX_PARAM_VALUE) for k, v in params.items()}})
+                      "params": {k: _clip(param_text(v), MAX_PARAM_VALUE) for k, v in params.items()}})
         self._replay.wake()
         run_id = self._replay.wait_for_run(key, TRIAL_RUN_WAIT_S)
         handle = run_id or key
@@ -288,7 +289,7 @@ class SweepLogger:
     # -- small writes ----------------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         if params:
-            self._write("params", run_id, params={k: _clip(_as_text(v), MAX_PARAM_VALUE) for k, v in params.items()})
+            self._write("params", run_id, params={k: _clip(param_text(v), MAX_PARAM_VALUE) for k, v in params.items()})
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         if not tags:
@@ -336,13 +337,6 @@ def _tag_texts(tags: Mapping[str, Any]) -> dict[str, str]:
     return {k: _clip(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value)
-    return str(value)
-
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
@@ -379,7 +373,7 @@ def log_compress_variant(
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        entries = [Param(k, _clip(_as_text(v), MAX_PARAM_VALUE)) for k, v in params.items()]
+        entries = [Param(k, _clip(param_text(v), MAX_PARAM_VALUE)) for k, v in params.items()]
         for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=chunk, synchronous=True)
         points = [Metric(k, float(v), now, 0) for k, v in metrics.items()]

@@ -6,6 +6,7 @@ frame marks a conditional parameter that was inactive in a trial with NaN.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -36,3 +37,12 @@ def parse_param(value: str | None) -> Any:
 def present(value: Any) -> bool:
     """A value is there: not ``None`` and not NaN (a trials frame's mark for an inactive parameter)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def param_text(value: Any) -> str:
+    """A param value as the store keeps it: booleans lowercase, lists and mappings as JSON, the rest ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    return str(value)
