@@ -115,8 +115,8 @@ def score_winner(config: SweepConfig, logger: MetricsLog, best: Any, *, searched
         if stream is not None and getattr(best, "checkpoint", None) is not None and no_estimate_reason(config) is None:
             print(f"scoring the winner (trial {best.number}) on the test split, once", file=stream, flush=True)
         note = _score_winner(config, logger, best)
-    if note is not None:
-        logger.set_tags(logger.parent_run_id, {schema.TEST_NOTE: note})
+    # always written: a resumed sweep that scores its winner clears the note an interrupted run left
+    logger.set_tags(logger.parent_run_id, {schema.TEST_NOTE: note or ""})
     return note
 
 

@@ -195,7 +195,7 @@ def test_ray_client_sweep_is_tracked_by_the_driver(two_nodes: Cluster, tmp_path:
     assert doc["best"]["test_note"] is None and doc["best"]["test"]["test_accuracy"] == parent.data.metrics[
         "test_accuracy"]
     assert [a.path for a in client.list_artifacts(doc["parent_run_id"], schema.BEST_CHECKPOINT_DIR)] == [
-        f"{schema.BEST_CHECKPOINT_DIR}/model.pt"]
+        f"{schema.BEST_CHECKPOINT_DIR}/{name}" for name in ("model.pt", "training_signals.json")]
     # Tune kept its storage on the cluster (the head's HPO_HOME), not on the driver's disk
     assert list(two_nodes.home.glob("ray/small-*/*/checkpoint_*"))
     assert not (home / "ray").exists()

@@ -104,8 +104,9 @@ def _snapshot(home: Path) -> dict[str, dict[str, Any]]:
     for run in _trials(home, _parents(home)[0].info.run_id):
         if run.info.status not in ("FINISHED", "FAILED"):
             continue
+        # test_* are the winner's test-split scores, logged once when the sweep ends (after its last resume)
         history = {k: [(m.step, m.value) for m in mlflow.get_metric_history(run.info.run_id, k)]
-                   for k in run.data.metrics}
+                   for k in run.data.metrics if not k.startswith(schema.TEST_PREFIX)}
         out[run.info.run_id] = {"number": run.data.tags[schema.TRIAL_NUMBER], "params": dict(run.data.params),
                                 "history": history}
     return out
@@ -153,6 +154,11 @@ def _assert_exactly_once(home: Path, budget: int, kept: dict[str, dict[str, Any]
             # the params travel with the run's own journal entry: even a run killed at once holds them
             assert replacement.data.params == t.data.params, "a re-run keeps the killed trial's parameters"
     after = _snapshot(home)
+    # the winner (even one that ran before a resume: its checkpoint is still in Ray's storage) is scored on
+    # the test split once, unless the sweep run says why not
+    tested = [t.info.run_id for t in trials if any(k.startswith(schema.TEST_PREFIX) for k in t.data.metrics)]
+    expected = [] if parent.data.tags.get(schema.TEST_NOTE) else [parent.data.tags[schema.BEST_RUN_ID]]
+    assert tested == expected, parent.data.tags.get(schema.TEST_NOTE)
     for run_id, before in kept.items():
         assert after.get(run_id) == before, f"trial run {run_id} changed after a resume"
 

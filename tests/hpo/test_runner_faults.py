@@ -65,7 +65,8 @@ def test_two_ddp_workers_finish_a_trial_with_one_point_per_epoch(sweep_runner, t
         assert [step for step, _ in trial.points[name]] == [1, 2], name
     assert len(trial.tags[schema.NODE_ID]) > 20  # a Ray node id (hex)
     artifacts = [a.path for a in client(run.tracking_uri).list_artifacts(parent, schema.BEST_CHECKPOINT_DIR)]
-    assert artifacts == [f"{schema.BEST_CHECKPOINT_DIR}/model.pt"]  # rank 0's checkpoint reached the sweep
+    # rank 0's checkpoint reached the sweep, with its per-layer training signals beside the weights
+    assert artifacts == [f"{schema.BEST_CHECKPOINT_DIR}/{name}" for name in ("model.pt", "training_signals.json")]
     test = run.result()["best"]["test"]  # the loop's own checkpoint format: scored on test like any winner
     assert set(test) >= {"test_loss", "test_accuracy"} and trial.metrics["test_loss"] == test["test_loss"]
 
