@@ -212,7 +212,9 @@ def test_a_journal_of_another_store_is_not_written_here(client: Any, tmp_path: P
 
 def test_sweep_logger_writes_through_the_journal_with_the_trials_timestamps(client: Any, tmp_path: Path) -> None:
     logger = SweepLogger.start(client, experiment="through", run_name="through", tags={schema.SWEEP: "through"},
-                               params={"budget.trials": 2}, artifact_location=None, journal_folder=tmp_path)
+                               params={"budget.trials": 2},
+                               artifact_location=(tmp_path / "artifacts").as_uri(),  # not ./mlruns of the cwd
+                               journal_folder=tmp_path)
     journal = logger.journal.path
     assert journal.exists() and journal.parent == tmp_path
     run_ids = []
