@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 import time
 
 from hpo.startup import PhaseClock, launched_at
@@ -27,8 +30,12 @@ def test_verbose_prints_each_start_up_phase_once_in_order(small_sweep_run) -> No
 
 
 def test_the_clock_counts_from_the_process_launch_and_marks_a_phase_once() -> None:
-    launched = launched_at()
-    assert launched <= time.time() and time.time() - launched < 3600  # this process, not the machine's boot
+    # this process's launch, not the machine's boot: a child started now was launched after us, not before
+    spawned = time.time()
+    child = subprocess.run([sys.executable, "-c", "from hpo.startup import launched_at; print(launched_at())"],
+                           capture_output=True, text=True, check=True)
+    resolution_s = 2 / os.sysconf("SC_CLK_TCK") + 0.01  # /proc's clock ticks and /proc/uptime's hundredths
+    assert launched_at() < spawned - resolution_s <= float(child.stdout) + 2 * resolution_s
     stream = io.StringIO()
     clock = PhaseClock(verbose=True, stream=stream)
     clock.mark("ray started", "local")
