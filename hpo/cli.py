@@ -46,6 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+
+
+def _verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the start-up phases (seconds since launch) on stderr as they end")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo",
@@ -57,14 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", help="sweep file (YAML)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field, e.g. --set budget.trials=20 --set parameters.lr.max=0.5")
-    run.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    _json_option(run)
     run.add_argument("--ray-address", metavar="ADDR",
                      help="run trials on this Ray cluster: auto | HOST:PORT | ray://HOST:PORT (overrides ray.address)")
     run.add_argument("--new", action="store_true",
                      help="start a fresh sweep even if the latest sweep of this name did not finish "
                           "(by default it is resumed: its ended trials are kept, the ones in flight re-run)")
-    run.add_argument("--verbose", action="store_true",
-                     help="print the start-up phases (seconds since launch) on stderr as they end")
+    _verbose_option(run)
     run.set_defaults(handler=_cmd_run)
 
     resume = commands.add_parser(
@@ -77,10 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
     resume.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. --set budget.trials=40 (only budget.trials / budget.time_limit_s may grow)")
-    resume.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
-    resume.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
-    resume.add_argument("--verbose", action="store_true",
-                        help="print the start-up phases (seconds since launch) on stderr as they end")
+    _store_option(resume)
+    _json_option(resume)
+    _verbose_option(resume)
     resume.set_defaults(handler=_cmd_resume, ray_address=None, new=False)
 
     confirm = commands.add_parser(
@@ -92,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     confirm.add_argument("target", metavar="NAME|RUN_ID", help="sweep name (its latest run) or a sweep's parent run id")
     confirm.add_argument("--top", type=int, help="configurations to confirm (default: the sweep's confirm.top, or 3)")
     confirm.add_argument("--seeds", type=int, help="fresh seeds per configuration (default: confirm.seeds, or 5)")
-    confirm.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
-    confirm.add_argument("--json", action="store_true", help="print one JSON document on stdout at the end")
+    _store_option(confirm)
+    _json_option(confirm)
     confirm.set_defaults(handler=_cmd_confirm)
 
     validate = commands.add_parser("validate", help="check a sweep file without running it")
@@ -104,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     best = commands.add_parser("best", help="top trials of a sweep, read from the store")
     best.add_argument("name", help="sweep name (its latest run) or a sweep's parent run id")
     best.add_argument("--top", type=_positive_int, default=5, help="how many trials (default 5)")
-    best.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
-    best.add_argument("--json", action="store_true")
+    _store_option(best)
+    _json_option(best)
     best.set_defaults(handler=_cmd_best)
 
     diagnose = commands.add_parser(
@@ -115,18 +126,18 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("target", nargs="?", help="a trial's run id, a sweep's parent run id or a sweep name")
     diagnose.add_argument("--history", metavar="FILE",
                           help='JSON file {"train_loss": [...], "val_loss": [...], ...} instead of a stored run')
-    diagnose.add_argument("--tracking-uri")
-    diagnose.add_argument("--json", action="store_true")
+    _store_option(diagnose)
+    _json_option(diagnose)
     diagnose.set_defaults(handler=_cmd_diagnose)
 
     dashboard = commands.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1")
-    dashboard.add_argument("--tracking-uri")
+    _store_option(dashboard)
     dashboard.add_argument("--port", type=int, default=None, help="default 8501")
     dashboard.add_argument("--host", default=None, help="default 127.0.0.1 (set 0.0.0.0 to share on a network)")
     dashboard.set_defaults(handler=_cmd_dashboard)
 
     ui = commands.add_parser("ui", help="start the MLflow UI and the dashboard for the store; Ctrl-C stops both")
-    ui.add_argument("--tracking-uri")
+    _store_option(ui)
     ui.add_argument("--mlflow-port", type=int, default=None, help="MLflow UI port for a database store (default 5000)")
     ui.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
     ui.add_argument("--host", default=None, help="default 127.0.0.1")
@@ -161,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--large-batch", type=int, help="batch size of the throughput figures (default 256)")
     compress.add_argument("--calibration-samples", type=int,
                           help="training examples that calibrate static int8 (default 1024)")
-    compress.add_argument("--tracking-uri")
-    compress.add_argument("--json", action="store_true")
+    _store_option(compress)
+    _json_option(compress)
     compress.set_defaults(handler=_cmd_compress)
 
     reproduce = commands.add_parser(
@@ -179,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--ignore", nargs="+", default=[], metavar="METRIC",
                            help="metrics not to compare (your trainer's timings); epoch_seconds and latency_ms "
                                 "never are")
-    reproduce.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or ./.hpo/mlflow.db)")
-    reproduce.add_argument("--json", action="store_true")
+    _store_option(reproduce)
+    _json_option(reproduce)
     reproduce.set_defaults(handler=_cmd_reproduce)
 
     sync = commands.add_parser(
