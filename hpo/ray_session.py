@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
 from hpo.cluster import RAY_CLIENT_SCHEME, check_cluster_fits
@@ -47,6 +48,11 @@ class RaySession:
             self.watchdog.close()
 
 
+CLIENT_ATTEMPTS = 3  # connections to a Ray Client server whose per-driver server failed to start
+CLIENT_RETRY_S = 2.0
+_SERVER_START_FAILED = "Initialization failure from server"
+
+
 def start_ray(config: SweepConfig) -> float:
     """Start (or join) Ray and check that one trial fits the cluster; returns the cluster's CPUs.
 
@@ -61,18 +67,26 @@ def start_ray(config: SweepConfig) -> float:
     if not (config.ray.address or "").startswith(RAY_CLIENT_SCHEME):
         # the driver's folder, for trainer modules beside the sweep file; a Ray Client's folder is not on the cluster
         env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
-    try:
-        ray.init(
-            # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
-            # a dead or foreign cluster on a shared machine (a stale file made local sweeps hang here).
-            address=config.ray.address or "local",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            runtime_env={"env_vars": env_vars},
-        )
-    except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
-        raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(
+                # "local", not None: None would join whatever /tmp/ray/ray_current_cluster or $RAY_ADDRESS names,
+                # a dead or foreign cluster on a shared machine (a stale file made local sweeps hang here).
+                address=config.ray.address or "local",
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                runtime_env={"env_vars": env_vars},
+            )
+            break
+        except ConnectionError as e:  # e.g. ray://HOST:PORT answers TCP but is no Ray Client server
+            # Ray Client's proxy starts one server process per driver; when that process dies as it starts
+            # (seen here: a zombie before the proxy read its command line) the cluster itself is fine: again
+            if attempt < CLIENT_ATTEMPTS and _SERVER_START_FAILED in str(e):
+                ray.shutdown()
+                time.sleep(CLIENT_RETRY_S)
+                continue
+            raise ClusterError(f"cannot connect to the Ray cluster at {config.ray.address}: {e}") from e
     try:
         cluster = ray.cluster_resources()
         check_cluster_fits(config, cluster, [n["Resources"] for n in ray.nodes() if n["Alive"]])
