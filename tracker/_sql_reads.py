@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from pandas.api.types import union_categoricals
 
 from tracker import schema
+from tracker._arrow_sqlite import arrow_columns, read_only_uri
 from tracker._backend import RUN_COLUMNS, KeyValueTable
 from tracker.errors import StoreUnavailable
 from tracker.schema import RunKind
@@ -79,8 +81,7 @@ def create_engine(tracking_uri: str) -> sa.Engine:
                 f"no MLflow store at {path}: the file does not exist. Run `hpo run <sweep.yaml>` "
                 "first, or point --tracking-uri (or MLFLOW_TRACKING_URI) at an existing store."
             )
-        # mode=ro: a reader must never create or migrate the file the runner is writing.
-        uri = f"file:{path.resolve()}?mode=ro"
+        uri = read_only_uri(path)
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     else:
         try:
@@ -124,7 +125,7 @@ def _active_runs_query() -> sa.Select[Any]:
     )
 
 
-def _frame(conn: sa.Connection, query: sa.Select[Any], columns: list[str]) -> pd.DataFrame:
+def _frame(conn: sa.Connection, query: sa.Executable, columns: list[str]) -> pd.DataFrame:
     # Plain DB-API tuples: pandas probes every SQLAlchemy Row with hasattr(), which costs ~10 us a
     # row through Row's missing-key path (6 s for a 600k-point sweep, against 0.7 s for the fetch).
     rows = conn.execute(query).cursor.fetchall()
@@ -166,6 +167,7 @@ class SqlReads:
     def __init__(self, tracking_uri: str) -> None:
         self.engine = create_engine(tracking_uri)
         url = sa.engine.make_url(tracking_uri)
+        self.sqlite_file = Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
         # a SQLite engine opens through a creator (read-only mode), so its own URL names no file
         self.display_uri = tracking_uri if url.get_backend_name() == "sqlite" else url.render_as_string(True)
 
@@ -223,17 +225,20 @@ class SqlReads:
         return _nan_fixed(pd.concat(frames, ignore_index=True))
 
     def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
-        # One query per 5,000 runs; sorted and de-duplicated on category codes below.
-        m = _metrics.c
-        query = sa.select(m.run_uuid, m.key, m.step, m.value, m.is_nan, m.timestamp)
-        if keys is not None:
-            query = query.where(m.key.in_(list(keys)))
-        cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
-        frames = []
+        # Runs come back as their index in ``ids`` (a VALUES table joined in), not as 32-character ids:
+        # a Python string per point was a third of the read. SQLite stores are read as Arrow columns.
+        ids = list(dict.fromkeys(run_ids))
+        parts: list[dict[str, Any]] = [{c: np.array([]) for c in _HISTORY_COLUMNS}]  # no runs: no rows
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(run_ids)):
-                frames.append(_frame(conn, query.where(m.run_uuid.in_(chunk)), cols))
-        return _last_writes(_nan_fixed(pd.concat(frames, ignore_index=True)))
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = _histories_query(ids[start : start + _IN_CHUNK], start, keys)
+                columns = arrow_columns(self.sqlite_file, query) if self.sqlite_file else None
+                if columns is None:
+                    columns = _frame(conn, query, list(_HISTORY_COLUMNS)).to_dict("series")
+                parts.append(columns)
+        columns = {c: np.concatenate([np.asarray(part[c]) for part in parts]) for c in _HISTORY_COLUMNS if c != "key"}
+        columns["key"] = union_categoricals([_categorical(part["key"]) for part in parts], sort_categories=True)
+        return _last_writes(columns, ids)
 
     # -- artifacts: where the store's own artifact location says ----------------------------------------
     def list_artifacts(self, run_id: str, artifact_uri: str, max_files: int) -> list[str]:
@@ -259,23 +264,58 @@ class SqlReads:
         return local_dir(artifact_uri)
 
 
-def _last_writes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Where a step was logged twice (a retried write), the later timestamp wins, as in MLflow's UI."""
-    # numpy lexsort on category codes: sorting 600k Python strings would cost ~0.5 s
-    run = pd.Categorical(frame["run_id"])
-    key = pd.Categorical(frame["key"])
-    step = frame["step"].to_numpy(dtype=np.int64)
-    order = np.lexsort((frame["timestamp"].to_numpy(), step, key.codes, run.codes))
-    r, k, st = run.codes[order], key.codes[order], step[order]
+_HISTORY_COLUMNS = ("run", "key", "step", "value", "is_nan", "timestamp")
+
+
+def _categorical(values: Any) -> pd.Categorical:
+    """Strings as a Categorical with sorted categories (as ``pd.Categorical`` of the strings would have)."""
+    cat = values if isinstance(values, pd.Categorical) else pd.Categorical(np.asarray(values, dtype=object))
+    categories = pd.Index(sorted(str(c) for c in cat.categories), dtype="str")
+    return pd.Categorical.from_codes(categories.get_indexer(cat.categories)[cat.codes], categories=categories)
+
+
+def _histories_query(ids: Sequence[str], first: int, keys: Sequence[str] | None) -> sa.TextClause:
+    """Every point of runs ``ids``, the run as its position ``first + i`` (a VALUES table joined in).
+
+    Plain SQL text: SQLAlchemy's ``values()`` construct compiles 1,000 rows in 0.1 s, the text in a tenth of that.
+    """
+    rows = ", ".join(f"(:c{i}, :r{i})" for i in range(len(ids)))
+    only = " WHERE m.key IN :keys" if keys is not None else ""
+    query = sa.text(
+        f"WITH ids(run, run_uuid) AS (VALUES {rows}) "  # noqa: S608 -- placeholders only, values are bound
+        "SELECT ids.run, m.key, m.step, m.value, m.is_nan, m.timestamp "
+        f"FROM metrics AS m JOIN ids ON ids.run_uuid = m.run_uuid{only}"
+    )
+    values: dict[str, Any] = {f"c{i}": first + i for i in range(len(ids))}
+    values.update({f"r{i}": run_id for i, run_id in enumerate(ids)})
+    if keys is not None:
+        query = query.bindparams(sa.bindparam("keys", expanding=True))
+        values["keys"] = list(keys)
+    return query.bindparams(**values)
+
+
+def _last_writes(columns: dict[str, Any], ids: list[str]) -> pd.DataFrame:
+    """Long history rows; where a step was logged twice (a retried write), the later timestamp wins, as in
+    MLflow's UI. ``columns``: run positions in ``ids``, keys (a Categorical), steps, values, NaN flags, timestamps."""
+    # numpy lexsort on integer codes: sorting 600k Python strings would cost ~0.5 s. Runs in id order.
+    runs = pd.Index(sorted(ids), dtype="str")
+    run = runs.get_indexer(ids)[np.asarray(columns["run"], dtype=np.int64)]
+    key = columns["key"]
+    step = np.asarray(columns["step"], dtype=np.int64)
+    order = np.lexsort((np.asarray(columns["timestamp"], dtype=np.int64), step, key.codes, run))
+    r, k, st = run[order], key.codes[order], step[order]
     last = np.ones(len(order), dtype=bool)  # keep the last write of each (run, key, step)
     last[:-1] = (r[1:] != r[:-1]) | (k[1:] != k[:-1]) | (st[1:] != st[:-1])
     keep = order[last]
+    # MLflow stores NaN as value 0 with is_nan set (not every database has a NaN float)
+    value = np.asarray(columns["value"], dtype=np.float64)
+    value = np.where(np.asarray(columns["is_nan"]).astype(bool), np.nan, value)
     return pd.DataFrame(
         {
-            "run_id": run[keep],
+            "run_id": pd.Categorical.from_codes(run[keep], categories=runs),
             "key": key[keep],
             "step": step[keep],
-            "value": frame["value"].to_numpy(dtype=np.float64)[keep],
+            "value": value[keep],
         }
     )
 

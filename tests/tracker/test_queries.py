@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,40 @@ def test_sweep_without_trials_reads_as_empty(tmp_path):
     assert data.trials.empty and data.histories.empty
     assert data.state == "interrupted"
     assert data.best_trial is None
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["adbc", "sqlite3"])
+def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar):
+    """A step logged twice reads as its later write, NaN as NaN, on both SQLite readers (Arrow through ADBC,
+    and sqlite3 where ADBC cannot read), in a folder whose name needs quoting in a URI."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    import tracker._sql_reads as sql_reads
+
+    folder = tmp_path / "a store #1"
+    folder.mkdir()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("dup", artifact_location=(folder / "artifacts").as_uri())
+    parent = client.create_run(exp, run_name="dup", tags={**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "dup",
+                                                          schema.METRIC: "val_loss", schema.GOAL: "minimize"}).info.run_id
+    trials = []
+    for n in range(2):
+        tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: str(n)}
+        trials.append(client.create_run(exp, run_name=f"t{n}", tags=tags).info.run_id)
+    client.log_batch(trials[0], metrics=[Metric("val_loss", 0.9, 1000, 1), Metric("val_loss", 0.7, 2000, 2),
+                                         Metric("val_loss", 0.5, 3000, 2),  # epoch 2 again, a retried write
+                                         Metric("train_loss", math.nan, 1000, 1)])  # fmt: skip
+    client.log_batch(trials[1], metrics=[Metric("val_loss", 0.8, 1000, 1)])
+    if not columnar:
+        monkeypatch.setattr(sql_reads, "arrow_columns", lambda *args: None)
+    else:
+        from tracker._arrow_sqlite import arrow_columns
+
+        assert arrow_columns(folder / "mlflow.db", sql_reads._histories_query(trials, 0, None)) is not None
+    h = Store(uri).sweep(parent).histories
+    rows = {(r, k, s): v for r, k, s, v in zip(h["run_id"], h["key"], h["step"], h["value"], strict=True)}
+    assert len(h) == 4 and rows[(trials[0], "val_loss", 2)] == 0.5 and rows[(trials[1], "val_loss", 1)] == 0.8
+    assert math.isnan(rows[(trials[0], "train_loss", 1)])
+    assert list(h["run_id"].cat.categories) == sorted(trials)
