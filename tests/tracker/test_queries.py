@@ -224,8 +224,9 @@ def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("dup", artifact_location=(folder / "artifacts").as_uri())
-    parent = client.create_run(exp, run_name="dup", tags={**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "dup",
-                                                          schema.METRIC: "val_loss", schema.GOAL: "minimize"}).info.run_id
+    sweep_tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "dup", schema.METRIC: "val_loss",
+                  schema.GOAL: "minimize"}
+    parent = client.create_run(exp, run_name="dup", tags=sweep_tags).info.run_id
     trials = []
     for n in range(2):
         tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: str(n)}
