@@ -243,7 +243,7 @@ def estimated_floor_applies(f: Features, t: Thresholds = BASE) -> bool:
             and f.acc_floor > f.loss_floor)
 
 
-def _progress(f: Features, t: Thresholds) -> float | None:
+def _progress_to_floor(f: Features, t: Thresholds) -> float | None:
     """How far the training loss came towards its floor: the estimated one where it applies."""
     return f.progress_to_acc_floor if estimated_floor_applies(f, t) else f.progress
 
@@ -260,7 +260,7 @@ def _floor_source(f: Features) -> str:
 
 
 def _underfitting(c: Curves, f: Features, t: Thresholds) -> Judgement | None:
-    progress = _progress(f, t)
+    progress = _progress_to_floor(f, t)
     if progress is None or accuracy_fits(f, t):
         return None
     came = f"training loss came only {_pct(max(progress, 0.0))} of the way down from {_way(f, t)}"
@@ -289,7 +289,7 @@ def _good_fit(c: Curves, f: Features, t: Thresholds) -> Judgement:
         return Judgement("good_fit", _conf(min(1.0, 0.5 + (f.val_acc_end or 0) - t.high_accuracy), 0.6, 0.9), [],
                          f"Good fit: accuracy is high ({accs}) and validation loss did not rise; the loss level "
                          f"itself does not decide{floor}.", "accuracy")
-    progress = _progress(f, t) or 0.0
+    progress = _progress_to_floor(f, t) or 0.0
     margins = [min(1.0, (progress - t.progress_low) / 0.5)]
     if f.val_rise is not None:
         margins.append(1.0 - min(1.0, f.val_rise / t.rise_strong))
