@@ -63,6 +63,9 @@ def advise(verdict: str, findings: list[str], evidence: Mapping[str, Any],
             recs.append("Losses were still falling slowly: a few more epochs may help a little.")
         if "no_validation" in findings:
             recs.append("Log a validation loss so overfitting can be checked.")
+        if "label_noise_floor" in findings:
+            recs.append("The loss levels off where label noise would hold it: check a sample of the labels; if "
+                        "they are clean, a larger model may fit better.")
         return recs
     return ["Run more epochs (at least 3) before judging the curves."]
 

@@ -166,6 +166,11 @@ class Features:
     chance_loss: float | None = None
     loss_floor: float = 0.0  # the lowest training loss the setting allows (label smoothing); 0 when none
     floor_source: str = ""
+    # the floor estimated from training accuracy (``accuracy_floor``); the rules decide whether it applies
+    acc_floor: float | None = None  # the loss a classifier equally unsure of every example has at that accuracy
+    acc_floor_ratio: float | None = None  # training loss end / acc_floor (1: the loss is what the accuracy implies)
+    acc_above_chance: float | None = None  # training accuracy's share of the way from chance (1/K) to 1
+    progress_to_acc_floor: float | None = None  # ``progress`` measured towards acc_floor instead of loss_floor
     train_acc_end: float | None = None  # smoothed end levels of the accuracies, when logged
     val_acc_end: float | None = None
     val_size: int | None = None  # validation examples behind each val_loss value, when known
@@ -185,6 +190,24 @@ def smoothing_floor(label_smoothing: float, n_classes: int) -> float:
         return 0.0
     q_true, q_other = 1.0 - eps + eps / k, eps / k
     return float(-q_true * math.log(q_true) - (k - 1) * q_other * math.log(q_other))
+
+
+def accuracy_floor(accuracy: float, n_classes: int) -> float:
+    """The cross-entropy of a calibrated classifier equally sure of every example, at top-1 accuracy a over K classes.
+
+    Such a model puts a on its answer and (1 - a) / (K - 1) on each other class, so its loss is the entropy
+    -a ln a - (1 - a) ln((1 - a) / (K - 1)). That is exactly the least loss on labels with symmetric noise: when a
+    share eta of the labels is replaced by a random class, a model that knows every clean label is right on
+    a = 1 - eta + eta/K of them and can do no better than predict that target; it is the label-smoothing floor
+    with eps = (1 - a) K / (K - 1). A model sure of its easy examples and unsure of its hard ones sits below it
+    (entropy is concave), and one that is not yet sure of what it gets right sits above it.
+    E.g. a = 0.82, K = 10: 0.87 (20% noise); a = 0.75, K = 10: 1.11; a = 0.99, K = 10: 0.078.
+    """
+    k = int(n_classes)
+    if k < 2:
+        return 0.0
+    a = min(1.0, max(float(accuracy), 1.0 / k))  # below chance the uniform prediction, ln K, is the level
+    return smoothing_floor((1.0 - a) * k / (k - 1), k)
 
 
 def sampling_error(n: int, error_rate: float | None = None) -> float:
@@ -224,30 +247,38 @@ def measure(c: Curves, n_classes: int | None, *, label_smoothing: float | None =
     if val_size:
         f.val_size = int(val_size)
         ev["val_size"] = f.val_size
-    if c.train is not None:
-        _measure_train(c.train, f, chance)
+    levels = _measure_train(c.train, f, chance) if c.train is not None else None
     if c.val is not None and np.isfinite(c.val).sum() >= MIN_EPOCHS:
         _measure_val(c, f)
     _measure_accuracy(c, f, n_classes)
+    if levels is not None and n_classes and n_classes > 1 and not c.loss_from_accuracy:
+        _measure_acc_floor(f, n_classes, *levels)
     if c.lr is not None and np.isfinite(c.lr).any():
         lr = c.lr[np.isfinite(c.lr)]
         ev["lr_first"], ev["lr_last"], ev["lr_max"] = _r(lr[0]), _r(lr[-1]), _r(lr.max())
     return f
 
 
-def _measure_train(train: np.ndarray, f: Features, chance: float | None) -> None:
+def _progress(end: float, ref: float, floor: float, tmin: float) -> float:
+    """Share of the way from ``ref`` (start or chance) down to ``floor`` that the loss's end level came."""
+    # a floor above the lowest loss reached is not one (a wrong label_smoothing, an estimate a shade high)
+    floor = min(floor, 0.999 * tmin)
+    return 1.0 - (end - floor) / (ref - floor) if ref - floor > _EPS else 0.0
+
+
+def _measure_train(train: np.ndarray, f: Features, chance: float | None) -> tuple[float, float, float] | None:
+    """Measure the training loss; returns its (reference start, smoothed end, smoothed minimum) levels."""
     ev = f.evidence
     t = train[np.isfinite(train)]
     if len(t) < MIN_EPOCHS:
-        return
+        return None
     ts = smooth(t)
     k = tail_len(len(t))
     start = max(t[0], ts[0])
     ref = max(start, chance) if chance else start
     end = float(ts[-k:].mean()) if len(t) < 8 else float(ts[-1])
     tmin = float(ts.min())
-    floor = min(f.loss_floor, 0.999 * tmin)  # a floor above the loss reached is the caller's mistake: ignore
-    f.progress = 1.0 - (end - floor) / (ref - floor) if ref - floor > _EPS else 0.0
+    f.progress = _progress(end, ref, f.loss_floor, tmin)
     # a curve that never got anywhere has no progress to give back: floor the span at 5% of the level
     span = max(ref - tmin, 0.05 * abs(ref), _EPS)
     f.train_gaveback = max(0.0, (end - tmin) / span)
@@ -278,6 +309,20 @@ def _measure_train(train: np.ndarray, f: Features, chance: float | None) -> None
               train_recent_share_of_drop=_r(f.still_improving),
               train_slope_last_epochs=_r(_slope(ts[-k:]) / max(abs(end), _EPS)),
               oscillation=_r(f.oscillation))
+    return ref, end, tmin
+
+
+def _measure_acc_floor(f: Features, n_classes: int, ref: float, end: float, tmin: float) -> None:
+    """The loss floor estimated from training accuracy (``accuracy_floor``), and how the loss stands against it."""
+    if f.train_acc_end is None or end <= _EPS:
+        return
+    f.acc_floor = accuracy_floor(f.train_acc_end, n_classes)
+    f.acc_floor_ratio = end / f.acc_floor if f.acc_floor > _EPS else None
+    f.acc_above_chance = (f.train_acc_end - 1.0 / n_classes) / (1.0 - 1.0 / n_classes)
+    f.progress_to_acc_floor = _progress(end, ref, max(f.loss_floor, f.acc_floor), tmin)
+    f.evidence.update(accuracy_implied_loss=_r(f.acc_floor), train_loss_vs_accuracy_implied=_r(f.acc_floor_ratio),
+                      train_accuracy_above_chance=_r(f.acc_above_chance),
+                      train_progress_to_accuracy_implied=_r(f.progress_to_acc_floor))
 
 
 def _log_wobble(y: np.ndarray, ys: np.ndarray) -> float:

@@ -40,6 +40,9 @@ class Thresholds:
     gap_none: float = 0.05  # ... train and val loss within 5% of each other
     still_improving: float = 0.15  # >= 15% of the total drop came in the last quarter of the epochs
     high_accuracy: float = 0.97  # train and validation accuracy both this high: the model fits, whatever its loss
+    # -- the loss floor estimated from training accuracy (label noise; ``accuracy_floor``)
+    floor_match: float = 0.1  # training loss within 10% of the loss its training accuracy implies ...
+    floor_learned: float = 0.5  # ... at an accuracy at least half way from chance to 1: the floor is that loss
 
 
 BASE = Thresholds()
@@ -63,6 +66,7 @@ class Judgement:
     summary: str
     decided_by: str = ""  # the signal that decided: see DECIDED_BY
     borderline_with: list[str] = field(default_factory=list)
+    evidence: dict[str, object] = field(default_factory=dict)  # added to the features' evidence
 
 
 # What ``decided_by`` says, in the evidence of every verdict.
@@ -79,6 +83,7 @@ DECIDED_BY = {
     "accuracy": "training and validation accuracy both high",
     "validation_loss": "validation loss levelled off without rising, and training loss fell far enough",
     "training_loss": "training loss fell far enough (no validation series)",
+    "loss_floor_estimate": "the training loss sits at the floor its training accuracy implies (label noise)",
 }
 
 
@@ -99,12 +104,21 @@ def judge(c: Curves, f: Features, is_classifier: bool) -> Judgement:
         if x not in j.findings:
             j.findings.append(x)
     others = _alternatives(c, f, is_classifier, j.verdict)
+    why = "the deciding measure sits near its threshold"
+    if estimated_floor_applies(f) and j.verdict != "diverged":  # a diverged verdict reads no floor
+        _note_estimated_floor(j, f)
+        # the estimate cannot tell noisy labels from a model too small to do better: if it alone decided, say so
+        without = _decide(c, f, is_classifier, replace(BASE, floor_learned=math.inf)).verdict
+        if without != j.verdict:
+            j.decided_by = "loss_floor_estimate"
+            others = sorted(set(others) | {without})
+            why = (f"it rests on a loss floor estimated from the training accuracy; if the labels are clean, "
+                   f"the curves read as {without}")
     if others:
         j.borderline_with = others
         j.findings.append("borderline")
         j.confidence = round(min(j.confidence, BORDERLINE_CONFIDENCE), 2)
-        j.summary = (f"Borderline between {j.verdict} and {' / '.join(others)}: the deciding measure sits "
-                     f"near its threshold. " + j.summary)
+        j.summary = f"Borderline between {j.verdict} and {' / '.join(others)}: {why}. " + j.summary
     if j.verdict in ("overfitting", "good_fit") and j.decided_by != "accuracy":
         _cap_by_validation(j, f)
     if f.n < 6:
@@ -213,12 +227,45 @@ def accuracy_fits(f: Features, t: Thresholds = BASE) -> bool:
     return f.val_acc_end is not None and min(accs) >= t.high_accuracy
 
 
+def estimated_floor_applies(f: Features, t: Thresholds = BASE) -> bool:
+    """The training loss sits within ``floor_match`` of the loss its training accuracy implies
+    (``accuracy_floor``), above any known floor, at an accuracy ``floor_learned`` of the way from chance to 1
+    and below ``high_accuracy``.
+
+    Such a loss is what a model equally unsure of every example has, the mark of labels that are uncertain
+    alike everywhere (label noise): the estimate becomes the floor. Near chance every loss matches it, so the
+    accuracy must be well above chance; a model sure of its easy examples sits well below it, and one still
+    learning well above it. At ``high_accuracy`` and above the floor is negligible and accuracy judges the fit.
+    """
+    return (f.acc_floor_ratio is not None and f.acc_above_chance is not None and f.acc_floor is not None
+            and f.train_acc_end is not None and f.train_acc_end < t.high_accuracy
+            and abs(f.acc_floor_ratio - 1.0) <= t.floor_match and f.acc_above_chance >= t.floor_learned
+            and f.acc_floor > f.loss_floor)
+
+
+def _progress_to_floor(f: Features, t: Thresholds) -> float | None:
+    """How far the training loss came towards its floor: the estimated one where it applies."""
+    return f.progress_to_acc_floor if estimated_floor_applies(f, t) else f.progress
+
+
+def _note_estimated_floor(j: Judgement, f: Features) -> None:
+    j.findings.append("label_noise_floor")
+    j.evidence.update(train_loss_floor=f.evidence.get("accuracy_implied_loss"),
+                      train_loss_floor_source=_floor_source(f))
+
+
+def _floor_source(f: Features) -> str:
+    return (f"estimated: the loss of a model equally unsure of every example at training accuracy "
+            f"{_pct(f.train_acc_end or 0)}, as with label noise")
+
+
 def _underfitting(c: Curves, f: Features, t: Thresholds) -> Judgement | None:
-    if f.progress is None or accuracy_fits(f, t):
+    progress = _progress_to_floor(f, t)
+    if progress is None or accuracy_fits(f, t):
         return None
-    came = f"training loss came only {_pct(max(f.progress, 0.0))} of the way down from {_way(f)}"
-    if f.progress < t.progress_low:
-        return Judgement("underfitting", _conf((t.progress_low - f.progress) / t.progress_low),
+    came = f"training loss came only {_pct(max(progress, 0.0))} of the way down from {_way(f, t)}"
+    if progress < t.progress_low:
+        return Judgement("underfitting", _conf((t.progress_low - progress) / t.progress_low),
                          ["high_training_loss"],
                          f"Underfitting: {came}; the model barely fit its own training data.", "training_loss_vs_floor")
     val_improving = f.val_still_improving if c.val is not None else f.still_improving
@@ -226,8 +273,8 @@ def _underfitting(c: Curves, f: Features, t: Thresholds) -> Judgement | None:
         return Judgement("underfitting", _conf((f.still_improving or 0) / 0.3), ["still_improving"],
                          f"Underfitting: losses were still falling when training stopped "
                          f"({_pct(f.still_improving or 0)} of the drop came in the last epochs).", "still_improving")
-    if f.gap_ratio is not None and f.gap_ratio < t.gap_none and f.progress < t.progress_mid:
-        return Judgement("underfitting", _conf(0.5 * (t.progress_mid - f.progress) / 0.4 + 0.3),
+    if f.gap_ratio is not None and f.gap_ratio < t.gap_none and progress < t.progress_mid:
+        return Judgement("underfitting", _conf(0.5 * (t.progress_mid - progress) / 0.4 + 0.3),
                          ["no_generalization_gap"],
                          f"Underfitting: {came} and is no lower than validation loss; the model is held back, "
                          "not overfitting.", "generalization_gap")
@@ -242,7 +289,8 @@ def _good_fit(c: Curves, f: Features, t: Thresholds) -> Judgement:
         return Judgement("good_fit", _conf(min(1.0, 0.5 + (f.val_acc_end or 0) - t.high_accuracy), 0.6, 0.9), [],
                          f"Good fit: accuracy is high ({accs}) and validation loss did not rise; the loss level "
                          f"itself does not decide{floor}.", "accuracy")
-    margins = [min(1.0, ((f.progress or 0) - t.progress_low) / 0.5)]
+    progress = _progress_to_floor(f, t) or 0.0
+    margins = [min(1.0, (progress - t.progress_low) / 0.5)]
     if f.val_rise is not None:
         margins.append(1.0 - min(1.0, f.val_rise / t.rise_strong))
     conf = _conf(min(margins), 0.5, 0.9)
@@ -252,13 +300,15 @@ def _good_fit(c: Curves, f: Features, t: Thresholds) -> Judgement:
                          "training_loss")
     return Judgement("good_fit", conf, [],
                      f"Good fit: validation loss reached its minimum at epoch {f.val_min_epoch} of {f.n} "
-                     f"and training loss came {_pct(f.progress or 0)} of the way down from {_way(f)}.",
+                     f"and training loss came {_pct(progress)} of the way down from {_way(f, t)}.",
                      "validation_loss")
 
 
-def _way(f: Features) -> str:
+def _way(f: Features, t: Thresholds) -> str:
     """'chance level to its floor 0.5 (label smoothing 0.1 over 10 classes)', 'its start to zero', ..."""
     start = "chance level" if f.chance_loss else "its start"
+    if estimated_floor_applies(f, t):
+        return f"{start} to its floor {f.acc_floor or 0:.3g} ({_floor_source(f)})"
     floor = f"its floor {f.loss_floor:.3g} ({f.floor_source})" if f.loss_floor else "zero"
     return f"{start} to {floor}"
 

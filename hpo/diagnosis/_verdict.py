@@ -57,9 +57,11 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
             validation loss weaker evidence (and caps the confidence of verdicts read from it).
 
     The trial's ``label_smoothing`` (from ``params``) sets a floor under the training loss (see
-    ``smoothing_floor``); training and validation accuracy at or above 97% mean the model fits, whatever
-    its loss. ``evidence["decided_by"]`` names the signal that decided; a verdict that a small move of any
-    threshold would change carries the finding ``borderline`` and ``evidence["borderline_with"]``.
+    ``smoothing_floor``); a training loss at the level its training accuracy implies for labels noisy alike
+    everywhere (``accuracy_floor``) takes that level as its floor, and says so (finding ``label_noise_floor``;
+    borderline when that alone decides); training and validation accuracy at or above 97% mean the model
+    fits, whatever its loss. ``evidence["decided_by"]`` names the signal that decided; a verdict that a small
+    move of any threshold would change carries the finding ``borderline`` and ``evidence["borderline_with"]``.
 
     Returns:
         A Diagnosis; verdict is one of VERDICTS or "insufficient_data".
@@ -79,7 +81,7 @@ def diagnose(history: Mapping[str, Sequence[float | None]], *, params: Mapping[s
     is_classifier = bool(n_classes and n_classes > 1) or (
         (c.train_acc is not None or c.val_acc is not None) and not c.loss_from_accuracy)
     j = judge(c, f, is_classifier)
-    evidence = dict(f.evidence)
+    evidence = dict(f.evidence) | j.evidence
     evidence["validation"] = "missing" if c.val is None else "present"
     evidence["decided_by"] = j.decided_by
     if j.borderline_with:
