@@ -8,7 +8,8 @@ bench setup, 600k points through ``log_batch`` would take minutes), then times
 2. the sweep page's figures built from it (leaderboard, best-so-far, verdicts, parallel
    coordinates, learning curves, slice) and, separately, Optuna's fANOVA importance;
 3. the whole sweep page script under Streamlit's AppTest, cold cache and cached rerun (parameter
-   importance of a sweep this size is computed when asked: timed apart, with the button pressed);
+   importance and the contour of a sweep this size are computed when asked: timed apart, each with
+   its button pressed);
 4. the same histories read the usual way, ``MlflowClient.get_metric_history`` per run per key;
 5. with ``--sweeps N`` (default 200): a second store of N sweeps (20 trials x 10 epochs each), the
    sweeps list (``Store.list_sweeps()``) and the sweeps page under AppTest, cold and rerun.
@@ -157,6 +158,11 @@ def apptest(uri: str, parent: str, results: dict[str, float]) -> None:
         timed("sweep page, rerun with importance (cached)", at.run, results)
         if not any(t.label == "Importance" for t in at.tabs):
             raise SystemExit("no importance tab")
+    buttons = [b for b in at.button if b.key == "contour_compute"]
+    if buttons:
+        buttons[0].click()
+        timed("sweep page, 'Draw the contour' pressed", at.run, results)
+        timed("sweep page, rerun with the contour (cached)", at.run, results)
 
 
 def many_sweeps(folder: Path, sweeps: int, results: dict[str, float]) -> None:

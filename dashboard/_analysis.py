@@ -147,12 +147,13 @@ def sweep_summary(sweep: SweepData, trials: pd.DataFrame, logged: Mapping[str, A
     if not logged and not judged.empty:
         # summarize_sweep reads only each trial's verdict and params: rebuild light Diagnosis objects
         # from the verdicts we already have instead of re-diagnosing every curve.
+        columns = [c for c in judged.columns if c.startswith(PARAM_PREFIX)]
         pairs = [
             (
-                {c[len(PARAM_PREFIX) :]: v for c, v in row.items() if c.startswith(PARAM_PREFIX) and present(v)},
+                {c[len(PARAM_PREFIX) :]: v for c, v in row.items() if c != "verdict" and present(v)},
                 Diagnosis(verdict=str(row["verdict"]), confidence=0.0, evidence={}, recommendations=[]),
             )
-            for _, row in judged.iterrows()
+            for row in judged[[*columns, "verdict"]].to_dict("records")  # iterrows: 0.2 s on 1,000 trials
         ]
         try:
             summary = dict(summarize_sweep(pairs).to_dict())

@@ -21,7 +21,7 @@ from dashboard import _analysis, _charts, _confirm, _data, _pareto  # noqa: E402
 from tracker.queries import PARAM_PREFIX, RunNotFound, StoreUnavailable, SweepData  # noqa: E402
 
 NO_VERDICT = "no verdict"
-IMPORTANCE_AUTO_TRIALS = 300  # above this many scored trials, importance is computed when asked
+ANALYSIS_AUTO_TRIALS = 300  # above this many scored trials, importance and the contour wait to be asked
 
 
 def pick_sweep(store_uri: str) -> str:
@@ -208,11 +208,10 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
     with tabs[0]:
         st.plotly_chart(_charts.parallel_coordinates(trials, names, metric, data.maximize), key="parcoords")
     try:
-        study, in_study = _data.study(uri, data.run_id, fingerprint)
-        ranked = _data.importances(uri, data.run_id, fingerprint) if importance_wanted(data, trials, tabs[1]) else {}
+        ranked = _data.importances(uri, data.run_id, fingerprint) if asked(data, trials, tabs[1], "importance") else {}
     except _analysis.AnalysisUnavailable as e:
         tabs[1].info(str(e))
-        study, in_study, ranked = None, [], {}
+        ranked = {}
     if ranked:
         tabs[1].plotly_chart(_charts.importance_bar(ranked), key="importance")
         unrated = [n for n in names if n not in ranked]
@@ -226,28 +225,46 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
         param = st.selectbox("Parameter", order, key="slice_param")
         st.plotly_chart(_charts.slice_plot(trials, param, metric), key="slice")
     with tabs[3]:
-        numeric = [n for n in order if n in in_study]
-        if study is None or len(numeric) < 2:
-            st.info("A contour needs two parameters present in every scored trial.")
-            return
-        c1, c2 = st.columns(2)
-        x = c1.selectbox("x", numeric, index=0, key="contour_x")
-        y = c2.selectbox("y", [n for n in numeric if n != x], index=0, key="contour_y")
-        st.plotly_chart(_data.contour(uri, data.run_id, fingerprint, x, y, metric), key="contour")
+        if asked(data, trials, tabs[3], "contour"):
+            contour(uri, data, fingerprint, order, metric)
 
 
-def importance_wanted(data: SweepData, trials: pd.DataFrame, where: DeltaGenerator) -> bool:
-    """Whether to compute parameter importance on this run of the page: at once for a sweep of up to
-    ``IMPORTANCE_AUTO_TRIALS`` scored trials; for a larger one (fANOVA takes seconds there) once asked,
-    then on every rerun (the result is cached per sweep state)."""
+def contour(uri: str, data: SweepData, fingerprint: str, order: list[str], metric: str) -> None:
+    try:
+        _, in_study = _data.study(uri, data.run_id, fingerprint)
+    except _analysis.AnalysisUnavailable:
+        in_study = []
+    numeric = [n for n in order if n in in_study]
+    if len(numeric) < 2:
+        st.info("A contour needs two parameters present in every scored trial.")
+        return
+    c1, c2 = st.columns(2)
+    x = c1.selectbox("x", numeric, index=0, key="contour_x")
+    y = c2.selectbox("y", [n for n in numeric if n != x], index=0, key="contour_y")
+    st.plotly_chart(_data.contour(uri, data.run_id, fingerprint, x, y, metric), key="contour")
+
+
+_ON_REQUEST = {
+    "importance": ("Parameter importance (fANOVA over {n} trials) takes a few seconds at this size, so it is "
+                   "computed when asked; the page does not wait for it.", "Compute parameter importance",
+                   ":material/insights:"),
+    "contour": ("Optuna's contour over {n} trials takes a few seconds at this size, so it is drawn when asked; "
+                "the page does not wait for it.", "Draw the contour", ":material/layers:"),
+}  # fmt: skip
+
+
+def asked(data: SweepData, trials: pd.DataFrame, where: DeltaGenerator, analysis: str) -> bool:
+    """Whether to run ``analysis`` (importance or contour) on this run of the page: at once for a sweep of up
+    to ``ANALYSIS_AUTO_TRIALS`` scored trials; for a larger one (they take seconds there, Optuna's plotting
+    imports included) once asked, then on every rerun (the results are cached per sweep state)."""
     scored = int(trials["best"].notna().sum())
-    asked = f"importance_asked_{data.run_id}"
-    if scored <= IMPORTANCE_AUTO_TRIALS or st.session_state.get(asked):
+    key = f"{analysis}_asked_{data.run_id}"
+    if scored <= ANALYSIS_AUTO_TRIALS or st.session_state.get(key):
         return True
-    where.caption(f"Parameter importance (fANOVA over {scored} trials) takes a few seconds at this size, so it "
-                  "is computed when asked; the page does not wait for it.")
-    if where.button("Compute parameter importance", key="importance_compute", icon=":material/insights:"):
-        st.session_state[asked] = True
+    caption, label, icon = _ON_REQUEST[analysis]
+    where.caption(caption.format(n=scored))
+    if where.button(label, key=f"{analysis}_compute", icon=icon):
+        st.session_state[key] = True
         return True
     return False
 
