@@ -1,16 +1,18 @@
-"""How fast the sweep page loads a big sweep: 1,000 trials x 100 epochs x 6 curves (600k points).
+"""How fast the sweep page loads a big sweep: 1,000 trials x 100 epochs x 6 curves (600k points), plus
+the 12 training signals per epoch the built-in trainer logs by default (1.2M more).
 
 Fills a fresh SQLite MLflow store (schema made by MLflow, rows bulk-inserted with SQLAlchemy: a
-bench setup, 600k points through ``log_batch`` would take minutes), then times
+bench setup, 1.8M points through ``log_batch`` would take many minutes), then times
 
-1. ``Store.sweep()``: the trials frame and every metric history in one query (the first call in
-   a process also pays one-off import and warm-up costs, so it is timed separately);
+1. ``Store.sweep()``: the trials frame and every metric history (what ``hpo diagnose`` reads; the first
+   call in a process also pays one-off import and warm-up costs, so it is timed separately), and
+   ``Store.sweep(skip=("signals/",))``: the same without the signals' histories, what the sweep page reads;
 2. the sweep page's figures built from it (leaderboard, best-so-far, verdicts, parallel
    coordinates, learning curves, slice) and, separately, Optuna's fANOVA importance;
 3. the whole sweep page script under Streamlit's AppTest, cold cache and cached rerun (parameter
    importance and the contour of a sweep this size are computed when asked: timed apart, each with
    its button pressed);
-4. the same histories read the usual way, ``MlflowClient.get_metric_history`` per run per key;
+4. the same curves read the usual way, ``MlflowClient.get_metric_history`` per run per key;
 5. with ``--sweeps N`` (default 200): a second store of N sweeps (20 trials x 10 epochs each), the
    sweeps list (``Store.list_sweeps()``) and the sweeps page under AppTest, cold and rerun.
 
@@ -34,13 +36,19 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from tracker import schema  # noqa: E402
+from trainers import signal_names as names  # noqa: E402
 
 KEYS = schema.EPOCH_METRICS
+# what the built-in trainer also logs every epoch by default (an MLP with ReLUs): 12 training signals
+SIGNALS = (names.GRAD_NORM, names.GRAD_NORM_MAX, names.NONFINITE_GRAD_STEPS, names.NONFINITE_WEIGHTS,
+           names.WEIGHT_NORM, names.DEAD_RELU, *(names.grad_norm_of(g) for g in names.GROUPS),
+           *(names.update_ratio_of(g) for g in names.GROUPS))  # fmt: skip
 VERDICTS = ["good_fit", "overfitting", "underfitting", "diverged"]
 
 
-def fill(uri: str, trials: int, epochs: int, seed: int = 0, name: str = "scale") -> str:
-    """Create the schema through MLflow, then bulk-insert one sweep; returns the parent run id."""
+def fill(uri: str, trials: int, epochs: int, seed: int = 0, name: str = "scale", signals: bool = True) -> str:
+    """Create the schema through MLflow, then bulk-insert one sweep (with the training signals the built-in
+    trainer logs, unless ``signals`` is false); returns the parent run id."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -78,6 +86,8 @@ def fill(uri: str, trials: int, epochs: int, seed: int = 0, name: str = "scale")
             val = train + 0.002 * epoch * (verdict == "overfitting") + rng.gauss(0, 0.01)
             values = {"train_loss": train, "val_loss": val, "train_accuracy": 1 - train / 2.5,
                       "val_accuracy": 1 - val / 2.5, "lr": lr, "epoch_seconds": 0.5}  # fmt: skip
+            if signals:
+                values.update({key: rng.uniform(0, 1) for key in SIGNALS})
             best = max(best, values["val_accuracy"])
             for key, value in values.items():
                 metrics.append({"key": key, "value": value, "timestamp": start + epoch * 500, "step": epoch,
@@ -214,13 +224,14 @@ def main() -> None:
     from tracker.queries import Store
 
     store = Store(uri)
+    page = "Store.sweep(skip=signals/): what the sweep page reads"
     timed("Store.sweep(), first call in the process", lambda: store.sweep(parent), results)
-    data = timed("Store.sweep(): trials + all histories", lambda: store.sweep(parent), results)
-    print(f"    {len(data.trials)} trials, {len(data.histories):,} history points")
+    whole = timed("Store.sweep(): trials + all histories", lambda: store.sweep(parent), results)
+    print(f"    {len(whole.trials)} trials, {len(whole.histories):,} history points (hpo diagnose reads these)")
+    data = timed(page, lambda: store.sweep(parent, skip=(names.PREFIX,)), results)
+    print(f"    {len(data.trials)} trials, {len(data.histories):,} history points (the training signals left out)")
     timed("sweep page figures (5 plotly figures, serialised)", lambda: page_figures(data), results)
-    load_and_figures = results["Store.sweep(): trials + all histories"] + results[
-        "sweep page figures (5 plotly figures, serialised)"
-    ]
+    load_and_figures = results[page] + results["sweep page figures (5 plotly figures, serialised)"]
     from dashboard import _analysis
 
     def importance():
@@ -236,12 +247,12 @@ def main() -> None:
           lambda: client_reads(uri, sample), results)  # fmt: skip
     client_s = results[f"MlflowClient.get_metric_history x {len(sample)} runs x {len(KEYS)} keys"]
     client_s *= len(ids) / len(sample)
-    bulk_s = results["Store.sweep(): trials + all histories"]
+    bulk_s = results[page]
     print()
     print(f"sweep page data + figures: {load_and_figures:.2f} s (target < 2 s)")
-    print(f"histories, bulk Store.sweep():           {bulk_s:8.2f} s")
+    print(f"curves, bulk Store.sweep(skip=signals/): {bulk_s:8.2f} s")
     extrapolated = " (extrapolated)" if len(sample) < len(ids) else ""
-    print(f"histories, MlflowClient per run and key: {client_s:8.2f} s{extrapolated}")
+    print(f"curves, MlflowClient per run and key:    {client_s:8.2f} s{extrapolated}")
     print(f"ratio: {client_s / bulk_s:.0f}x")
     if args.sweeps:
         print()

@@ -173,13 +173,15 @@ def sweep_objectives(sweep: SweepData) -> list[tuple[str, str]]:
     return objectives if len(objectives) > 1 else []
 
 
-def pareto_frame(sweep: SweepData, trials: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
+def pareto_frame(histories: pd.DataFrame, trials: pd.DataFrame, objectives: list[tuple[str, str]]) -> pd.DataFrame:
     """One row per trial that did not fail and has every objective: run_id, trial_number, each objective's
     value (at the first objective's best epoch, as Optuna was told), ``pareto`` (on the front), and
-    ``hypervolume`` (of the trials up to this one, by trial number), sorted by trial number."""
+    ``hypervolume`` (of the trials up to this one, by trial number), sorted by trial number.
+
+    ``histories``: the per-epoch rows of (at least) the trials that did not fail."""
     ok = trials[trials["state"] != "failed"]
-    histories = {run_id: history_dict(sweep.histories, run_id) for run_id in ok["run_id"]}
-    scored, front = front_of(histories, objectives)
+    curves = {run_id: history_dict(histories, run_id) for run_id in ok["run_id"]}
+    scored, front = front_of(curves, objectives)
     columns = ["run_id", "trial_number", *(n for n, _ in objectives), "pareto", "hypervolume"]
     if not scored:
         return pd.DataFrame(columns=columns)

@@ -24,6 +24,7 @@ from tracker import schema
 from tracker.errors import StoreUnavailable
 from tracker.queries import RunNotFound, Store, SweepData, TrialData
 from tracker.uri import resolve_tracking_uri
+from trainers import signal_names
 
 LIVE_REFRESH_S = 5.0
 FINGERPRINT_TTL_S = 2.0  # < LIVE_REFRESH_S: a live page's refresh always reads the store again
@@ -128,9 +129,35 @@ def _fingerprint(uri: str, run_id: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the sweep…", max_entries=_MAX_SWEEPS_CACHED)
 def load_sweep(uri: str, run_id: str, fingerprint: str) -> tuple[SweepData, pd.DataFrame]:
-    """The sweep, and its trials with verdicts filled in where no diagnosis was logged."""
-    data = _open_store(uri).sweep(run_id)
+    """The sweep, and its trials with verdicts filled in where no diagnosis was logged.
+
+    With the curves of the trials the page draws first only (``Store.sweep(first_curves=True)``: running
+    trials, those without a logged verdict, the best few); :func:`curves_of` reads the others when a page
+    asks. Without the training signals' histories: the sweep's pages never draw them (the trial page reads
+    its own), and they decide no verdict (``hpo.diagnosis``: the curves decide, the signals add findings).
+    """
+    data = _open_store(uri).sweep(run_id, skip=_NOT_DRAWN, first_curves=True)
     return data, _analysis.fill_verdicts(data)
+
+
+_NOT_DRAWN = (signal_names.PREFIX,)
+
+
+def curves_of(uri: str, data: SweepData, run_ids: list[str]) -> pd.DataFrame:
+    """The histories of ``run_ids``: those the loaded sweep holds, the others read now (and cached per sweep
+    state and set of trials)."""
+    held = data.histories[data.histories["run_id"].isin(run_ids)]
+    missing = [] if data.curves_of is None else sorted(set(run_ids) - data.curves_of)
+    if not missing:
+        return held
+    more = _more_curves(uri, data.run_id, fingerprint(open_store(), data.run_id), tuple(missing))
+    return pd.concat([held.astype({"run_id": object, "key": object}), more.astype({"run_id": object, "key": object})],
+                     ignore_index=True)
+
+
+@st.cache_resource(show_spinner="Loading curves…", max_entries=32)
+def _more_curves(uri: str, run_id: str, fingerprint: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return _open_store(uri).histories(list(run_ids), skip=_NOT_DRAWN)
 
 
 @st.cache_resource(show_spinner="Fitting parameter importance…", max_entries=_MAX_SWEEPS_CACHED)

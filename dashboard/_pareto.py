@@ -57,7 +57,7 @@ def section(uri: str, data: SweepData, trials: pd.DataFrame, objectives: list[tu
         "beats on every objective. Hypervolume is measured against the worst value observed per objective "
         "plus 10% of its range."
     )
-    frame = _analysis.pareto_frame(data, trials, objectives)
+    frame = _analysis.pareto_frame(_data.curves_of(uri, data, unfailed(trials)), trials, objectives)
     if frame.empty:
         st.info("No trial has reported every objective yet.")
         return
@@ -88,8 +88,13 @@ def _ranked(uri: str, run_id: str, fingerprint: str, objectives: tuple[tuple[str
             ) -> dict[str, dict[str, float] | str]:
     """fANOVA per objective, once per state of the sweep (a live page reruns every few seconds)."""
     data, trials = _data.load_sweep(uri, run_id, fingerprint)
-    frame = _analysis.pareto_frame(data, trials, list(objectives))
+    frame = _analysis.pareto_frame(_data.curves_of(uri, data, unfailed(trials)), trials, list(objectives))
     return _analysis.objective_importances(trials, frame, list(objectives))
+
+
+def unfailed(trials: pd.DataFrame) -> list[str]:
+    """The trials a front is drawn from: all but the failed ones."""
+    return trials.loc[trials["state"] != "failed", "run_id"].tolist()
 
 
 def _importance(uri: str, run_id: str, fingerprint: str, objectives: list[tuple[str, str]]) -> None:

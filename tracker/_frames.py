@@ -104,6 +104,21 @@ def trials_frame(
     return out
 
 
+def first_curves_of(children: pd.DataFrame, tags: pd.DataFrame, latest: pd.DataFrame, metric: str | None,
+                    goal: str | None, top: int) -> list[str]:
+    """The trials whose curves a sweep page needs before any click: running ones (their best so far comes
+    from the curve), those without a logged verdict (diagnosed from the curves), and the ``top`` best by
+    ``best.<metric>`` (the learning curves shown first). ``tags`` and ``latest`` are wide, indexed by run id."""
+    ids = children["run_id"].tolist()
+    running = (children["status"] == "RUNNING").to_numpy()
+    unjudged = column(tags, schema.DIAGNOSIS).isna().to_numpy()
+    best = pd.Series(pd.to_numeric(column(latest, f"{schema.BEST_PREFIX}{metric}"), errors="coerce").to_numpy(),
+                     index=ids).dropna()
+    ranked = best.sort_values(ascending=goal != "maximize", kind="stable").index[:top]
+    wanted = set(ranked) | {r for r, a, b in zip(ids, running, unjudged, strict=True) if a or b}
+    return [r for r in ids if r in wanted]
+
+
 def param_columns(params: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
     wide = to_wide(params, ids)
     columns = {}

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from tracker._frames import (
     durations,
     empty_histories,
     epoch_points,
+    first_curves_of,
     history_dict,
     sweep_bests,
     sweep_state,
@@ -76,6 +77,8 @@ _TRIAL_TAGS = (
     schema.DIAGNOSIS,
     schema.DIAGNOSIS_CONFIDENCE,
 )
+FIRST_CURVES = 6  # Store.sweep(first_curves=True): the best trials whose curves are read at once (the
+# sweep page's learning-curve picker starts on the best three and the running ones, six at most)
 _BEAT_TAGS = (schema.HEARTBEAT, schema.DRIVER_HOST, schema.DRIVER_PID)  # a running sweep's driver liveness
 
 
@@ -95,7 +98,8 @@ class SweepData:
     error, verdict, confidence, best (the trial's best value of the sweep metric), final, epochs_run,
     start_time, end_time, duration_s, and ``p.<name>`` per hyperparameter (parsed values; missing
     where a conditional parameter was inactive).
-    ``histories``: long frame run_id, key, step, value of every per-epoch metric of every trial.
+    ``histories``: long frame run_id, key, step, value of every per-epoch metric of every trial, or
+    of the trials in ``curves_of`` when that is set (``Store.sweep(first_curves=True)``).
     """
 
     run_id: str
@@ -116,6 +120,7 @@ class SweepData:
     metrics: dict[str, float]
     trials: pd.DataFrame
     histories: pd.DataFrame
+    curves_of: frozenset[str] | None = None  # the trials whose histories were read; None: every trial's
 
     @property
     def param_names(self) -> list[str]:
@@ -267,8 +272,18 @@ class Store:
         match = sweeps[sweeps["sweep"] == name]
         return None if match.empty else str(match.iloc[0]["run_id"])
 
-    def sweep(self, parent_run_id: str) -> SweepData:
+    def sweep(self, parent_run_id: str, skip: Sequence[str] = (), first_curves: bool = False) -> SweepData:
         """Everything the sweep page shows: parent tags, the trials frame, all histories (one query).
+
+        Args:
+            parent_run_id: the sweep's parent run.
+            skip: prefixes of metric names whose per-epoch histories are not read (their latest values
+                still are). The sweep page skips the training signals (``signals/``): they are two thirds
+                of a built-in trainer's points, and only the trial page draws them.
+            first_curves: read the histories a page draws first only (``first_curves``: running trials,
+                trials without a logged verdict, the best ``FIRST_CURVES``); :meth:`histories` reads the
+                others when asked. A 1,000-trial sweep of 100 epochs holds 600k points; a page shows a few
+                hundred of them.
 
         Raises:
             RunNotFound: no active run ``parent_run_id``, or it is not a sweep parent run.
@@ -284,18 +299,12 @@ class Store:
                 )
             children = db.child_runs([parent_run_id], schema.KIND_TRIAL)
             ids = children["run_id"].tolist()
-            histories = db.metric_histories(ids) if ids else empty_histories()
-            histories = epoch_points(histories)
             metric, goal = ptags.get(schema.METRIC), ptags.get(schema.GOAL)
-            trials = trials_frame(
-                children,
-                to_wide(db.key_values("tags", ids, list(_TRIAL_TAGS)), ids),
-                db.key_values("params", ids),
-                to_wide(db.latest_metrics(ids), ids, "value"),
-                histories,
-                metric,
-                goal,
-            )
+            latest = db.latest_metrics(ids)
+            tags, latest_wide = to_wide(db.key_values("tags", ids, list(_TRIAL_TAGS)), ids), to_wide(latest, ids)
+            read = first_curves_of(children, tags, latest_wide, metric, goal, FIRST_CURVES) if first_curves else ids
+            histories = self._histories(db, read, latest, skip)
+            trials = trials_frame(children, tags, db.key_values("params", ids), latest_wide, histories, metric, goal)
             return SweepData(
                 run_id=parent_run_id,
                 experiment_id=str(parent["experiment_id"]),
@@ -315,7 +324,23 @@ class Store:
                 metrics=as_dict(db.latest_metrics([parent_run_id])),
                 trials=trials,
                 histories=histories,
+                curves_of=frozenset(read) if first_curves else None,
             )
+
+    def histories(self, run_ids: Sequence[str], skip: Sequence[str] = ()) -> pd.DataFrame:
+        """The per-epoch histories of ``run_ids`` (long: run_id, key, step, value), without summary metrics
+        and without the keys starting with a prefix in ``skip``."""
+        with self._reading() as db:
+            return self._histories(db, list(run_ids), db.latest_metrics(list(run_ids)) if skip else None, skip)
+
+    @staticmethod
+    def _histories(db: ReadBackend, ids: list[str], latest: pd.DataFrame | None, skip: Sequence[str]) -> pd.DataFrame:
+        if not ids:
+            return empty_histories()
+        # every key a run logged has a latest value: read the histories of the wanted ones only
+        keys = None if not skip or latest is None else [
+            k for k in sorted(set(latest.loc[latest["run_id"].isin(ids), "key"])) if not k.startswith(tuple(skip))]
+        return epoch_points(db.metric_histories(ids, keys)) if keys != [] else empty_histories()
 
     def sweep_fingerprint(self, parent_run_id: str) -> str:
         """A cheap token that changes whenever the sweep does (state, trials, epochs logged, deletions)."""

@@ -57,15 +57,16 @@ def differences(data: SweepData, trials: pd.DataFrame, chosen: list[str]) -> Non
     st.dataframe(styled, key="cmp_table")
 
 
-def overlay(data: SweepData, trials: pd.DataFrame, chosen: list[str]) -> None:
+def overlay(uri: str, data: SweepData, trials: pd.DataFrame, chosen: list[str]) -> None:
     st.subheader("Curves")
     rows = trials.set_index("run_id")
     labels = {r: _data.trial_label(rows.loc[r].to_dict() | {"run_id": r}) for r in chosen}
     kind = st.radio("Curves", ["loss", "accuracy"], horizontal=True, key="cmp_kind")
-    if data.histories[data.histories["run_id"].isin(chosen)].empty:
+    histories = _data.curves_of(uri, data, chosen)
+    if histories.empty:
         st.info("None of these trials logged an epoch.")
         return
-    st.plotly_chart(_charts.learning_curves(data.histories, chosen, labels, kind), key="cmp_curves")
+    st.plotly_chart(_charts.learning_curves(histories, chosen, labels, kind), key="cmp_curves")
 
 
 st.title("Compare trials")
@@ -75,7 +76,7 @@ if len(picked) < MIN_TRIALS:
     st.info(f"Pick between {MIN_TRIALS} and {MAX_TRIALS} trials to compare.")
     st.stop()
 differences(sweep, sweep_trials, picked)
-overlay(sweep, sweep_trials, picked)
+overlay(store.tracking_uri, sweep, sweep_trials, picked)
 for run_id in picked:
     label = _data.trial_label(sweep_trials.set_index("run_id").loc[run_id].to_dict() | {"run_id": run_id})
     _data.page_link("trial", f"Open {label}", icon=":material/monitoring:", run=run_id)

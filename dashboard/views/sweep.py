@@ -269,9 +269,10 @@ def asked(data: SweepData, trials: pd.DataFrame, where: DeltaGenerator, analysis
     return False
 
 
-def curves(data: SweepData, trials: pd.DataFrame) -> None:
+def curves(uri: str, data: SweepData, trials: pd.DataFrame) -> None:
     st.subheader("Learning curves")
-    with_curves = trials[trials["run_id"].isin(data.histories["run_id"].unique())]
+    logged = trials["epochs_run"].fillna(0).gt(0) | trials["run_id"].isin(data.histories["run_id"].unique())
+    with_curves = trials[logged]
     if with_curves.empty:
         st.info("No trial has logged an epoch yet.")
         return
@@ -287,8 +288,9 @@ def curves(data: SweepData, trials: pd.DataFrame) -> None:
     if not chosen:
         st.caption("Pick trials to overlay their curves.")
         return
-    best_epoch = _best_val_epochs(data.histories, chosen)
-    st.plotly_chart(_charts.learning_curves(data.histories, chosen, labels, kind, best_epoch=best_epoch), key="curves")
+    histories = _data.curves_of(uri, data, chosen)
+    best_epoch = _best_val_epochs(histories, chosen)
+    st.plotly_chart(_charts.learning_curves(histories, chosen, labels, kind, best_epoch=best_epoch), key="curves")
     if 2 <= len(chosen) <= 6:
         _data.page_link("compare", "Compare these trials side by side", icon=":material/compare:", sweep=data.run_id,
                         runs=",".join(chosen))  # fmt: skip
@@ -336,7 +338,7 @@ def body(uri: str, run_id: str, was_live: bool) -> None:
         _pareto.section(uri, data, trials, objectives, fingerprint)
     progress(data, trials)
     parameters(uri, data, trials, fingerprint)
-    curves(data, trials)
+    curves(uri, data, trials)
     _confirm.section(uri, data)
     diagnosis(uri, data, fingerprint)
     _data.page_link(

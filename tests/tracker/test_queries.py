@@ -246,3 +246,49 @@ def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar):
     assert len(h) == 4 and rows[(trials[0], "val_loss", 2)] == 0.5 and rows[(trials[1], "val_loss", 1)] == 0.8
     assert math.isnan(rows[(trials[0], "train_loss", 1)])
     assert list(h["run_id"].cat.categories) == sorted(trials)
+
+
+def test_sweep_skips_the_histories_of_a_prefix(tmp_path):
+    """``Store.sweep(skip=...)`` leaves out those keys' histories; the other histories and the trials are the same."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("skip", artifact_location=(tmp_path / "artifacts").as_uri())
+    sweep_tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "skip", schema.METRIC: "val_loss",
+                  schema.GOAL: "minimize"}
+    parent = client.create_run(exp, run_name="skip", tags=sweep_tags).info.run_id
+    tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: "0"}
+    trial = client.create_run(exp, run_name="t0", tags=tags).info.run_id
+    client.log_batch(trial, metrics=[Metric(k, v / step, 1000 * step, step) for step in (1, 2, 3)
+                                     for k, v in (("val_loss", 1.0), ("signals/grad_norm", 5.0), ("signals/x", 2.0))])
+    whole, skipped = Store(uri).sweep(parent), Store(uri).sweep(parent, skip=("signals/",))
+    assert set(whole.histories["key"]) == {"val_loss", "signals/grad_norm", "signals/x"}
+    assert set(skipped.histories["key"]) == {"val_loss"}
+    assert skipped.histories["value"].tolist() == whole.histories.query("key == 'val_loss'")["value"].tolist()
+    pd.testing.assert_frame_equal(whole.trials.drop(columns="duration_s"), skipped.trials.drop(columns="duration_s"))
+    only_signals = Store(uri).sweep(parent, skip=("signals/", "val_"))
+    assert only_signals.histories.empty and len(only_signals.trials) == 1
+
+
+def test_first_curves_reads_the_trials_a_page_draws_first(built):
+    """``first_curves``: running trials, trials without a logged verdict and the best few; the rest on request."""
+    from tracker.queries import FIRST_CURVES
+
+    store = Store(built.uri)
+    whole, first = store.sweep(built.demo), store.sweep(built.demo, first_curves=True)
+    pd.testing.assert_frame_equal(whole.trials.drop(columns="duration_s"), first.trials.drop(columns="duration_s"))
+    trials = whole.trials
+    unjudged = set(trials.loc[trials["verdict"].isna(), "run_id"])
+    best = trials.sort_values("best", ascending=not whole.maximize).dropna(subset=["best"])["run_id"][:FIRST_CURVES]
+    assert first.curves_of == frozenset(unjudged | set(best)) and whole.curves_of is None
+    assert set(first.histories["run_id"]) <= first.curves_of
+    rest = sorted(set(trials["run_id"]) - first.curves_of)
+    assert rest  # the demo sweep has more trials than that
+    key = ["run_id", "key", "step"]
+    read_later = store.histories(rest).astype({"run_id": str, "key": str}).sort_values(key).reset_index(drop=True)
+    expected = whole.histories[whole.histories["run_id"].isin(rest)].astype({"run_id": str, "key": str})
+    pd.testing.assert_frame_equal(read_later, expected.sort_values(key).reset_index(drop=True))
+    live = store.sweep(built.live, first_curves=True)
+    assert built.running_trial in live.curves_of
