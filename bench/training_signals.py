@@ -42,7 +42,7 @@ def _accounted(f: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-for _name in ("__init__", "gradients", "_before_step", "_after_step", "epoch_metrics"):
+for _name in ("__init__", "gradients", "stepped", "epoch_metrics"):
     setattr(signals_module.TrainingSignals, _name, _accounted(getattr(signals_module.TrainingSignals, _name)))
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
