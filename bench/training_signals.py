@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -44,6 +45,33 @@ def _accounted(f: Callable[..., Any]) -> Callable[..., Any]:
 
 for _name in ("__init__", "gradients", "stepped", "epoch_metrics"):
     setattr(signals_module.TrainingSignals, _name, _accounted(getattr(signals_module.TrainingSignals, _name)))
+
+_TIMED: dict[type, type] = {}
+_WATCHING = signals_module.TrainingSignals.watching
+
+
+@contextmanager
+def _watching_accounted(self: signals_module.TrainingSignals) -> Iterator[None]:
+    """``watching`` with its set-up and counting accounted, and, while it watches, every call of a watched
+    activation module (torch's hook dispatch, the hook, and the activation itself: a slight over-count)."""
+    started = time.process_time()
+    watched = _WATCHING(self)
+    watched.__enter__()
+    modules = [(module, type(module)) for _, module, _, _ in self.probe.activations]
+    for module, cls in modules:
+        module.__class__ = _TIMED.setdefault(cls, type(cls.__name__, (cls,), {"__call__": _accounted(cls.__call__)}))
+    _INSIDE[0] += time.process_time() - started
+    try:
+        yield
+    finally:
+        started = time.process_time()
+        for module, cls in modules:
+            module.__class__ = cls
+        watched.__exit__(None, None, None)
+        _INSIDE[0] += time.process_time() - started
+
+
+signals_module.TrainingSignals.watching = _watching_accounted  # type: ignore[method-assign]
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "quickstart (digits mlp)": ("digits", {"hidden": 64, "optimizer": "adam", "lr": 3e-3, "batch_size": 64}),

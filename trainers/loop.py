@@ -35,7 +35,7 @@ from trainers.tasks import load_task
 
 ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
 EVAL_BATCH = 1024
-PROBE_SIZE = 128  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
+PROBE_SIZE = 128  # training inputs the signals' probe forward sees before training (init_* dead / saturated units)
 
 
 class Report(Protocol):
@@ -220,19 +220,18 @@ class _FoldRun:
         self.closure_needed = needs_closure(config)
         # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
         on = bool(config["training_signals"]) and dist.rank == 0
-        self.probe = data.x_train[:PROBE_SIZE]
         self.signals: TrainingSignals | NoSignals = NoSignals()
         if on:
             with self.autocast:  # the probe sees the activations training sees (bf16/fp16 under autocast)
                 # no optimizer hooks: _step calls gradients() and stepped() itself, on the measured steps only
-                self.signals = TrainingSignals(self.module, None, steps_per_epoch, self.probe)
+                self.signals = TrainingSignals(self.module, None, steps_per_epoch, data.x_train[:PROBE_SIZE])
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
         train = self._train_epoch(epoch)
-        with self.autocast:  # before evaluating: the weights and the training batches are still in the caches
-            signals = self.signals.epoch_metrics(self.probe)
-        val = self.evaluate()
+        with self.signals.watching():  # dead and saturated units: counted on the evaluation's own forward
+            val = self.evaluate()
+        signals = self.signals.epoch_metrics()
         lr_used = self.schedule.lr
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):

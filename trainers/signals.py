@@ -3,26 +3,30 @@
 A handful of per-epoch summary metrics (names in :mod:`trainers.signal_names`) for ``hpo.diagnosis``:
 the global gradient norm before clipping, the update-to-weight ratio of three layer groups (the first
 weighted layer, the ones between, the last), the fraction of dead ReLU and saturated tanh/sigmoid units
-on a small probe batch, the weight norm and non-finite counts. Per-layer detail stays out of the metrics
-(``layer_report``, an artifact per trial), so the store grows by a constant, not by the layer count.
+(on the forwards ``watching`` sees -- the built-in loop's evaluation of the validation split -- or on a probe
+batch), the weight norm and non-finite counts. Per-layer detail stays out of the metrics (``layer_report``,
+an artifact per trial), so the store grows by a constant, not by the layer count.
 
-Cheap by construction (bench/training_signals.py measures it): one fused norm on 4 evenly spaced steps per
-epoch (no host sync), a negated copy of the weights on 2 of them for the update ratio, one no-grad forward
-of the probe per epoch; everything measured leaves torch in two copies per epoch. Steps that are not
-sampled cost a modulo and a counter. Your own loop::
+Cheap by construction (bench/training_signals.py measures it): one fused norm of the gradients on 2 steps
+per epoch, the first and the middle one (no host sync), a negated copy of the weights on the middle one for
+its update ratio, no forward of its own when watching; everything measured leaves torch in two copies per
+epoch. The built-in loop does not call the signals on the other steps at all. Your own loop::
 
     signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
     ...                                                     # your loop, unchanged
     report({**metrics, **signals.epoch_metrics(probe=x)})   # once per epoch (x: a batch of inputs)
 
-Without a ``gradients()`` call before your clipping, the gradient norm is measured at the optimizer's
-step, after it. The built-in loop passes no optimizer (no hooks) and calls ``gradients()`` and
-``stepped()`` itself.
+or, instead of the probe, ``with signals.watching(): evaluate(...)`` before ``epoch_metrics()``. Without a
+``gradients()`` call before your clipping, the gradient norm is measured at the optimizer's step, after it.
+The built-in loop passes no optimizer (no hooks) and calls ``gradients(step)`` and ``stepped(step)`` itself,
+on ``measured_steps`` only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from itertools import chain
 from typing import Any
 
@@ -37,10 +41,11 @@ _SQUASHES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid)
 _SATURATED_SHARE = 0.9  # a unit is saturated when this share of its outputs sit in the flat zone
 # where the slope is below 10% of its largest: tanh |y| > 0.949, sigmoid y < 0.026 or > 0.974
 _FLAT_TANH, _FLAT_SIGMOID = math.sqrt(0.9), 0.5 * math.sqrt(0.6)
-# steps per epoch whose gradients are measured, evenly spaced from the first (all of a shorter epoch); the
-# update ratio on every other one of them (the 2nd and 4th): not the first, which can be a step fp16's
-# GradScaler skips while it calibrates. Fixed positions: a rerun samples the same steps.
-_GRAD_SAMPLES = 4
+# steps per epoch whose gradients are measured, evenly spaced from the first (the first and the middle one);
+# the update ratio on the last of them: not the first, which can be a step fp16's GradScaler skips while it
+# calibrates, nor the epoch's last, often a short batch. Fixed positions: a rerun samples the same steps.
+# Few on purpose: each costs ~0.3% of a small MLP's epoch (bench/training_signals.py).
+_GRAD_SAMPLES = 2
 
 
 class TrainingSignals:
@@ -63,25 +68,28 @@ class TrainingSignals:
         self.params = [p for _, params in self.layers for p in params]
         self.group_of = _groups(len(self.layers))
         self.layer_sizes = [sum(p.numel() for p in params) for _, params in self.layers]
-        # (parameters x layers) and (layers x groups) 0/1 matrices: per-step sums become one matmul at epoch end
-        owner = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
-        self.param_layer = np.zeros((len(self.params), len(self.layers)))
-        self.param_layer[range(len(self.params)), owner] = 1.0
         self.groups = [g for g in names.GROUPS if g in self.group_of]
         self.grad_keys = [names.grad_norm_of(g) for g in self.groups]
         self.update_keys = [names.update_ratio_of(g) for g in self.groups]
-        self.layer_group = np.array([[float(g == group) for group in self.groups] for g in self.group_of]).reshape(
-            len(self.layers), len(self.groups))
+        # a (parameters x (layers + groups)) 0/1 matrix: squared norms per parameter become per layer and per
+        # group in one matmul at epoch end
+        owner = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
+        group_of_param = [len(self.layers) + self.groups.index(self.group_of[i]) for i in owner]
+        self.columns = np.zeros((len(self.params), len(self.layers) + len(self.groups)))
+        self.columns[range(len(self.params)), owner] = 1.0
+        self.columns[range(len(self.params)), group_of_param] = 1.0
         self.probe = _Probe(model)
         self.steps_per_epoch = steps_per_epoch
         self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
                                                       optimizer.register_step_post_hook(self._after_step)]
-        self.last_report: dict[str, Any] = {}
+        self.last: tuple[Any, ...] | None = None  # what the last epoch's layer report is built from, when asked
         self.initial: dict[str, float] = {}  # reported once, with the first epoch
         if probe is not None and len(probe):
             units = self.probe(probe)
             self.initial.update(_unit_shares(units, names.INIT_DEAD_RELU, names.INIT_SATURATED))
         self.first_epoch = True
+        self.layout: tuple[int | None, frozenset[int], frozenset[int]] = (0, frozenset(), frozenset())
+        self.watched: list[dict[str, Any]] | None = None  # units counted by ``watching`` this epoch
         self._reset()
 
     def continued(self) -> None:
@@ -96,15 +104,11 @@ class TrainingSignals:
         # per sampled step: each parameter's update norm, then its norm before the step
         self.update_norms: list[tuple[torch.Tensor, ...]] = []
         self.snapshot: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None  # -weights, their norms
-        per = self.steps_per_epoch
-        if per:
-            self.grad_stride = -(-per // _GRAD_SAMPLES)
-            self.sampled = frozenset(range(self.grad_stride, per, 2 * self.grad_stride)) or frozenset({0})
-        else:  # every step's gradients, steps 0, 1, 3, 7, ...'s updates, until the epoch's length is known
-            self.grad_stride = 1
-            self.sampled = frozenset(2 ** i - 1 for i in range(7))
-        # the steps a loop that knows its epoch's length must call gradients() and stepped() at (the rest: no-ops)
-        self.measured_steps = frozenset(range(0, per or 0, self.grad_stride))
+        if self.layout[0] != self.steps_per_epoch:
+            self.layout = (self.steps_per_epoch, *_layout(self.steps_per_epoch))
+        # the steps a loop that knows its epoch's length calls gradients() and stepped() at (the rest: no-ops),
+        # and those whose update is measured
+        _, self.measured_steps, self.sampled = self.layout
 
     def close(self) -> None:
         """Remove the optimizer hooks."""
@@ -118,15 +122,15 @@ class TrainingSignals:
             step: the optimizer step of the epoch (from 0), for a loop that calls this and :meth:`stepped` on
                 ``measured_steps`` only (the built-in loop); None: the step :meth:`stepped` counted.
 
-        Once the epoch's length is known, 4 evenly spaced steps per epoch are measured (every step of a
-        shorter epoch): one fused norm per measured step (no host sync, no graph), which also takes the
-        weights' norms on the steps whose update is measured (those copy the weights too); the sums, maxima
-        and NaN checks run once, at epoch end.
+        Once the epoch's length is known, 2 steps per epoch are measured, the first and the middle one
+        (``measured_steps``; every step of the first epoch while its length is unknown): one fused norm per
+        measured step (no host sync, no graph), which also takes the weights' norms on the middle one, whose
+        update is measured (it copies the weights too); the sums, maxima and NaN checks run once, at epoch end.
         """
         self.measured = True
         if step is not None:
             self.steps = step
-        if self.steps % self.grad_stride or not self.params:
+        if not self.params or (self.steps_per_epoch and self.steps not in self.measured_steps):
             return
         n = len(self.params)
         if self.steps in self.sampled:
@@ -159,32 +163,40 @@ class TrainingSignals:
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.stepped()
 
+    def watching(self) -> AbstractContextManager[None]:
+        """Count dead and saturated units on the forwards run inside, over all their examples (the built-in loop:
+        the epoch's evaluation, so no forward of its own); :meth:`epoch_metrics` reports them."""
+        self.watched = []
+        return self.probe.watching(self.watched)
+
     @torch.no_grad()
     def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
-        """The epoch's signals (then start a new epoch); ``probe``: inputs for the dead/saturated units.
+        """The epoch's signals (then start a new epoch); ``probe``: inputs for the dead/saturated units, when
+        no :meth:`watching` counted them this epoch.
 
         Returns:
             ``signals/...`` metrics; those that were not measured (no step, no ReLU, no probe) are absent.
         """
         out: dict[str, float] = dict(self.initial)
         self.initial = {}
-        # every norm of the epoch leaves torch in one copy, then two matmuls make them per layer and per group
+        # every norm of the epoch leaves torch in one copy, then one matmul makes them per layer and per group
         # (numpy's per-call cost is a fraction of torch's on tiny arrays)
         n, n_grads = len(self.params), len(self.grad_norms)
         flat = _numpy([*chain.from_iterable(self.grad_norms), *chain.from_iterable(self.update_norms),
                        *torch._foreach_norm(self.params)])  # type: ignore[arg-type]
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # inf weights: counted below
-            layer_sq = (flat.reshape(-1, n) ** 2) @ self.param_layer  # rows: grads, updates/befores, weights
-            both = np.concatenate([layer_sq, layer_sq @ self.layer_group], axis=1)  # columns: layers, groups
+            both = (flat.reshape(-1, n) ** 2) @ self.columns  # rows: grads, updates/befores, weights
             layer_grads = self._gradient_metrics(both[:n_grads], out)
             ratios = self._update_ratios(np.sqrt(both[n_grads:-1]), out)
-        weight_sq = layer_sq[-1]
+        weight_sq = both[-1, :len(self.layers)]
         total = math.sqrt(float(weight_sq.sum()))
         bad = 0 if math.isfinite(total) else sum(int((~torch.isfinite(p)).sum()) for p in self.params)
         out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = total, float(bad)
-        units = self.probe(probe) if probe is not None and probe.shape[0] else []
+        units = self.watched if self.watched is not None else (
+            self.probe(probe) if probe is not None and probe.shape[0] else [])
+        self.watched = None
         out.update(_unit_shares(units, names.DEAD_RELU, names.SATURATED))
-        self.last_report = self._layer_report(weight_sq, layer_grads, ratios, units)
+        self.last = (weight_sq, layer_grads, ratios, units)
         if self.steps and not self.steps_per_epoch:
             self.steps_per_epoch = self.steps
         self._reset()
@@ -224,23 +236,22 @@ class TrainingSignals:
         out.update(zip(self.update_keys, medians[n:], strict=True))
         return medians[:n]
 
-    def _layer_report(self, weight_sq: np.ndarray, grads: list[float | None], ratios: list[float | None],
-                      units: list[dict[str, Any]]) -> dict[str, Any]:
+    def layer_report(self) -> dict[str, Any]:
+        """Per-layer detail of the last epoch measured: for an artifact, not for metrics (built when asked:
+        the built-in loop asks at its best epochs only)."""
+        if self.last is None:
+            return {}
+        weight_sq, grads, ratios, units = self.last
         layers = [{"name": name or "(model)", "group": group, "params": size, "weight_norm": math.sqrt(w),
                    "grad_norm": g, "update_ratio": r}
                   for (name, _), size, group, w, g, r in zip(self.layers, self.layer_sizes, self.group_of,
                                                               weight_sq.tolist(), grads, ratios, strict=True)]
-        return {"layers": layers, "activations": units}
-
-    def layer_report(self) -> dict[str, Any]:
-        """Per-layer detail of the last epoch measured: for an artifact, not for metrics."""
-        return _finite(self.last_report)
+        return _finite({"layers": layers, "activations": units})
 
 
 class NoSignals:
     """Signals switched off: the same calls, nothing measured."""
 
-    last_report: dict[str, Any] = {}
     measured_steps: frozenset[int] = frozenset()
 
     def continued(self) -> None:
@@ -251,6 +262,9 @@ class NoSignals:
 
     def stepped(self, step: int | None = None) -> None:
         return None
+
+    def watching(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
         return {}
@@ -292,9 +306,19 @@ def _norms(params: list[nn.Parameter], with_weights: bool) -> tuple[torch.Tensor
               for g, p in zip(grads, params, strict=True)), *(torch._foreach_norm(weights) if weights else ()))
 
 
+def _layout(steps_per_epoch: int | None) -> tuple[frozenset[int], frozenset[int]]:
+    """The steps whose gradients are measured and those whose update is, by an epoch's length (unknown:
+    every step's gradients, steps 0, 1, 3, 7, ...'s updates)."""
+    if not steps_per_epoch:
+        return frozenset(), frozenset(2 ** i - 1 for i in range(7))
+    steps = sorted({i * steps_per_epoch // _GRAD_SAMPLES for i in range(_GRAD_SAMPLES)})
+    return frozenset(steps), frozenset(steps[-1:])
+
+
 def _numpy(scalars: Any) -> np.ndarray:
     """0-d tensors (on any device) as one float64 array: one stack, one copy to the host."""
-    return torch.stack(list(scalars)).double().cpu().numpy()
+    stacked = torch.stack(list(scalars)).cpu()
+    return (stacked if stacked.dtype in (torch.float32, torch.float64) else stacked.float()).numpy().astype(np.float64)
 
 
 def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str) -> dict[str, float]:
@@ -308,13 +332,15 @@ def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str)
 
 
 class _Probe:
-    """Dead ReLU and saturated tanh/sigmoid units of each activation module of ``model`` on a batch (eval mode).
+    """Dead ReLU and saturated tanh/sigmoid units of each activation module of ``model``: on a batch of its own
+    (a forward in eval mode), or on the forwards someone else runs (``watching``: the epoch's evaluation).
 
-    The modules are found once. Per call: a hook per activation module keeps one number per unit as a tensor
-    (a ReLU's largest output, a tanh/sigmoid's count of outputs in the flat zone), they leave torch together
-    (one copy) and numpy counts the flagged units; the forward runs under ``inference_mode``. Eval mode is
-    set by writing each module's ``training`` flag and put back to each module's own afterwards (what
-    ``train()`` does, without its per-module ``__setattr__``), unless some module overrides ``train``.
+    The modules are found once. While watching, a hook per activation module keeps one number per unit and
+    forward as a tensor (a ReLU's largest output, a tanh/sigmoid's count of outputs in the flat zone); they
+    leave torch together (one copy) and numpy counts the flagged units. A batch of its own runs under
+    ``inference_mode``, in eval mode set by writing each module's ``training`` flag and put back to each
+    module's own afterwards (what ``train()`` does, without its per-module ``__setattr__``), unless some
+    module overrides ``train``.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -330,33 +356,54 @@ class _Probe:
                 self.activations.append((name, module, kind, low))
 
     def __call__(self, probe: torch.Tensor) -> list[dict[str, Any]]:
+        """The units of one forward of ``probe`` in eval mode, under ``inference_mode``."""
+        device = probe.device if self.first_param is None else self.first_param.device
+        modes = [m.training for m in self.modules]
+        units: list[dict[str, Any]] = []
+        try:
+            self._train(False)
+            with self.watching(units), torch.inference_mode():
+                self.model(probe.to(device))
+        finally:
+            self._train(modes)
+        return units
+
+    @contextmanager
+    def watching(self, units: list[dict[str, Any]]) -> Iterator[None]:
+        """The units of the forwards run inside (over all their examples) into ``units``, once it ends."""
         if not self.activations:
-            return []
+            yield
+            return
         seen: list[tuple[int, torch.Tensor, int, int]] = []  # activation index, per-unit values, units, outputs
         hooks = [module.register_forward_hook(_counter(i, kind, low, seen))
                  for i, (_, module, kind, low) in enumerate(self.activations)]
-        device = probe.device if self.first_param is None else self.first_param.device
-        modes = [m.training for m in self.modules]
         try:
-            self._train(False)
-            with torch.inference_mode():
-                self.model(probe.to(device))
+            yield
         finally:
             for h in hooks:
                 h.remove()
-            self._train(modes)
+        units += self._count(seen)
+
+    def _count(self, seen: list[tuple[int, torch.Tensor, int, int]]) -> list[dict[str, Any]]:
+        """Flagged units per activation module, from its hook's values over every forward seen."""
         if not seen:
             return []
-        values = torch.cat([v for _, v, _, _ in seen]).cpu().numpy()
-        units: list[dict[str, Any]] = []
+        values = torch.cat([v for _, v, _, _ in seen]).cpu().numpy()  # one copy to the host
+        per: dict[int, tuple[np.ndarray, int]] = {}  # activation index -> values over all calls, outputs per unit
         start = 0
         for i, _, n, outputs in seen:
+            part, start = values[start:start + n], start + n
+            if i in per:  # another batch: a ReLU's largest output, a tanh/sigmoid's flat count and its outputs
+                kept, total = per[i]
+                part = np.maximum(kept, part) if self.activations[i][2] == "relu" else kept + part
+                outputs += total
+            per[i] = (part, outputs)
+        units = []
+        for i, (part, outputs) in per.items():
             name, module, kind, _ = self.activations[i]
-            part = values[start:start + n]
-            start += n
             # fp32 like the values: the share is compared as torch's mean would be
             flagged = (part <= 0) if kind == "relu" else (part / outputs >= _SATURATED_SHARE)
-            units.append({"name": name, "kind": kind, "type": type(module).__name__, "units": n,
+            units.append({"name": name, "kind": kind, "type": type(module).__name__, "units": len(part),
                           "flagged": int(flagged.sum())})
         return units
 
