@@ -7,8 +7,10 @@ goes first, ``--repeats`` times. The
 figure is the mean ``epoch_seconds`` (train + evaluate + the signals' per-epoch work; the one probe forward
 before training is outside it), per run, then the median over repeats; the overhead is the median of the
 paired ratios on/off - 1, with its range over the repeats. Three figures: the CPU time spent inside the
-signals' code (its hooks, per-step norms and per-epoch work, timed around each call) as a share of the CPU
-time of an epoch with the signals off -- the cost itself, and the figure that holds up on a shared machine;
+signals' code (its per-step norms and per-epoch work, timed around each call, and while it watches the
+evaluation every call of a watched activation module: torch's hook dispatch, the hook, and the activation
+itself, a slight over-count) as a share of the CPU time of an epoch with the signals off -- the cost itself,
+and the figure that holds up on a shared machine;
 the end-to-end CPU time per epoch, on against off; and the wall time (``epoch_seconds``), on against off.
 The last two include whatever other processes did to the caches and clocks meanwhile. One torch thread.
 

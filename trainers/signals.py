@@ -7,10 +7,10 @@ weighted layer, the ones between, the last), the fraction of dead ReLU and satur
 batch), the weight norm and non-finite counts. Per-layer detail stays out of the metrics (``layer_report``,
 an artifact per trial), so the store grows by a constant, not by the layer count.
 
-Cheap by construction (bench/training_signals.py measures it): one fused norm of the gradients on 2 steps
-per epoch, the first and the middle one (no host sync), a negated copy of the weights on the middle one for
-its update ratio, no forward of its own when watching; everything measured leaves torch in two copies per
-epoch. The built-in loop does not call the signals on the other steps at all. Your own loop::
+Cheap by construction (bench/training_signals.py measures it): one fused norm of the gradients on 4 evenly
+spaced steps per epoch (no host sync), a negated copy of the weights on the middle one for its update ratio,
+no forward of its own when watching; everything measured leaves torch in two copies per epoch. The built-in
+loop does not call the signals on the other steps at all. Your own loop::
 
     signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
     ...                                                     # your loop, unchanged
@@ -41,11 +41,13 @@ _SQUASHES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid)
 _SATURATED_SHARE = 0.9  # a unit is saturated when this share of its outputs sit in the flat zone
 # where the slope is below 10% of its largest: tanh |y| > 0.949, sigmoid y < 0.026 or > 0.974
 _FLAT_TANH, _FLAT_SIGMOID = math.sqrt(0.9), 0.5 * math.sqrt(0.6)
-# steps per epoch whose gradients are measured, evenly spaced from the first (the first and the middle one);
-# the update ratio on the last of them: not the first, which can be a step fp16's GradScaler skips while it
+# steps per epoch whose gradients are measured, evenly spaced from the first (0, 1/4, 1/2, 3/4 of the epoch);
+# the update ratio on the middle one: not the first, which can be a step fp16's GradScaler skips while it
 # calibrates, nor the epoch's last, often a short batch. Fixed positions: a rerun samples the same steps.
-# Few on purpose: each costs ~0.3% of a small MLP's epoch (bench/training_signals.py).
-_GRAD_SAMPLES = 2
+# Few on purpose: a gradient sample costs ~0.1-0.3% of a small MLP's epoch, an update sample ~0.8%
+# (bench/training_signals.py); with 2 gradient samples an lr far too high no longer shows its exploding
+# gradients (bench/diagnosis_signals.py: 0 of 5 runs, 3 of 5 with 4, 5 of 5 with 16).
+_GRAD_SAMPLES = 4
 
 
 class TrainingSignals:
@@ -122,7 +124,7 @@ class TrainingSignals:
             step: the optimizer step of the epoch (from 0), for a loop that calls this and :meth:`stepped` on
                 ``measured_steps`` only (the built-in loop); None: the step :meth:`stepped` counted.
 
-        Once the epoch's length is known, 2 steps per epoch are measured, the first and the middle one
+        Once the epoch's length is known, 4 evenly spaced steps per epoch are measured from the first
         (``measured_steps``; every step of the first epoch while its length is unknown): one fused norm per
         measured step (no host sync, no graph), which also takes the weights' norms on the middle one, whose
         update is measured (it copies the weights too); the sums, maxima and NaN checks run once, at epoch end.
@@ -230,7 +232,7 @@ class TrainingSignals:
         if not len(norms):
             return [None] * len(self.layers)
         ratios = norms[0::2] / np.maximum(norms[1::2], 1e-30)
-        # the built-in loop samples 2 steps: their median is their mean, at a fraction of np.median's cost
+        # the built-in loop samples 1 step per epoch: the median of 1 or 2 is their mean, at a fraction of the cost
         medians = (np.median(ratios, axis=0) if len(ratios) > 2 else ratios.sum(0) / len(ratios)).tolist()
         n = len(self.layers)
         out.update(zip(self.update_keys, medians[n:], strict=True))
@@ -312,7 +314,7 @@ def _layout(steps_per_epoch: int | None) -> tuple[frozenset[int], frozenset[int]
     if not steps_per_epoch:
         return frozenset(), frozenset(2 ** i - 1 for i in range(7))
     steps = sorted({i * steps_per_epoch // _GRAD_SAMPLES for i in range(_GRAD_SAMPLES)})
-    return frozenset(steps), frozenset(steps[-1:])
+    return frozenset(steps), frozenset(steps[len(steps) // 2:][:1])
 
 
 def _numpy(scalars: Any) -> np.ndarray:

@@ -82,6 +82,28 @@ def test_dead_and_saturated_units_are_counted_on_the_probe() -> None:
     assert relu.training  # the probe ran in eval mode and put the mode back
 
 
+def test_units_watched_over_several_forwards_are_counted_over_all_their_examples() -> None:
+    relu = _mlp((4, 10, 2))
+    with torch.no_grad():
+        relu[0].bias[:3] = -1e3  # 3 of 10 units can never fire
+        relu[0].weight[3], relu[0].bias[3] = torch.tensor([1.0, 0.0, 0.0, 0.0]), -5.0  # fires only when x0 > 5
+    first, second = torch.randn(64, 4).clamp(-3, 3), torch.randn(64, 4).clamp(-3, 3)
+    second[0, 0] = 10.0
+    signals = TrainingSignals(relu)
+    with signals.watching():  # e.g. an evaluation in two batches
+        relu(first)
+        relu(second)
+    assert signals.epoch_metrics()[names.DEAD_RELU] == pytest.approx(0.3)
+    assert TrainingSignals(relu).epoch_metrics(first)[names.DEAD_RELU] == pytest.approx(0.4)  # one batch alone
+    assert not relu[0]._forward_hooks  # nothing left behind
+
+
+def test_a_known_epoch_length_places_4_gradient_samples_and_the_update_sample_in_the_middle() -> None:
+    signals = TrainingSignals(_mlp((4, 8, 3)), None, steps_per_epoch=18)
+    assert signals.measured_steps == {0, 4, 9, 13} and signals.sampled == {9}
+    assert TrainingSignals(_mlp((4, 8, 3)), None, steps_per_epoch=1).measured_steps == {0}
+
+
 def test_non_finite_gradients_and_weights_are_counted() -> None:
     model = _mlp((4, 8, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
