@@ -7,8 +7,10 @@ goes first, ``--repeats`` times. The
 figure is the mean ``epoch_seconds`` (train + evaluate + the signals' per-epoch work; the one probe forward
 before training is outside it), per run, then the median over repeats; the overhead is the median of the
 paired ratios on/off - 1, with its range over the repeats. Three figures: the CPU time spent inside the
-signals' code (its hooks, per-step norms and per-epoch work, timed around each call) as a share of the CPU
-time of an epoch with the signals off -- the cost itself, and the figure that holds up on a shared machine;
+signals' code (its per-step norms and per-epoch work, timed around each call, and while it watches the
+evaluation every call of a watched activation module: torch's hook dispatch, the hook, and the activation
+itself, a slight over-count) as a share of the CPU time of an epoch with the signals off -- the cost itself,
+and the figure that holds up on a shared machine;
 the end-to-end CPU time per epoch, on against off; and the wall time (``epoch_seconds``), on against off.
 The last two include whatever other processes did to the caches and clocks meanwhile. One torch thread.
 
@@ -20,7 +22,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -42,8 +45,35 @@ def _accounted(f: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-for _name in ("__init__", "gradients", "_before_step", "_after_step", "epoch_metrics"):
+for _name in ("__init__", "gradients", "stepped", "epoch_metrics"):
     setattr(signals_module.TrainingSignals, _name, _accounted(getattr(signals_module.TrainingSignals, _name)))
+
+_TIMED: dict[type, type] = {}
+_WATCHING = signals_module.TrainingSignals.watching
+
+
+@contextmanager
+def _watching_accounted(self: signals_module.TrainingSignals) -> Iterator[None]:
+    """``watching`` with its set-up and counting accounted, and, while it watches, every call of a watched
+    activation module (torch's hook dispatch, the hook, and the activation itself: a slight over-count)."""
+    started = time.process_time()
+    watched = _WATCHING(self)
+    watched.__enter__()
+    modules = [(module, type(module)) for _, module, _, _ in self.probe.activations]
+    for module, cls in modules:
+        module.__class__ = _TIMED.setdefault(cls, type(cls.__name__, (cls,), {"__call__": _accounted(cls.__call__)}))
+    _INSIDE[0] += time.process_time() - started
+    try:
+        yield
+    finally:
+        started = time.process_time()
+        for module, cls in modules:
+            module.__class__ = cls
+        watched.__exit__(None, None, None)
+        _INSIDE[0] += time.process_time() - started
+
+
+signals_module.TrainingSignals.watching = _watching_accounted  # type: ignore[method-assign]
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "quickstart (digits mlp)": ("digits", {"hidden": 64, "optimizer": "adam", "lr": 3e-3, "batch_size": 64}),

@@ -35,7 +35,7 @@ from trainers.tasks import load_task
 
 ModelBuilder = Callable[[Mapping[str, Any], tuple[int, ...], int], nn.Module]
 EVAL_BATCH = 1024
-PROBE_SIZE = 128  # training inputs the signals' per-epoch probe forward sees (dead / saturated units)
+PROBE_SIZE = 128  # training inputs the signals' probe forward sees before training (init_* dead / saturated units)
 
 
 class Report(Protocol):
@@ -220,18 +220,18 @@ class _FoldRun:
         self.closure_needed = needs_closure(config)
         # rank 0 measures: gradients and weights are the same on every rank after DDP's all-reduce
         on = bool(config["training_signals"]) and dist.rank == 0
-        self.probe = data.x_train[:PROBE_SIZE]
         self.signals: TrainingSignals | NoSignals = NoSignals()
         if on:
             with self.autocast:  # the probe sees the activations training sees (bf16/fp16 under autocast)
-                self.signals = TrainingSignals(self.module, self.optimizer, steps_per_epoch, self.probe)
+                # no optimizer hooks: _step calls gradients() and stepped() itself, on the measured steps only
+                self.signals = TrainingSignals(self.module, None, steps_per_epoch, data.x_train[:PROBE_SIZE])
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, evaluate, step the per-epoch schedule; the fold's metrics."""
         train = self._train_epoch(epoch)
-        with self.autocast:  # before evaluating: the weights and the training batches are still in the caches
-            signals = self.signals.epoch_metrics(self.probe)
-        val = self.evaluate()
+        with self.signals.watching():  # dead and saturated units: counted on the evaluation's own forward
+            val = self.evaluate()
+        signals = self.signals.epoch_metrics()
         lr_used = self.schedule.lr
         self.schedule.step_epoch(val["val_loss"])
         if not math.isfinite(val["val_loss"]):
@@ -243,13 +243,16 @@ class _FoldRun:
         total_loss, correct, seen = 0.0, 0, 0
         group: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         pending = list(batches(self.data.x_train, self.data.y_train, self.batch_size, self.shuffle))
+        step = 0  # optimizer steps so far this epoch
         for i, (x, y) in enumerate(pending):
             # augment the global batch, then keep this rank's slice: N ranks see what 1 process would
             share = _rank_slice(len(y), self.dist)
             group.append((self.augment(x)[share].to(self.device), y[share].to(self.device), len(y)))
             if len(group) < self.accumulate and i < len(pending) - 1:
                 continue
-            loss_sum, outputs = self._step(group)
+            # the signals measure a few steps per epoch; the others do not call them at all (a set lookup)
+            loss_sum, outputs = self._step(group, step if step in self.signals.measured_steps else None)
+            step += 1
             if not math.isfinite(loss_sum):
                 raise Diverged(f"training loss became {loss_sum} at epoch {epoch} (lr={self.schedule.lr:.3g})")
             self.schedule.step_batch()
@@ -263,8 +266,10 @@ class _FoldRun:
         train = {"train_loss": loss_all / seen_all}
         return {**train, "train_accuracy": correct_all / seen_all} if self.classify else train
 
-    def _step(self, group: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[float, list[torch.Tensor]]:
-        """One optimizer step over the accumulated mini-batches of ``group`` (this rank's slice, global size).
+    def _step(self, group: list[tuple[torch.Tensor, torch.Tensor, int]], measured: int | None
+              ) -> tuple[float, list[torch.Tensor]]:
+        """One optimizer step over the accumulated mini-batches of ``group`` (this rank's slice, global size);
+        ``measured``: the step's index in the epoch when the training signals measure it, else None.
 
         Returns:
             The sum of this rank's data loss times its batch size over the group (first evaluation), and
@@ -289,8 +294,8 @@ class _FoldRun:
                 if first:
                     captured.append((float(data_loss.detach()) * len(y), out.detach()))
             self.scaler.unscale_(self.optimizer)
-            if first:
-                self.signals.gradients()  # before clipping: the norm the clip threshold is compared with
+            if first and measured is not None:
+                self.signals.gradients(measured)  # before clipping: the norm the clip threshold is compared with
             first = False
             self.clip(self.module.parameters())
             return self.dist.all_reduce(total) / world  # the global loss: LBFGS decides the same on every rank
@@ -301,6 +306,8 @@ class _FoldRun:
             closure()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        if measured is not None:
+            self.signals.stepped(measured)
         return sum(loss for loss, _ in captured), [out for _, out in captured]
 
     def evaluate(self) -> dict[str, float]:

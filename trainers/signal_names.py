@@ -17,10 +17,11 @@ GRAD_NORM_MAX = PREFIX + "grad_norm_max"  # its largest value in the epoch
 NONFINITE_GRAD_STEPS = PREFIX + "nonfinite_grad_steps"  # measured steps whose gradients held NaN/inf
 NONFINITE_WEIGHTS = PREFIX + "nonfinite_weights"  # parameter elements that are NaN/inf at the epoch's end
 WEIGHT_NORM = PREFIX + "weight_norm"  # global L2 norm of all parameters at the epoch's end
-DEAD_RELU = PREFIX + "dead_relu"  # fraction of ReLU units that are 0 on every probe example
-SATURATED = PREFIX + "saturated"  # fraction of tanh/sigmoid units in their flat zone on >= 90% of the probe
+# counted on the examples watched (the built-in loop: the epoch's evaluation of the validation split) or a probe
+DEAD_RELU = PREFIX + "dead_relu"  # fraction of ReLU units that are 0 on every example
+SATURATED = PREFIX + "saturated"  # fraction of tanh/sigmoid units in their flat zone on >= 90% of the examples
 # measured once, before the first step (logged with epoch 1): what the initialization alone does
-INIT_DEAD_RELU = PREFIX + "init_dead_relu"
+INIT_DEAD_RELU = PREFIX + "init_dead_relu"  # on a probe (the built-in loop: 128 training examples)
 INIT_SATURATED = PREFIX + "init_saturated"
 INIT_GRAD_RATIO = PREFIX + "init_grad_input_to_output"  # first step: input group's gradient norm / output's
 ARTIFACT = "training_signals.json"  # per-layer detail at the best epoch, one file per trial

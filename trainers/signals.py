@@ -3,24 +3,31 @@
 A handful of per-epoch summary metrics (names in :mod:`trainers.signal_names`) for ``hpo.diagnosis``:
 the global gradient norm before clipping, the update-to-weight ratio of three layer groups (the first
 weighted layer, the ones between, the last), the fraction of dead ReLU and saturated tanh/sigmoid units
-on a small probe batch, the weight norm and non-finite counts. Per-layer detail stays out of the metrics
-(``layer_report``, an artifact per trial), so the store grows by a constant, not by the layer count.
+(on the forwards ``watching`` sees -- the built-in loop's evaluation of the validation split -- or on a probe
+batch), the weight norm and non-finite counts. Per-layer detail stays out of the metrics (``layer_report``,
+an artifact per trial), so the store grows by a constant, not by the layer count.
 
-Cheap by construction: one fused norm on 16 evenly spaced steps per epoch (no host sync), a negated copy of
-the weights on 4 sampled steps per epoch, one no-grad forward of the probe per epoch (its counts leave torch
-in one copy). Your own loop::
+Cheap by construction (bench/training_signals.py measures it): one fused norm of the gradients on 4 evenly
+spaced steps per epoch (no host sync), a negated copy of the weights on the middle one for its update ratio,
+no forward of its own when watching; everything measured leaves torch in two copies per epoch. The built-in
+loop does not call the signals on the other steps at all. Your own loop::
 
     signals = TrainingSignals(model, optimizer)             # once: hooks the optimizer's step
     ...                                                     # your loop, unchanged
     report({**metrics, **signals.epoch_metrics(probe=x)})   # once per epoch (x: a batch of inputs)
 
-Without a ``gradients()`` call before your clipping, the gradient norm is measured at the optimizer's
-step, after it.
+or, instead of the probe, ``with signals.watching(): evaluate(...)`` before ``epoch_metrics()``. Without a
+``gradients()`` call before your clipping, the gradient norm is measured at the optimizer's step, after it.
+The built-in loop passes no optimizer (no hooks) and calls ``gradients(step)`` and ``stepped(step)`` itself,
+on ``measured_steps`` only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -34,8 +41,13 @@ _SQUASHES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid)
 _SATURATED_SHARE = 0.9  # a unit is saturated when this share of its outputs sit in the flat zone
 # where the slope is below 10% of its largest: tanh |y| > 0.949, sigmoid y < 0.026 or > 0.974
 _FLAT_TANH, _FLAT_SIGMOID = math.sqrt(0.9), 0.5 * math.sqrt(0.6)
-_UPDATE_SAMPLES = 4  # steps per epoch whose update ratio is measured
-_GRAD_SAMPLES = 16  # steps per epoch whose gradients are measured (all of a shorter epoch)
+# steps per epoch whose gradients are measured, evenly spaced from the first (0, 1/4, 1/2, 3/4 of the epoch);
+# the update ratio on the middle one: not the first, which can be a step fp16's GradScaler skips while it
+# calibrates, nor the epoch's last, often a short batch. Fixed positions: a rerun samples the same steps.
+# Few on purpose: a gradient sample costs ~0.1-0.3% of a small MLP's epoch, an update sample ~0.8%
+# (bench/training_signals.py); with 2 gradient samples an lr far too high no longer shows its exploding
+# gradients (bench/diagnosis_signals.py: 0 of 5 runs, 3 of 5 with 4, 5 of 5 with 16).
+_GRAD_SAMPLES = 4
 
 
 class TrainingSignals:
@@ -43,10 +55,10 @@ class TrainingSignals:
 
     Args:
         model: the model (the bare module, not a DDP wrapper around it).
-        optimizer: its optimizer; its step is hooked to measure updates (and gradients, when
-            :meth:`gradients` was not called for the step).
-        steps_per_epoch: optimizer steps per epoch, to spread the update samples (else learnt after the
-            first epoch, which samples steps 1, 2, 4, 8, ...).
+        optimizer: its optimizer, for a loop of your own: its step is hooked to call :meth:`gradients`
+            (when the loop did not for the step) and :meth:`stepped`. None: the loop calls both itself.
+        steps_per_epoch: optimizer steps per epoch, to spread the samples (else learnt after the first
+            epoch, which measures the gradients at every step and the updates at steps 1, 2, 4, 8, ...).
         probe: inputs to measure dead and saturated units on at once, before training (the
             ``init_*`` signals, logged with the first epoch).
     """
@@ -57,23 +69,29 @@ class TrainingSignals:
         self.layers = _layers(model)
         self.params = [p for _, params in self.layers for p in params]
         self.group_of = _groups(len(self.layers))
-        # (parameters x layers) and (layers x groups) 0/1 matrices: per-step sums become one matmul at epoch end
-        owner = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
-        self.param_layer = np.zeros((len(self.params), len(self.layers)))
-        self.param_layer[range(len(self.params)), owner] = 1.0
+        self.layer_sizes = [sum(p.numel() for p in params) for _, params in self.layers]
         self.groups = [g for g in names.GROUPS if g in self.group_of]
-        self.layer_group = np.array([[float(g == group) for group in self.groups] for g in self.group_of]).reshape(
-            len(self.layers), len(self.groups))
+        self.grad_keys = [names.grad_norm_of(g) for g in self.groups]
+        self.update_keys = [names.update_ratio_of(g) for g in self.groups]
+        # a (parameters x (layers + groups)) 0/1 matrix: squared norms per parameter become per layer and per
+        # group in one matmul at epoch end
+        owner = [i for i, (_, ps) in enumerate(self.layers) for _ in ps]
+        group_of_param = [len(self.layers) + self.groups.index(self.group_of[i]) for i in owner]
+        self.columns = np.zeros((len(self.params), len(self.layers) + len(self.groups)))
+        self.columns[range(len(self.params)), owner] = 1.0
+        self.columns[range(len(self.params)), group_of_param] = 1.0
         self.probe = _Probe(model)
         self.steps_per_epoch = steps_per_epoch
         self.handles = [] if optimizer is None else [optimizer.register_step_pre_hook(self._before_step),
                                                       optimizer.register_step_post_hook(self._after_step)]
-        self.last_report: dict[str, Any] = {}
+        self.last: tuple[Any, ...] | None = None  # what the last epoch's layer report is built from, when asked
         self.initial: dict[str, float] = {}  # reported once, with the first epoch
         if probe is not None and len(probe):
             units = self.probe(probe)
             self.initial.update(_unit_shares(units, names.INIT_DEAD_RELU, names.INIT_SATURATED))
         self.first_epoch = True
+        self.layout: tuple[int | None, frozenset[int], frozenset[int]] = (0, frozenset(), frozenset())
+        self.watched: list[dict[str, Any]] | None = None  # units counted by ``watching`` this epoch
         self._reset()
 
     def continued(self) -> None:
@@ -84,142 +102,171 @@ class TrainingSignals:
 
     def _reset(self) -> None:
         self.steps, self.measured = 0, False
-        self.step_norms: list[tuple[torch.Tensor, ...]] = []  # per measured step: each parameter's gradient norm
-        self.snapshot: list[torch.Tensor] | None = None  # minus the weights before a sampled step
-        self.before: list[torch.Tensor] = []  # their norms
-        self.update_samples: list[tuple[torch.Tensor, ...]] = []  # per sampled step: update norms, weight norms
-        per = self.steps_per_epoch
-        self.grad_stride = -(-per // _GRAD_SAMPLES) if per else 1
-        if per:
-            stride = max(1, per // _UPDATE_SAMPLES)
-            self.sampled = frozenset(range(0, stride * _UPDATE_SAMPLES, stride))
-        else:  # steps 0, 1, 3, 7, ... until the epoch's length is known
-            self.sampled = frozenset(2 ** i - 1 for i in range(7))
+        self.grad_norms: list[tuple[torch.Tensor, ...]] = []  # per measured step: each parameter's gradient norm
+        # per sampled step: each parameter's update norm, then its norm before the step
+        self.update_norms: list[tuple[torch.Tensor, ...]] = []
+        self.snapshot: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None  # -weights, their norms
+        if self.layout[0] != self.steps_per_epoch:
+            self.layout = (self.steps_per_epoch, *_layout(self.steps_per_epoch))
+        # the steps a loop that knows its epoch's length calls gradients() and stepped() at (the rest: no-ops),
+        # and those whose update is measured
+        _, self.measured_steps, self.sampled = self.layout
 
     def close(self) -> None:
         """Remove the optimizer hooks."""
         for handle in self.handles:
             handle.remove()
 
-    def gradients(self) -> None:
+    def gradients(self, step: int | None = None) -> None:
         """Measure the gradients now: call it after backward (and ``scaler.unscale_``), before clipping.
 
-        Once the epoch's length is known, 16 evenly spaced steps per epoch are measured (every step of a
-        shorter epoch); only one fused norm per measured step (no host sync, no graph: gradients do not
-        require grad); the sums, maxima and NaN checks run once, at epoch end.
+        Args:
+            step: the optimizer step of the epoch (from 0), for a loop that calls this and :meth:`stepped` on
+                ``measured_steps`` only (the built-in loop); None: the step :meth:`stepped` counted.
+
+        Once the epoch's length is known, 4 evenly spaced steps per epoch are measured from the first
+        (``measured_steps``; every step of the first epoch while its length is unknown): one fused norm per
+        measured step (no host sync, no graph), which also takes the weights' norms on the middle one, whose
+        update is measured (it copies the weights too); the sums, maxima and NaN checks run once, at epoch end.
         """
         self.measured = True
-        if self.steps % self.grad_stride:
+        if step is not None:
+            self.steps = step
+        if not self.params or (self.steps_per_epoch and self.steps not in self.measured_steps):
             return
-        grads = [p.grad for p in self.params if p.grad is not None and not p.grad.is_sparse]
-        if len(grads) == len(self.params) and grads:
-            self.step_norms.append(torch._foreach_norm(grads))  # type: ignore[arg-type]
-        elif grads:  # some parameters got no gradient this step: they count as 0
-            self.step_norms.append(tuple(torch.linalg.vector_norm(p.grad) if p.grad is not None and not p.grad.is_sparse
-                                         else torch.zeros((), device=p.device) for p in self.params))
+        n = len(self.params)
+        if self.steps in self.sampled:
+            with torch.no_grad():  # minus the weights before the step: ``stepped`` adds the new ones to it
+                negated = torch._foreach_neg(self.params)
+                norms = _norms(self.params, with_weights=True)
+            self.snapshot = (negated, norms[n:])
+        else:
+            norms = _norms(self.params, with_weights=False)
+        if any(p.grad is not None and not p.grad.is_sparse for p in self.params):
+            self.grad_norms.append(norms[:n])
 
-    # the step hooks run every step: the unsampled path is a set lookup; a sampled step costs four foreach ops
-    # (a negated copy and its norms before, the new weights added to it in place and its norms after)
+    def stepped(self, step: int | None = None) -> None:
+        """The optimizer stepped (``step``: as in :meth:`gradients`): on a sampled step, measure how far it moved
+        the weights; count the step."""
+        if self.snapshot is not None:
+            difference, before = self.snapshot
+            with torch.no_grad():
+                torch._foreach_add_(difference, self.params)  # w_after - w_before
+                self.update_norms.append((*torch._foreach_norm(difference), *before))
+            self.snapshot = None
+        self.measured = False
+        self.steps = (self.steps if step is None else step) + 1
+
+    # the optimizer's hooks, for loops of one's own
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not self.measured:
             self.gradients()
-        self.measured = False
-        if self.steps in self.sampled and self.params:
-            with torch.no_grad():
-                self.snapshot = torch._foreach_neg(self.params)
-                self.before = torch._foreach_norm(self.snapshot)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self.snapshot is not None:
-            with torch.no_grad():
-                torch._foreach_add_(self.snapshot, self.params)  # w_after - w_before
-                self.update_samples.append((*torch._foreach_norm(self.snapshot), *self.before))
-            self.snapshot = None
-        self.steps += 1
+        self.stepped()
+
+    def watching(self) -> AbstractContextManager[None]:
+        """Count dead and saturated units on the forwards run inside, over all their examples (the built-in loop:
+        the epoch's evaluation, so no forward of its own); :meth:`epoch_metrics` reports them."""
+        self.watched = []
+        return self.probe.watching(self.watched)
 
     @torch.no_grad()
     def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
-        """The epoch's signals (then start a new epoch); ``probe``: inputs for the dead/saturated units.
+        """The epoch's signals (then start a new epoch); ``probe``: inputs for the dead/saturated units, when
+        no :meth:`watching` counted them this epoch.
 
         Returns:
             ``signals/...`` metrics; those that were not measured (no step, no ReLU, no probe) are absent.
         """
         out: dict[str, float] = dict(self.initial)
         self.initial = {}
-        # small tensors leave torch once, here: numpy's per-call cost is a fraction of torch's on tiny arrays
-        with np.errstate(invalid="ignore", over="ignore"):  # inf weights: counted below
-            weight_sq = _numpy(torch._foreach_norm(self.params)) ** 2 @ self.param_layer  # type: ignore[arg-type]
+        # every norm of the epoch leaves torch in one copy, then one matmul makes them per layer and per group
+        # (numpy's per-call cost is a fraction of torch's on tiny arrays)
+        n, n_grads = len(self.params), len(self.grad_norms)
+        flat = _numpy([*chain.from_iterable(self.grad_norms), *chain.from_iterable(self.update_norms),
+                       *torch._foreach_norm(self.params)])  # type: ignore[arg-type]
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # inf weights: counted below
+            both = (flat.reshape(-1, n) ** 2) @ self.columns  # rows: grads, updates/befores, weights
+            layer_grads = self._gradient_metrics(both[:n_grads], out)
+            ratios = self._update_ratios(np.sqrt(both[n_grads:-1]), out)
+        weight_sq = both[-1, :len(self.layers)]
         total = math.sqrt(float(weight_sq.sum()))
         bad = 0 if math.isfinite(total) else sum(int((~torch.isfinite(p)).sum()) for p in self.params)
         out[names.WEIGHT_NORM], out[names.NONFINITE_WEIGHTS] = total, float(bad)
-        layer_grads = self._gradient_metrics(out)
-        ratios = self._update_ratios(out)
-        units = self.probe(probe) if probe is not None and len(probe) else []
+        units = self.watched if self.watched is not None else (
+            self.probe(probe) if probe is not None and probe.shape[0] else [])
+        self.watched = None
         out.update(_unit_shares(units, names.DEAD_RELU, names.SATURATED))
-        self.last_report = self._layer_report(weight_sq, layer_grads, ratios, units)
+        self.last = (weight_sq, layer_grads, ratios, units)
         if self.steps and not self.steps_per_epoch:
             self.steps_per_epoch = self.steps
         self._reset()
         return out
 
-    def _gradient_metrics(self, out: dict[str, float]) -> list[float | None]:
-        """Global and per-group gradient metrics into ``out``; per-layer rms norms returned."""
-        if not self.step_norms:
-            return [None] * len(self.layers)
-        sq = _numpy([t for norms in self.step_norms for t in norms]).reshape(len(self.step_norms), -1) ** 2
-        with np.errstate(invalid="ignore", over="ignore"):
-            layer_sq = sq @ self.param_layer  # steps x layers
-            totals = np.sqrt(layer_sq.sum(1))
-        finite = np.isfinite(totals)
-        if self.first_epoch and len(self.layers) >= 2 and finite[0]:  # the gradient's reach at initialization
-            out[names.INIT_GRAD_RATIO] = float(np.sqrt(layer_sq[0, 0]) / max(np.sqrt(layer_sq[0, -1]), 1e-30))
-        self.first_epoch = False
-        out[names.NONFINITE_GRAD_STEPS] = float((~finite).sum())
-        if not finite.any():
-            return [None] * len(self.layers)
-        kept = layer_sq[finite]  # a skipped fp16 step must not poison the means
-        out[names.GRAD_NORM], out[names.GRAD_NORM_MAX] = float(totals[finite].mean()), float(totals[finite].max())
-        by_group = np.sqrt((kept @ self.layer_group).mean(0))
-        out.update({names.grad_norm_of(g): float(v) for g, v in zip(self.groups, by_group, strict=True)})
-        return [float(v) for v in np.sqrt(kept.mean(0))]  # rms over steps
-
-    def _update_ratios(self, out: dict[str, float]) -> list[float | None]:
-        """Group ratios into ``out``; per-layer ratios returned (medians over the sampled steps)."""
-        if not self.update_samples:
-            return [None] * len(self.layers)
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            flat = _numpy([t for sample in self.update_samples for t in sample])
-            samples = (flat.reshape(len(self.update_samples), 2, -1) ** 2) @ self.param_layer  # s x 2 x L
-            by_group = samples @ self.layer_group  # steps x 2 x groups
-            both = np.sqrt(np.concatenate([samples, by_group], axis=2))  # layers then groups: one median
-            medians = np.median(both[:, 0] / np.maximum(both[:, 1], 1e-30), axis=0).tolist()
+    def _gradient_metrics(self, sq: np.ndarray, out: dict[str, float]) -> list[float | None]:
+        """Global and per-group gradient metrics into ``out`` from the squared norms (rows: measured steps;
+        columns: layers, then groups); per-layer rms norms returned."""
         n = len(self.layers)
-        out.update({names.update_ratio_of(g): v for g, v in zip(self.groups, medians[n:], strict=True)})
+        if not len(sq):
+            return [None] * n
+        totals = np.sqrt(sq[:, :n].sum(1))
+        finite = np.isfinite(totals)
+        if self.first_epoch and n >= 2 and finite[0]:  # the gradient's reach at initialization
+            out[names.INIT_GRAD_RATIO] = math.sqrt(sq[0, 0]) / max(math.sqrt(sq[0, n - 1]), 1e-30)
+        self.first_epoch = False
+        kept = int(finite.sum())
+        out[names.NONFINITE_GRAD_STEPS] = float(len(finite) - kept)
+        if not kept:
+            return [None] * n
+        if kept < len(finite):  # a skipped fp16 step must not poison the means
+            sq, totals = sq[finite], totals[finite]
+        out[names.GRAD_NORM], out[names.GRAD_NORM_MAX] = float(totals.sum() / kept), float(totals.max())
+        rms = np.sqrt(sq.sum(0) / kept).tolist()  # over steps: layers, then groups
+        out.update(zip(self.grad_keys, rms[n:], strict=True))
+        return rms[:n]
+
+    def _update_ratios(self, norms: np.ndarray, out: dict[str, float]) -> list[float | None]:
+        """Group ratios into ``out`` from the norms (rows: each sampled step's update, then the weights before
+        it; columns: layers, then groups); per-layer ratios returned (medians over the sampled steps)."""
+        if not len(norms):
+            return [None] * len(self.layers)
+        ratios = norms[0::2] / np.maximum(norms[1::2], 1e-30)
+        # the built-in loop samples 1 step per epoch: the median of 1 or 2 is their mean, at a fraction of the cost
+        medians = (np.median(ratios, axis=0) if len(ratios) > 2 else ratios.sum(0) / len(ratios)).tolist()
+        n = len(self.layers)
+        out.update(zip(self.update_keys, medians[n:], strict=True))
         return medians[:n]
 
-    def _layer_report(self, weight_sq: np.ndarray, grads: list[float | None], ratios: list[float | None],
-                      units: list[dict[str, Any]]) -> dict[str, Any]:
-        layers = [{"name": name or "(model)", "group": group, "params": sum(p.numel() for p in params),
-                   "weight_norm": math.sqrt(float(w)), "grad_norm": g, "update_ratio": r}
-                  for (name, params), group, w, g, r in zip(self.layers, self.group_of, weight_sq.tolist(), grads,
-                                                             ratios, strict=True)]
-        return {"layers": layers, "activations": units}
-
     def layer_report(self) -> dict[str, Any]:
-        """Per-layer detail of the last epoch measured: for an artifact, not for metrics."""
-        return _finite(self.last_report)
+        """Per-layer detail of the last epoch measured: for an artifact, not for metrics (built when asked:
+        the built-in loop asks at its best epochs only)."""
+        if self.last is None:
+            return {}
+        weight_sq, grads, ratios, units = self.last
+        layers = [{"name": name or "(model)", "group": group, "params": size, "weight_norm": math.sqrt(w),
+                   "grad_norm": g, "update_ratio": r}
+                  for (name, _), size, group, w, g, r in zip(self.layers, self.layer_sizes, self.group_of,
+                                                              weight_sq.tolist(), grads, ratios, strict=True)]
+        return _finite({"layers": layers, "activations": units})
 
 
 class NoSignals:
     """Signals switched off: the same calls, nothing measured."""
 
-    last_report: dict[str, Any] = {}
+    measured_steps: frozenset[int] = frozenset()
 
     def continued(self) -> None:
         return None
 
-    def gradients(self) -> None:
+    def gradients(self, step: int | None = None) -> None:
         return None
+
+    def stepped(self, step: int | None = None) -> None:
+        return None
+
+    def watching(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def epoch_metrics(self, probe: torch.Tensor | None = None) -> dict[str, float]:
         return {}
@@ -250,9 +297,30 @@ def _groups(n_layers: int) -> list[names.Group]:
     return ["input", *(["hidden"] * (n_layers - 2)), "output"]  # type: ignore[list-item]
 
 
+def _norms(params: list[nn.Parameter], with_weights: bool) -> tuple[torch.Tensor, ...]:
+    """Each parameter's gradient norm (0 where it got none), then (``with_weights``) its own norm: one fused
+    call when every parameter has a dense gradient."""
+    grads = [p.grad for p in params]
+    weights = params if with_weights else []
+    if all(g is not None and not g.is_sparse for g in grads):
+        return tuple(torch._foreach_norm([*grads, *weights]))  # type: ignore[list-item]
+    return (*(torch.linalg.vector_norm(g) if g is not None and not g.is_sparse else torch.zeros((), device=p.device)
+              for g, p in zip(grads, params, strict=True)), *(torch._foreach_norm(weights) if weights else ()))
+
+
+def _layout(steps_per_epoch: int | None) -> tuple[frozenset[int], frozenset[int]]:
+    """The steps whose gradients are measured and those whose update is, by an epoch's length (unknown:
+    every step's gradients, steps 0, 1, 3, 7, ...'s updates)."""
+    if not steps_per_epoch:
+        return frozenset(), frozenset(2 ** i - 1 for i in range(7))
+    steps = sorted({i * steps_per_epoch // _GRAD_SAMPLES for i in range(_GRAD_SAMPLES)})
+    return frozenset(steps), frozenset(steps[len(steps) // 2:][:1])
+
+
 def _numpy(scalars: Any) -> np.ndarray:
     """0-d tensors (on any device) as one float64 array: one stack, one copy to the host."""
-    return torch.stack(list(scalars)).double().cpu().numpy()
+    stacked = torch.stack(list(scalars)).cpu()
+    return (stacked if stacked.dtype in (torch.float32, torch.float64) else stacked.float()).numpy().astype(np.float64)
 
 
 def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str) -> dict[str, float]:
@@ -266,17 +334,21 @@ def _unit_shares(units: list[dict[str, Any]], dead_key: str, saturated_key: str)
 
 
 class _Probe:
-    """Dead ReLU and saturated tanh/sigmoid units of each activation module of ``model`` on a batch (eval mode).
+    """Dead ReLU and saturated tanh/sigmoid units of each activation module of ``model``: on a batch of its own
+    (a forward in eval mode), or on the forwards someone else runs (``watching``: the epoch's evaluation).
 
-    The modules are found once. Per call: a hook per activation module keeps its count as a tensor, the
-    counts leave torch together (one ``tolist``), and the forward runs under ``inference_mode``. Eval mode is
-    set by writing each module's ``training`` flag and put back to each module's own afterwards (what
-    ``train()`` does, without its per-module ``__setattr__``), unless some module overrides ``train``.
+    The modules are found once. While watching, a hook per activation module keeps one number per unit and
+    forward as a tensor (a ReLU's largest output, a tanh/sigmoid's count of outputs in the flat zone); they
+    leave torch together (one copy) and numpy counts the flagged units. A batch of its own runs under
+    ``inference_mode``, in eval mode set by writing each module's ``training`` flag and put back to each
+    module's own afterwards (what ``train()`` does, without its per-module ``__setattr__``), unless some
+    module overrides ``train``.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.modules = list(model.modules())
+        self.first_param = next(model.parameters(), None)  # where the model lives: ``to()`` keeps the object
         self.plain_train = all(type(m).train is nn.Module.train for m in self.modules)
         self.activations: list[tuple[str, nn.Module, str, float]] = []
         for name, module in model.named_modules():
@@ -286,25 +358,56 @@ class _Probe:
                 self.activations.append((name, module, kind, low))
 
     def __call__(self, probe: torch.Tensor) -> list[dict[str, Any]]:
-        if not self.activations:
-            return []
-        seen: list[tuple[int, torch.Tensor, int]] = []  # activation index, flagged units, units
-        hooks = [module.register_forward_hook(_counter(i, kind, low, seen))
-                 for i, (_, module, kind, low) in enumerate(self.activations)]
-        device = next((p.device for p in self.model.parameters()), probe.device)
+        """The units of one forward of ``probe`` in eval mode, under ``inference_mode``."""
+        device = probe.device if self.first_param is None else self.first_param.device
         modes = [m.training for m in self.modules]
+        units: list[dict[str, Any]] = []
         try:
             self._train(False)
-            with torch.inference_mode():
+            with self.watching(units), torch.inference_mode():
                 self.model(probe.to(device))
+        finally:
+            self._train(modes)
+        return units
+
+    @contextmanager
+    def watching(self, units: list[dict[str, Any]]) -> Iterator[None]:
+        """The units of the forwards run inside (over all their examples) into ``units``, once it ends."""
+        if not self.activations:
+            yield
+            return
+        seen: list[tuple[int, torch.Tensor, int, int]] = []  # activation index, per-unit values, units, outputs
+        hooks = [module.register_forward_hook(_counter(i, kind, low, seen))
+                 for i, (_, module, kind, low) in enumerate(self.activations)]
+        try:
+            yield
         finally:
             for h in hooks:
                 h.remove()
-            self._train(modes)
-        counts = torch.stack([flagged for _, flagged, _ in seen]).tolist() if seen else []
-        return [{"name": self.activations[i][0], "kind": self.activations[i][2],
-                 "type": type(self.activations[i][1]).__name__, "units": units, "flagged": int(n)}
-                for (i, _, units), n in zip(seen, counts, strict=True)]
+        units += self._count(seen)
+
+    def _count(self, seen: list[tuple[int, torch.Tensor, int, int]]) -> list[dict[str, Any]]:
+        """Flagged units per activation module, from its hook's values over every forward seen."""
+        if not seen:
+            return []
+        values = torch.cat([v for _, v, _, _ in seen]).cpu().numpy()  # one copy to the host
+        per: dict[int, tuple[np.ndarray, int]] = {}  # activation index -> values over all calls, outputs per unit
+        start = 0
+        for i, _, n, outputs in seen:
+            part, start = values[start:start + n], start + n
+            if i in per:  # another batch: a ReLU's largest output, a tanh/sigmoid's flat count and its outputs
+                kept, total = per[i]
+                part = np.maximum(kept, part) if self.activations[i][2] == "relu" else kept + part
+                outputs += total
+            per[i] = (part, outputs)
+        units = []
+        for i, (part, outputs) in per.items():
+            name, module, kind, _ = self.activations[i]
+            # fp32 like the values: the share is compared as torch's mean would be
+            flagged = (part <= 0) if kind == "relu" else (part / outputs >= _SATURATED_SHARE)
+            units.append({"name": name, "kind": kind, "type": type(module).__name__, "units": len(part),
+                          "flagged": int(flagged.sum())})
+        return units
 
     def _train(self, modes: bool | list[bool]) -> None:
         if not self.plain_train:
@@ -316,18 +419,21 @@ class _Probe:
 
 
 def _counter(i: int, kind: str, low: float, seen: list[tuple[int, torch.Tensor, int]]) -> Any:
-    """A forward hook that appends (i, the count of dead or saturated units, the unit count) to ``seen``."""
+    """A forward hook that appends (i, one fp32 value per unit, the unit count, outputs per unit) to ``seen``: a
+    ReLU's largest output (dead when <= 0), or a tanh/sigmoid's count of outputs in its flat zone."""
 
     def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
         y = output.detach()
         y = y.reshape(1, -1) if y.dim() < 2 else y
         dims = (0, *range(2, y.dim()))  # a unit is a feature (N, C) or a channel (N, C, ...)
         if kind == "relu":
-            flagged = (y.amax(dim=dims) <= 0).sum()
+            values = y.amax(dim=dims).float()
         else:
-            flat = (y.float() - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
-            flagged = (flat.float().mean(dim=dims) >= _SATURATED_SHARE).sum()
-        seen.append((i, flagged, int(y.shape[1])))
+            y = y.float()  # the flat zone's bounds in fp32 (a no-op unless under autocast)
+            flat = (y if low == 0.0 else y - low).abs() > (_FLAT_TANH if low == 0.0 else _FLAT_SIGMOID)
+            values = flat.sum(dim=dims, dtype=torch.float32)
+        units = y.shape[1]
+        seen.append((i, values, units, y.numel() // max(1, units)))
 
     return hook
 
