@@ -241,8 +241,9 @@ def main() -> None:
     print(f"    {len(first.trials)} trials, {len(first.histories):,} history points "
           f"(the curves of {len(first.curves_of)} trials; the others when picked)")
     later = [r for r in first.trials["run_id"] if r not in first.curves_of][:3]
-    timed("Store.histories(): 3 more trials' curves, picked later", lambda: store.histories(later), results)
-    timed("sweep page figures (5 plotly figures, serialised)", lambda: page_figures(data), results)
+    timed("Store.histories(): 3 more trials' curves, picked later",
+          lambda: store.histories(later, skip=(names.PREFIX,)), results)
+    timed("sweep page figures (5 plotly figures, serialised)", lambda: page_figures(first), results)
     load_and_figures = results[page] + results["sweep page figures (5 plotly figures, serialised)"]
     from dashboard import _analysis
 

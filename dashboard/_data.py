@@ -24,7 +24,6 @@ from tracker import schema
 from tracker.errors import StoreUnavailable
 from tracker.queries import RunNotFound, Store, SweepData, TrialData
 from tracker.uri import resolve_tracking_uri
-from trainers import signal_names
 
 LIVE_REFRESH_S = 5.0
 FINGERPRINT_TTL_S = 2.0  # < LIVE_REFRESH_S: a live page's refresh always reads the store again
@@ -140,7 +139,7 @@ def load_sweep(uri: str, run_id: str, fingerprint: str) -> tuple[SweepData, pd.D
     return data, _analysis.fill_verdicts(data)
 
 
-_NOT_DRAWN = (signal_names.PREFIX,)
+_NOT_DRAWN = (schema.SIGNALS_PREFIX,)
 
 
 def curves_of(uri: str, data: SweepData, run_ids: list[str]) -> pd.DataFrame:

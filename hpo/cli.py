@@ -188,8 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="largest absolute difference still counted as reproduced (default 0: exact, "
                                 "which the CPU path with the recorded thread count achieves)")
     reproduce.add_argument("--ignore", nargs="+", default=[], metavar="METRIC",
-                           help="metrics not to compare (your trainer's timings); epoch_seconds and latency_ms "
-                                "never are")
+                           help="metrics not to compare (your trainer's timings); a name ending in / is a prefix "
+                                "(signals/: every training signal); epoch_seconds and latency_ms never are")
     _store_option(reproduce)
     _json_option(reproduce)
     reproduce.set_defaults(handler=_cmd_reproduce)

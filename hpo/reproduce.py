@@ -129,7 +129,8 @@ def compare(
     stored: Mapping[str, Sequence[float | None]], rerun: Sequence[Mapping[str, float]], tolerance: float,
     ignore: Sequence[str] = schema.TIMING_METRICS,
 ) -> Comparison:
-    """Epoch by epoch, every stored metric (but ``ignore``) against the rerun's report of that epoch.
+    """Epoch by epoch, every stored metric (but ``ignore``; a name ending in ``/`` is a prefix) against the
+    rerun's report of that epoch.
 
     An epoch the store has no value for (not logged, or not finite) matches a rerun value that is missing
     or not finite; a stored value the rerun does not report differs (its rerun value is None).
@@ -137,7 +138,8 @@ def compare(
     epochs = min(len(rerun), max((len(v) for v in stored.values()), default=0))
     result = Comparison(tolerance, epochs)
     skipped = (*ignore, *(f"{name}_std" for name in ignore))
-    names = sorted(name for name in stored if name not in skipped)
+    prefixes = tuple(name for name in ignore if name.endswith("/"))  # "signals/": every training signal
+    names = sorted(name for name in stored if name not in skipped and not name.startswith(prefixes))
     # a re-run that continued a killed run from its checkpoint holds only the epochs after it
     logged = {i + 1 for name in names for i, v in enumerate(stored[name]) if v is not None}
     for epoch in sorted(e for e in logged if e <= epochs):
@@ -298,6 +300,12 @@ def render(doc: Mapping[str, Any]) -> str:
     elif first is not None:
         lines.append(f"not reproduced ({tol}): {first['metric']} differs first at epoch {first['epoch']}: "
                      f"stored {first['stored']}, rerun {first['rerun']}")
+        differ = [n for n, d in doc["max_abs_diff"].items() if d is None or d > doc["tolerance"]]
+        signals = schema.SIGNALS_PREFIX
+        if differ and all(n.startswith(signals) for n in differ):
+            lines.append(f"  only the training signals ({signals}*) differ: they measure training, they do not "
+                         "change it, and their sampling changed on 2026-12-01 (4 steps per epoch, units counted "
+                         f"on the evaluation); --ignore {signals} compares the training alone")
     elif doc["error"]:
         lines.append(f"not reproduced: the stored trial {doc['status']}, the rerun raised {doc['error']}")
     else:

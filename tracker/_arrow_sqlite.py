@@ -3,7 +3,8 @@
 Python's ``sqlite3`` builds a tuple and a Python object per cell. For a 1,000-trial sweep with 100 epochs
 of six curves (600k points) that was 0.9 s of ``Store.sweep()``'s 1.1 s on an idle machine, though
 SQLite itself finds the rows in 0.1 s. The ADBC SQLite driver (``adbc-driver-sqlite``) hands back
-Arrow columns built in C instead (figures in ``bench/results/dashboard_scale.txt``).
+Arrow columns built in C instead: on that store, old and new code alternated, 1.9-2.6 s before and
+0.9-1.3 s after (docs/dashboard.md, "Scale").
 
 The driver is a dependency, but the readers do not rely on it. When it cannot be imported, or it raises
 on a query, :func:`arrow_columns` returns ``None`` and the caller reads through ``sqlite3`` as before.

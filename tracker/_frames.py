@@ -87,6 +87,8 @@ def trials_frame(
     best_key = f"{schema.BEST_PREFIX}{metric}"
     out["best"] = pd.to_numeric(column(latest, best_key), errors="coerce").to_numpy()
     out["final"] = pd.to_numeric(column(latest, f"{schema.FINAL_PREFIX}{metric}"), errors="coerce").to_numpy()
+    # the metric's value at the last epoch logged (MLflow's latest value; NaN when that epoch's was)
+    out["latest"] = pd.to_numeric(column(latest, metric), errors="coerce").to_numpy() if metric else np.nan
     out["epochs_run"] = pd.to_numeric(column(latest, schema.EPOCHS_RUN), errors="coerce").to_numpy()
     if not histories.empty:
         epochs = histories.groupby("run_id")["step"].max().reindex(ids).to_numpy()

@@ -61,6 +61,8 @@ _metrics = sa.table(
     sa.column("run_uuid"),
 )
 
+# databases that take a plain ``VALUES`` list as a table (MySQL wants ``VALUES ROW(...)``)
+_VALUES_DIALECTS = ("sqlite", "postgresql")
 # SQLite's default cap on bound parameters is 32,766; PostgreSQL's is 65,535. Chunk well below both.
 _IN_CHUNK = 5_000
 
@@ -227,14 +229,19 @@ class SqlReads:
     def metric_histories(self, run_ids: Sequence[str], keys: Sequence[str] | None = None) -> pd.DataFrame:
         # Runs come back as their index in ``ids`` (a VALUES table joined in), not as 32-character ids:
         # a Python string per point was a third of the read. SQLite stores are read as Arrow columns.
+        # Other databases than SQLite and PostgreSQL (MySQL wants VALUES ROW(...)) get the ids and an IN list.
         ids = list(dict.fromkeys(run_ids))
+        coded = self.engine.dialect.name in _VALUES_DIALECTS
         parts: list[dict[str, Any]] = [{c: np.array([]) for c in _HISTORY_COLUMNS}]  # no runs: no rows
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _IN_CHUNK):
-                query = _histories_query(ids[start : start + _IN_CHUNK], start, keys)
+                chunk = ids[start : start + _IN_CHUNK]
+                query = _histories_query(chunk, start, keys) if coded else _histories_by_id(chunk, keys)
                 columns = arrow_columns(self.sqlite_file, query) if self.sqlite_file else None
                 if columns is None:
                     columns = _frame(conn, query, list(_HISTORY_COLUMNS)).to_dict("series")
+                if not coded:
+                    columns["run"] = pd.Index(ids).get_indexer(np.asarray(columns["run"], dtype=object))
                 parts.append(columns)
         columns = {c: np.concatenate([np.asarray(part[c]) for part in parts]) for c in _HISTORY_COLUMNS if c != "key"}
         columns["key"] = union_categoricals([_categorical(part["key"]) for part in parts], sort_categories=True)
@@ -294,6 +301,14 @@ def _histories_query(ids: Sequence[str], first: int, keys: Sequence[str] | None)
     return query.bindparams(**values)
 
 
+def _histories_by_id(ids: Sequence[str], keys: Sequence[str] | None) -> sa.Select[Any]:
+    """Every point of runs ``ids``, the run as its id (for databases without a plain ``VALUES`` table)."""
+    m = _metrics.c
+    query = sa.select(m.run_uuid.label("run"), m.key, m.step, m.value, m.is_nan, m.timestamp)
+    query = query.where(m.run_uuid.in_(list(ids)))
+    return query if keys is None else query.where(m.key.in_(list(keys)))
+
+
 def _last_writes(columns: dict[str, Any], ids: list[str]) -> pd.DataFrame:
     """Long history rows; where a step was logged twice (a retried write), the later timestamp wins, as in
     MLflow's UI. ``columns``: run positions in ``ids``, keys (a Categorical), steps, values, NaN flags, timestamps."""
@@ -307,9 +322,7 @@ def _last_writes(columns: dict[str, Any], ids: list[str]) -> pd.DataFrame:
     last = np.ones(len(order), dtype=bool)  # keep the last write of each (run, key, step)
     last[:-1] = (r[1:] != r[:-1]) | (k[1:] != k[:-1]) | (st[1:] != st[:-1])
     keep = order[last]
-    # MLflow stores NaN as value 0 with is_nan set (not every database has a NaN float)
-    value = np.asarray(columns["value"], dtype=np.float64)
-    value = np.where(np.asarray(columns["is_nan"]).astype(bool), np.nan, value)
+    value = _with_nan(columns["value"], columns["is_nan"])
     return pd.DataFrame(
         {
             "run_id": pd.Categorical.from_codes(run[keep], categories=runs),
@@ -338,6 +351,10 @@ def _artifact_repo(artifact_uri: str) -> Any:
 
 
 def _nan_fixed(frame: pd.DataFrame) -> pd.DataFrame:
-    # MLflow stores NaN as value 0 with is_nan set (not every database has a NaN float).
-    frame["value"] = frame["value"].astype("float64").where(~frame["is_nan"].astype(bool))
+    frame["value"] = _with_nan(frame["value"], frame["is_nan"])
     return frame.drop(columns="is_nan")
+
+
+def _with_nan(values: Any, is_nan: Any) -> np.ndarray:
+    """MLflow stores NaN as value 0 with is_nan set (not every database has a NaN float): NaN again."""
+    return np.where(np.asarray(is_nan).astype(bool), np.nan, np.asarray(values, dtype=np.float64))

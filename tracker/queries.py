@@ -273,7 +273,8 @@ class Store:
         return None if match.empty else str(match.iloc[0]["run_id"])
 
     def sweep(self, parent_run_id: str, skip: Sequence[str] = (), first_curves: bool = False) -> SweepData:
-        """Everything the sweep page shows: parent tags, the trials frame, all histories (one query).
+        """A sweep: parent tags, the trials frame and the trials' per-epoch histories (one query for them all,
+        or for those ``skip`` and ``first_curves`` leave).
 
         Args:
             parent_run_id: the sweep's parent run.

@@ -116,6 +116,9 @@ THREADS = "hpo.threads"  # torch intra-op threads the trial trained with: CPU re
 HOST = "hpo.host"  # hostname of the node the trial ran on (from Ray's result)
 DEVICE = "hpo.device"  # cpu | cuda: where the built-in loop trained (pick_device on that node)
 TRIAL_SEED = "hpo.trial_seed"  # the seed the trial's config held (init, batch order, augmentation)
+# the training signals' per-epoch metrics (trainers.signal_names.PREFIX, which a test holds equal to this):
+# measurements of training that decide no verdict; readers that draw curves may skip them
+SIGNALS_PREFIX = "signals/"
 # per-epoch metrics that measure wall-clock time, not the model: never expected to reproduce
 TIMING_METRICS = ("epoch_seconds", "latency_ms")
 ERROR = "hpo.error"  # error text of a FAILED trial (truncated to MLflow's tag limit)

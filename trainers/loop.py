@@ -300,14 +300,19 @@ class _FoldRun:
             self.clip(self.module.parameters())
             return self.dist.all_reduce(total) / world  # the global loss: LBFGS decides the same on every rank
 
+        skipped = False
         if self.closure_needed:  # fp16 (a real GradScaler) is rejected for these by cross_check
             self.optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; LBFGS takes a tensor
         else:
             closure()
+            # fp16: the scaler skips a step whose gradients overflowed and lowers its scale (a host read, on
+            # the few measured steps only); the signals must not take that non-step as an update of 0
+            scale = self.scaler.get_scale() if measured is not None and self.scaler.is_enabled() else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            skipped = scale is not None and self.scaler.get_scale() < scale
         if measured is not None:
-            self.signals.stepped(measured)
+            self.signals.stepped(measured, skipped=skipped)
         return sum(loss for loss, _ in captured), [out for _, out in captured]
 
     def evaluate(self) -> dict[str, float]:

@@ -145,9 +145,12 @@ class TrainingSignals:
         if any(p.grad is not None and not p.grad.is_sparse for p in self.params):
             self.grad_norms.append(norms[:n])
 
-    def stepped(self, step: int | None = None) -> None:
+    def stepped(self, step: int | None = None, skipped: bool = False) -> None:
         """The optimizer stepped (``step``: as in :meth:`gradients`): on a sampled step, measure how far it moved
-        the weights; count the step."""
+        the weights; count the step. ``skipped``: fp16's gradient scaler skipped it (the gradients overflowed),
+        so there is no update to measure: the epoch's update ratio then has no sample."""
+        if self.snapshot is not None and skipped:
+            self.snapshot = None
         if self.snapshot is not None:
             difference, before = self.snapshot
             with torch.no_grad():
@@ -262,7 +265,7 @@ class NoSignals:
     def gradients(self, step: int | None = None) -> None:
         return None
 
-    def stepped(self, step: int | None = None) -> None:
+    def stepped(self, step: int | None = None, skipped: bool = False) -> None:
         return None
 
     def watching(self) -> AbstractContextManager[None]:

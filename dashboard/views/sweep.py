@@ -116,7 +116,7 @@ def leaderboard(data: SweepData, trials: pd.DataFrame) -> None:
         "verdict": shown["verdict"].fillna(NO_VERDICT),
         "confidence": shown["confidence"],
         metric: shown["best"],
-        "final": final_texts(shown, latest_values(data.histories, metric)),
+        "final": final_texts(shown, latest_values(data.histories, metric, shown)),
         "epochs": epochs_texts(shown),
         "duration": shown["duration_s"].map(_data.format_duration),
     }
@@ -149,12 +149,15 @@ def leaderboard(data: SweepData, trials: pd.DataFrame) -> None:
         _data.go("trial", run=str(shown.iloc[rows[0]]["run_id"]))
 
 
-def latest_values(histories: pd.DataFrame, metric: str) -> pd.Series:
-    """Each run's last logged value of ``metric`` (by epoch), indexed by run id."""
+def latest_values(histories: pd.DataFrame, metric: str, trials: pd.DataFrame) -> pd.Series:
+    """Each trial's last finite value of ``metric`` (by epoch) where its curve was read, else the store's latest
+    value (the sweep page reads the curves of a few trials only), indexed by run id."""
+    stored = pd.Series(trials["latest"].to_numpy(), index=trials["run_id"].to_numpy())
     points = histories[histories["key"] == metric].dropna(subset=["value"])
     if points.empty:
-        return pd.Series(dtype=float)
-    return points.sort_values("step").groupby("run_id")["value"].last()
+        return stored
+    read = points.sort_values("step").groupby("run_id", observed=True)["value"].last()
+    return read.reindex(stored.index).fillna(stored)
 
 
 def final_texts(trials: pd.DataFrame, latest: pd.Series) -> pd.Series:

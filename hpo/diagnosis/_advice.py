@@ -51,6 +51,15 @@ def _g(x: float) -> str:
 def advise(verdict: str, findings: list[str], evidence: Mapping[str, Any],
            params: Mapping[str, Any] | None) -> list[str]:
     """Concrete next steps for the verdict, naming the trial's params ("dropout is 0 here")."""
+    recs = _for_verdict(verdict, findings, evidence, params)
+    if "label_noise_floor" in findings:  # whatever the verdict: the floor the estimate says labels set
+        recs.append("The loss levels off where label noise would hold it: check a sample of the labels; if "
+                    "they are clean, a larger model may fit better.")
+    return recs
+
+
+def _for_verdict(verdict: str, findings: list[str], evidence: Mapping[str, Any],
+                 params: Mapping[str, Any] | None) -> list[str]:
     if verdict == "overfitting":
         return _overfitting(evidence, params)
     if verdict == "underfitting":
@@ -63,9 +72,6 @@ def advise(verdict: str, findings: list[str], evidence: Mapping[str, Any],
             recs.append("Losses were still falling slowly: a few more epochs may help a little.")
         if "no_validation" in findings:
             recs.append("Log a validation loss so overfitting can be checked.")
-        if "label_noise_floor" in findings:
-            recs.append("The loss levels off where label noise would hold it: check a sample of the labels; if "
-                        "they are clean, a larger model may fit better.")
         return recs
     return ["Run more epochs (at least 3) before judging the curves."]
 

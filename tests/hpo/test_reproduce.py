@@ -14,7 +14,7 @@ from sweep_reads import client
 
 from hpo.cli import main
 from hpo.provenance import environment_tags
-from hpo.reproduce import compare, provenance_warnings
+from hpo.reproduce import compare, provenance_warnings, render
 from tracker import schema
 
 
@@ -83,6 +83,31 @@ def test_compare_skips_epochs_a_continued_run_never_logged_and_names_a_missing_v
     rerun[3] = {"val_loss": 0.4}  # the rerun did not stop early where the stored trial did
     missing = compare(stored, rerun, 0.0)
     assert missing.first == (4, "stopped_early", 1.0, None) and missing.max_diff["stopped_early"] == float("inf")
+
+
+def test_only_the_training_signals_differ_is_said_and_a_prefix_ignores_them() -> None:
+    """A trial stored before the signals' sampling changed: its curves reproduce, its signals do not."""
+    stored = {"val_loss": [0.9, 0.7], "signals/grad_norm": [1.0, 2.0], "signals/dead_relu": [0.0, 0.1]}
+    rerun = [{"val_loss": 0.9, "signals/grad_norm": 1.5, "signals/dead_relu": 0.0},
+             {"val_loss": 0.7, "signals/grad_norm": 2.5, "signals/dead_relu": 0.2}]
+    both = compare(stored, rerun, 0.0)
+    assert not both.reproduced and both.first[:2] == (1, "signals/grad_norm")
+    doc = {"trial_number": "0", "sweep": "s", "run_id": "r", "status": "FINISHED", "threads": 1, "epochs_rerun": 2,
+           "epochs_stored": 2, "ignored": list(schema.TIMING_METRICS), "tolerance": 0.0, "reproduced": False,
+           "error": None, "max_abs_diff": both.max_diff,
+           "first_difference": dict(zip(("epoch", "metric", "stored", "rerun"), both.first, strict=True))}
+    assert "only the training signals (signals/*) differ" in render(doc) and "--ignore signals/" in render(doc)
+    curves = compare(stored, rerun, 0.0, (*schema.TIMING_METRICS, schema.SIGNALS_PREFIX))
+    assert curves.reproduced and curves.max_diff == {"val_loss": 0.0}
+    rerun[1]["val_loss"] = 0.8  # the training itself differs: no such hint
+    doc["max_abs_diff"] = compare(stored, rerun, 0.0).max_diff
+    assert "only the training signals" not in render(doc)
+
+
+def test_the_trainer_and_the_store_name_the_signals_alike() -> None:
+    from trainers import signal_names
+
+    assert signal_names.PREFIX == schema.SIGNALS_PREFIX
 
 
 def test_a_trial_recorded_with_other_versions_or_code_is_warned_about() -> None:

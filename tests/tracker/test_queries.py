@@ -210,10 +210,12 @@ def test_sweep_without_trials_reads_as_empty(tmp_path):
     assert data.best_trial is None
 
 
-@pytest.mark.parametrize("columnar", [True, False], ids=["adbc", "sqlite3"])
-def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar):
+@pytest.mark.parametrize(("columnar", "coded"), [(True, True), (False, True), (True, False)],
+                         ids=["adbc", "sqlite3", "ids-in-list"])
+def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar, coded):
     """A step logged twice reads as its later write, NaN as NaN, on both SQLite readers (Arrow through ADBC,
-    and sqlite3 where ADBC cannot read), in a folder whose name needs quoting in a URI."""
+    and sqlite3 where ADBC cannot read) and with the runs' ids in an IN list (the query for databases
+    without a plain VALUES table), in a folder whose name needs quoting in a URI."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
@@ -235,12 +237,16 @@ def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar):
                                          Metric("val_loss", 0.5, 3000, 2),  # epoch 2 again, a retried write
                                          Metric("train_loss", math.nan, 1000, 1)])  # fmt: skip
     client.log_batch(trials[1], metrics=[Metric("val_loss", 0.8, 1000, 1)])
+    if not coded:
+        monkeypatch.setattr(sql_reads, "_VALUES_DIALECTS", ())
     if not columnar:
         monkeypatch.setattr(sql_reads, "arrow_columns", lambda *args: None)
-    else:
+    else:  # the queries the pages send, with and without a key filter, are read as Arrow, not by the fallback
         from tracker._arrow_sqlite import arrow_columns
 
-        assert arrow_columns(folder / "mlflow.db", sql_reads._histories_query(trials, 0, None)) is not None
+        for keys in (None, ["val_loss"]):
+            for query in (sql_reads._histories_query(trials, 0, keys), sql_reads._histories_by_id(trials, keys)):
+                assert arrow_columns(folder / "mlflow.db", query) is not None
     h = Store(uri).sweep(parent).histories
     rows = {(r, k, s): v for r, k, s, v in zip(h["run_id"], h["key"], h["step"], h["value"], strict=True)}
     assert len(h) == 4 and rows[(trials[0], "val_loss", 2)] == 0.5 and rows[(trials[1], "val_loss", 1)] == 0.8
@@ -292,3 +298,8 @@ def test_first_curves_reads_the_trials_a_page_draws_first(built):
     pd.testing.assert_frame_equal(read_later, expected.sort_values(key).reset_index(drop=True))
     live = store.sweep(built.live, first_curves=True)
     assert built.running_trial in live.curves_of
+    # every trial's latest value of the metric comes with the trials, read curves or not
+    h = whole.histories[whole.histories["key"] == whole.metric].sort_values("step")
+    last = h.groupby("run_id", observed=True)["value"].last()
+    latest = first.trials.set_index("run_id")["latest"]
+    assert len(last) >= 6 and all(latest[r] == v or (pd.isna(v) and pd.isna(latest[r])) for r, v in last.items())

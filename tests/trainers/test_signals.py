@@ -149,3 +149,23 @@ def test_fit_logs_the_signals_every_epoch_and_they_do_not_change_training(cancer
     assert all(math.isfinite(m[names.GRAD_NORM]) and m[names.NONFINITE_GRAD_STEPS] == 0 for m in amp)
     folds = _fit({"folds": 2, "epochs": 1}, cancer)
     assert names.GRAD_NORM in folds[0] and f"{names.GRAD_NORM}_std" not in folds[0]  # means only, no _std
+
+
+def test_a_step_the_gradient_scaler_skipped_gives_no_update_ratio() -> None:
+    """fp16's scaler skips a step whose gradients overflowed: the built-in loop says so, and the sampled step's
+    update is not measured as 0 (the weights did not move because there was no step, not a tiny one)."""
+    model = _mlp((4, 8, 3))
+    signals = TrainingSignals(model, None, steps_per_epoch=8)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    for step in range(8):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        measured = step in signals.measured_steps
+        if measured:
+            signals.gradients(step)
+        # no optimizer step at all: every step "skipped", the sampled one said so
+        if measured:
+            signals.stepped(step, skipped=step in signals.sampled)
+    out = signals.epoch_metrics()
+    assert names.GRAD_NORM in out and signals.sampled <= signals.measured_steps
+    assert not any(k.startswith(names.PREFIX + "update_ratio") for k in out)

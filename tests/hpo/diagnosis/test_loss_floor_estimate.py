@@ -138,3 +138,13 @@ def test_no_estimate_without_training_accuracy_or_the_number_of_classes():
     no_k = diagnose(h)
     for d in (no_acc, no_k):
         assert "accuracy_implied_loss" not in d.evidence and "label_noise_floor" not in d.findings
+
+
+@pytest.mark.parametrize("verdict", ["good_fit", "underfitting", "overfitting"])
+def test_the_label_noise_advice_comes_with_the_finding_whatever_the_verdict(verdict):
+    from hpo.diagnosis._advice import advise
+
+    with_floor = advise(verdict, ["label_noise_floor"], {}, {"lr": 0.01})
+    without = advise(verdict, [], {}, {"lr": 0.01})
+    assert any("check a sample of the labels" in r for r in with_floor)
+    assert not any("check a sample of the labels" in r for r in without)
