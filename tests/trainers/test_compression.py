@@ -201,8 +201,8 @@ def test_onnx_export_agrees_with_pytorch_at_any_batch(name: str, shape: tuple[in
 
 @pytest.fixture(scope="module")
 def mnist1d_cnn(tmp_path_factory: pytest.TempPathFactory) -> Winner:
-    """A batch-norm CNN (16 channels, 2 blocks) trained one epoch on half of MNIST-1D's training split."""
-    config = {"model": "cnn", "hidden": 16, "layers": 2, "dropout": 0.0, "conv_batch_norm": True, "epochs": 1,
+    """A batch-norm CNN (16 channels, 2 blocks) trained three epochs on half of MNIST-1D's training split."""
+    config = {"model": "cnn", "hidden": 16, "layers": 2, "dropout": 0.0, "conv_batch_norm": True, "epochs": 3,
               "optimizer": "adam", "lr": 1e-2, "batch_size": 64, "seed": 0, "train_fraction": 0.5}
     saved: dict[str, Any] = {}
     fit(config, lambda m, c=None: saved.update(c or {}), task="mnist1d", metric="val_accuracy", goal="maximize")
