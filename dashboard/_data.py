@@ -11,7 +11,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -157,6 +157,14 @@ def curves_of(uri: str, data: SweepData, run_ids: list[str]) -> pd.DataFrame:
 @st.cache_resource(show_spinner="Loading curves…", max_entries=32)
 def _more_curves(uri: str, run_id: str, fingerprint: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return _open_store(uri).histories(list(run_ids), skip=_NOT_DRAWN)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def figure(uri: str, run_id: str, fingerprint: str, name: str, args: tuple[Any, ...], _build: Callable[[], Any]) -> Any:
+    """A sweep page's figure, built by ``_build`` once per sweep state and ``args`` (what it depends on besides
+    the sweep's data): a plotly figure over 1,000 trials takes tens of milliseconds to build, on every rerun
+    otherwise. Shared between sessions: pages must not change it."""
+    return _build()
 
 
 @st.cache_resource(show_spinner="Fitting parameter importance…", max_entries=_MAX_SWEEPS_CACHED)

@@ -188,16 +188,20 @@ def epochs_texts(trials: pd.DataFrame) -> pd.Series:
     return pd.Series([text(r, p) for r, p in zip(trials["epochs_run"], configured, strict=True)], index=trials.index)
 
 
-def progress(data: SweepData, trials: pd.DataFrame) -> None:
+def progress(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str) -> None:
     scored = trials["best"].notna().any()
     left, right = st.columns([3, 2])
     with left:
         if scored:
-            st.plotly_chart(_charts.best_so_far(trials, data.metric or "metric", data.maximize), key="best_so_far")
+            best = _data.figure(uri, data.run_id, fingerprint, "best_so_far", (),
+                                lambda: _charts.best_so_far(trials, data.metric or "metric", data.maximize))
+            st.plotly_chart(best, key="best_so_far")
         else:
             st.info("No trial has reported the metric yet.")
     with right:
-        st.plotly_chart(_charts.verdict_distribution(trials["verdict"]), key="verdicts")
+        verdicts = _data.figure(uri, data.run_id, fingerprint, "verdicts", (),
+                                lambda: _charts.verdict_distribution(trials["verdict"]))
+        st.plotly_chart(verdicts, key="verdicts")
 
 
 def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str) -> None:
@@ -209,7 +213,9 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
     metric = data.metric or "metric"
     tabs = st.tabs(["Parallel coordinates", "Importance", "Slice", "Contour"])
     with tabs[0]:
-        st.plotly_chart(_charts.parallel_coordinates(trials, names, metric, data.maximize), key="parcoords")
+        coordinates = _data.figure(uri, data.run_id, fingerprint, "parcoords", (),
+                                   lambda: _charts.parallel_coordinates(trials, names, metric, data.maximize))
+        st.plotly_chart(coordinates, key="parcoords")
     try:
         ranked = _data.importances(uri, data.run_id, fingerprint) if asked(data, trials, tabs[1], "importance") else {}
     except _analysis.AnalysisUnavailable as e:
@@ -226,7 +232,8 @@ def parameters(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str
     order = list(ranked) + [n for n in names if n not in ranked]
     with tabs[2]:
         param = st.selectbox("Parameter", order, key="slice_param")
-        st.plotly_chart(_charts.slice_plot(trials, param, metric), key="slice")
+        st.plotly_chart(_data.figure(uri, data.run_id, fingerprint, "slice", (param,),
+                                     lambda: _charts.slice_plot(trials, param, metric)), key="slice")
     with tabs[3]:
         if asked(data, trials, tabs[3], "contour"):
             contour(uri, data, fingerprint, order, metric)
@@ -272,7 +279,7 @@ def asked(data: SweepData, trials: pd.DataFrame, where: DeltaGenerator, analysis
     return False
 
 
-def curves(uri: str, data: SweepData, trials: pd.DataFrame) -> None:
+def curves(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str) -> None:
     st.subheader("Learning curves")
     logged = trials["epochs_run"].fillna(0).gt(0) | trials["run_id"].isin(data.histories["run_id"].unique())
     with_curves = trials[logged]
@@ -280,7 +287,8 @@ def curves(uri: str, data: SweepData, trials: pd.DataFrame) -> None:
         st.info("No trial has logged an epoch yet.")
         return
     ranked = with_curves.sort_values("best", ascending=not data.maximize, na_position="last")
-    labels = {r: _data.trial_label(row) for r, row in zip(ranked["run_id"], ranked.to_dict("records"), strict=True)}
+    rows = ranked[["run_id", "trial_number", "name"]].to_dict("records")  # what a label needs, not 30 columns
+    labels = {row["run_id"]: _data.trial_label(row) for row in rows}
     default = list(ranked["run_id"][:3]) + list(with_curves.loc[with_curves["state"] == "running", "run_id"])
     left, right = st.columns([4, 1])
     chosen = left.multiselect(
@@ -293,7 +301,9 @@ def curves(uri: str, data: SweepData, trials: pd.DataFrame) -> None:
         return
     histories = _data.curves_of(uri, data, chosen)
     best_epoch = _best_val_epochs(histories, chosen)
-    st.plotly_chart(_charts.learning_curves(histories, chosen, labels, kind, best_epoch=best_epoch), key="curves")
+    drawn = _data.figure(uri, data.run_id, fingerprint, "curves", (tuple(chosen), kind),
+                         lambda: _charts.learning_curves(histories, chosen, labels, kind, best_epoch=best_epoch))
+    st.plotly_chart(drawn, key="curves")
     if 2 <= len(chosen) <= 6:
         _data.page_link("compare", "Compare these trials side by side", icon=":material/compare:", sweep=data.run_id,
                         runs=",".join(chosen))  # fmt: skip
@@ -339,9 +349,9 @@ def body(uri: str, run_id: str, was_live: bool) -> None:
         return
     if objectives := _analysis.sweep_objectives(data):  # a multi-objective sweep: its best is a front
         _pareto.section(uri, data, trials, objectives, fingerprint)
-    progress(data, trials)
+    progress(uri, data, trials, fingerprint)
     parameters(uri, data, trials, fingerprint)
-    curves(uri, data, trials)
+    curves(uri, data, trials, fingerprint)
     _confirm.section(uri, data)
     diagnosis(uri, data, fingerprint)
     _data.page_link(
