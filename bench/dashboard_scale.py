@@ -11,9 +11,10 @@ bench setup, 1.8M points through ``log_batch`` would take many minutes), then ti
    only (the others are read when picked: ``Store.histories``, timed for three);
 2. the sweep page's figures built from it (leaderboard, best-so-far, verdicts, parallel
    coordinates, learning curves, slice) and, separately, Optuna's fANOVA importance;
-3. the whole sweep page script under Streamlit's AppTest, cold cache and cached rerun (parameter
-   importance and the contour of a sweep this size are computed when asked: timed apart, each with
-   its button pressed);
+3. the whole sweep page script under Streamlit's AppTest, in a process of its own (its modules imported
+   first, as a dashboard's are after its first page), cold cache and cached rerun (parameter importance
+   and the contour of a sweep this size are computed when asked: timed apart, each with its button
+   pressed), then 5 reruns back to back;
 4. the same curves read the usual way, ``MlflowClient.get_metric_history`` per run per key;
 5. with ``--sweeps N`` (default 200): a second store of N sweeps (20 trials x 10 epochs each), the
    sweeps list (``Store.list_sweeps()``) and the sweeps page under AppTest, cold and rerun.
@@ -211,7 +212,16 @@ def main() -> None:
     parser.add_argument("--client-runs", type=int, default=None, help="time MlflowClient on N runs, extrapolate")
     parser.add_argument("--keep", type=Path, default=None, help="build the store in DIR and keep it")
     parser.add_argument("--sweeps", type=int, default=200, help="sweeps in the sweeps-list store (0: skip)")
+    parser.add_argument("--page-only", nargs=2, metavar=("URI", "PARENT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.page_only:  # the sweep page alone, in a process that holds nothing else (as the dashboard's does)
+        import adbc_driver_sqlite.dbapi  # noqa: F401 -- what the page imports, as a dashboard has after its first page
+        import plotly.graph_objects  # noqa: F401
+
+        from dashboard import _analysis, _charts, _data  # noqa: F401
+
+        apptest(*args.page_only, {})
+        return
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -252,7 +262,11 @@ def main() -> None:
         return _analysis.importances(study)
 
     timed("parameter importance (fANOVA, cached per sweep)", importance, results)
-    apptest(uri, parent, results)
+    # in a fresh process: this one holds every history of the sweep and a study of its own, which a
+    # dashboard's process does not (the page's reruns measured 2x slower in here)
+    import subprocess
+
+    subprocess.run([sys.executable, __file__, "--page-only", uri, parent], check=True)
 
     ids = data.trials["run_id"].tolist()
     sample = ids[: args.client_runs] if args.client_runs else ids
