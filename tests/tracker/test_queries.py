@@ -210,6 +210,23 @@ def test_sweep_without_trials_reads_as_empty(tmp_path):
     assert data.best_trial is None
 
 
+def _sweep_of(folder: Path, trials: int) -> tuple[str, object, str, list[str]]:
+    """A store in ``folder`` with one sweep (metric val_loss, minimize) of ``trials`` empty trial runs."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("s", artifact_location=(folder / "artifacts").as_uri())
+    sweep_tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "s", schema.METRIC: "val_loss",
+                  schema.GOAL: "minimize"}
+    parent = client.create_run(exp, run_name="s", tags=sweep_tags).info.run_id
+    ids = []
+    for n in range(trials):
+        tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: str(n)}
+        ids.append(client.create_run(exp, run_name=f"t{n}", tags=tags).info.run_id)
+    return uri, client, parent, ids
+
+
 @pytest.mark.parametrize(("columnar", "coded"), [(True, True), (False, True), (True, False)],
                          ids=["adbc", "sqlite3", "ids-in-list"])
 def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar, coded):
@@ -217,22 +234,12 @@ def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar, 
     and sqlite3 where ADBC cannot read) and with the runs' ids in an IN list (the query for databases
     without a plain VALUES table), in a folder whose name needs quoting in a URI."""
     from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
 
     import tracker._sql_reads as sql_reads
 
     folder = tmp_path / "a store #1"
     folder.mkdir()
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.create_experiment("dup", artifact_location=(folder / "artifacts").as_uri())
-    sweep_tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "dup", schema.METRIC: "val_loss",
-                  schema.GOAL: "minimize"}
-    parent = client.create_run(exp, run_name="dup", tags=sweep_tags).info.run_id
-    trials = []
-    for n in range(2):
-        tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: str(n)}
-        trials.append(client.create_run(exp, run_name=f"t{n}", tags=tags).info.run_id)
+    uri, client, parent, trials = _sweep_of(folder, 2)
     client.log_batch(trials[0], metrics=[Metric("val_loss", 0.9, 1000, 1), Metric("val_loss", 0.7, 2000, 2),
                                          Metric("val_loss", 0.5, 3000, 2),  # epoch 2 again, a retried write
                                          Metric("train_loss", math.nan, 1000, 1)])  # fmt: skip
@@ -257,16 +264,8 @@ def test_histories_keep_the_last_write_and_nan(tmp_path, monkeypatch, columnar, 
 def test_sweep_skips_the_histories_of_a_prefix(tmp_path):
     """``Store.sweep(skip=...)`` leaves out those keys' histories; the other histories and the trials are the same."""
     from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.create_experiment("skip", artifact_location=(tmp_path / "artifacts").as_uri())
-    sweep_tags = {**schema.kind_tags(schema.KIND_SWEEP), schema.SWEEP: "skip", schema.METRIC: "val_loss",
-                  schema.GOAL: "minimize"}
-    parent = client.create_run(exp, run_name="skip", tags=sweep_tags).info.run_id
-    tags = {**schema.kind_tags(schema.KIND_TRIAL), schema.PARENT_RUN_ID: parent, schema.TRIAL_NUMBER: "0"}
-    trial = client.create_run(exp, run_name="t0", tags=tags).info.run_id
+    uri, client, parent, (trial,) = _sweep_of(tmp_path, 1)
     client.log_batch(trial, metrics=[Metric(k, v / step, 1000 * step, step) for step in (1, 2, 3)
                                      for k, v in (("val_loss", 1.0), ("signals/grad_norm", 5.0), ("signals/x", 2.0))])
     whole, skipped = Store(uri).sweep(parent), Store(uri).sweep(parent, skip=("signals/",))
