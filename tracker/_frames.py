@@ -110,7 +110,7 @@ def first_curves_of(children: pd.DataFrame, tags: pd.DataFrame, latest: pd.DataF
                     goal: str | None, top: int) -> list[str]:
     """The trials whose curves a sweep page needs before any click: running ones (their best so far comes
     from the curve), those without a logged verdict (diagnosed from the curves), and the ``top`` best by
-    ``best.<metric>`` (the learning curves shown first). ``tags`` and ``latest`` are wide, indexed by run id."""
+    ``best_<metric>`` (the learning curves shown first). ``tags`` and ``latest`` are wide, indexed by run id."""
     ids = children["run_id"].tolist()
     running = (children["status"] == "RUNNING").to_numpy()
     unjudged = column(tags, schema.DIAGNOSIS).isna().to_numpy()

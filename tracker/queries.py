@@ -95,9 +95,9 @@ class SweepData:
 
     ``trials``: one row per trial run, sorted by ``trial_number``; columns run_id, trial_number,
     name, status (MLflow's), state (finished/failed/stopped/running), early_stopped, stopped_by,
-    error, verdict, confidence, best (the trial's best value of the sweep metric), final, epochs_run,
-    start_time, end_time, duration_s, and ``p.<name>`` per hyperparameter (parsed values; missing
-    where a conditional parameter was inactive).
+    error, verdict, confidence, best (the trial's best value of the sweep metric), final, latest (its
+    value at the last epoch logged), epochs_run, start_time, end_time, duration_s, and ``p.<name>`` per
+    hyperparameter (parsed values; missing where a conditional parameter was inactive).
     ``histories``: long frame run_id, key, step, value of every per-epoch metric of every trial, or
     of the trials in ``curves_of`` when that is set (``Store.sweep(first_curves=True)``).
     """
