@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
@@ -299,11 +300,12 @@ def curves(uri: str, data: SweepData, trials: pd.DataFrame, fingerprint: str) ->
     if not chosen:
         st.caption("Pick trials to overlay their curves.")
         return
-    histories = _data.curves_of(uri, data, chosen)
-    best_epoch = _best_val_epochs(histories, chosen)
-    drawn = _data.figure(uri, data.run_id, fingerprint, "curves", (tuple(chosen), kind),
-                         lambda: _charts.learning_curves(histories, chosen, labels, kind, best_epoch=best_epoch))
-    st.plotly_chart(drawn, key="curves")
+
+    def draw() -> Any:  # on a cache miss only: the curves read (or looked up) and the best epochs found then
+        histories = _data.curves_of(uri, data, chosen)
+        return _charts.learning_curves(histories, chosen, labels, kind, best_epoch=_best_val_epochs(histories, chosen))
+
+    st.plotly_chart(_data.figure(uri, data.run_id, fingerprint, "curves", (tuple(chosen), kind), draw), key="curves")
     if 2 <= len(chosen) <= 6:
         _data.page_link("compare", "Compare these trials side by side", icon=":material/compare:", sweep=data.run_id,
                         runs=",".join(chosen))  # fmt: skip
